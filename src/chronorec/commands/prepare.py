@@ -24,8 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "by time per user (ties keep file order), map ids and write Parquet + manifest.json.",
     )
     p.add_argument("--format", required=True, choices=FORMATS, help="input adapter")
-    p.add_argument("--events", required=True, type=Path, help="event log file (or directory "
-                   "for movielens)")
+    p.add_argument(
+        "--events", required=True, type=Path, help="event log file (or directory for movielens)"
+    )
     p.add_argument("--items", type=Path, help="item catalogue file")
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--force", action="store_true", help="replace an existing output directory")
@@ -34,8 +35,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--user-col", default="user_id")
     g.add_argument("--item-col", default="item_id")
     g.add_argument("--time-col", default="timestamp", help="'' for a log without timestamps")
-    g.add_argument("--time-format", help="strptime format of the time column (default: unix "
-                   "seconds or ISO 8601)")
+    g.add_argument(
+        "--time-format",
+        help="strptime format of the time column (default: unix seconds or ISO 8601)",
+    )
     g.add_argument("--behaviour-col")
     g.add_argument("--value-col")
     g.add_argument("--item-id-col", help="id column of the items file (default: --item-col)")
@@ -43,23 +46,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--price-col")
     g.add_argument("--vector-cols", help="comma-separated precomputed embedding columns")
     f = p.add_argument_group("filters")
-    f.add_argument("--dedupe", action="store_true",
-                   help="drop repeated (user, item, timestamp, behaviour) rows")
+    f.add_argument(
+        "--dedupe",
+        action="store_true",
+        help="drop repeated (user, item, timestamp, behaviour) rows",
+    )
     f.add_argument("--min-user-events", type=int, default=0, help="k-core: events per user")
     f.add_argument("--min-item-events", type=int, default=0, help="k-core: events per item")
     f.add_argument("--last-days", type=float, help="keep only the last N days of the log")
     f.add_argument("--max-events-per-user", type=int, help="keep each user's last L events")
     f.add_argument("--behaviours", help="fixed behaviour vocabulary, comma-separated, in order")
-    f.add_argument("--keep-catalogue-items", action="store_true",
-                   help="keep catalogue items that have no events (cold items)")
+    f.add_argument(
+        "--keep-catalogue-items",
+        action="store_true",
+        help="keep catalogue items that have no events (cold items)",
+    )
     p.add_argument("--json", action="store_true", help="print the manifest counts as JSON")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.force:
-        raise DataError("output directory already exists (use --force to replace it)",
-                        path=args.out)
+        raise DataError(
+            "output directory already exists (use --force to replace it)", path=args.out
+        )
     columns = ColumnMap(
         user=args.user_col,
         item=args.item_col,
@@ -90,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"out": str(args.out), "seconds": round(secs, 3), **counts}))
     else:
-        print(f"prepared {counts['users']:,} users, {counts['items']:,} items, "
-              f"{counts['events']:,} events in {secs:.2f} s → {args.out}")
+        print(
+            f"prepared {counts['users']:,} users, {counts['items']:,} items, "
+            f"{counts['events']:,} events in {secs:.2f} s → {args.out}"
+        )
     return 0

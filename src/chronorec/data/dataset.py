@@ -2,8 +2,10 @@
 
 A prepared dataset is a directory::
 
-    events.parquet   user:i32, item:i32, timestamp:i64?, behaviour:i8, value:f32?, position:i32, gap:i64?
-    items.parquet    item:i32, item_id:str, <text columns>:str, price:f64?, <vector columns>:list[f32]
+    events.parquet   user:i32, item:i32, timestamp:i64?, behaviour:i8, value:f32?,
+                     position:i32, gap:i64?
+    items.parquet    item:i32, item_id:str, <text columns>:str, price:f64?,
+                     <vector columns>:list[f32]
     users.parquet    user:i32, user_id:str
     manifest.json    format, sources (+ sha256), counts, behaviours, time span, columns, options
 
@@ -91,7 +93,9 @@ class PreparedDataset:
         """Write the dataset atomically: a temp dir next to ``out_dir``, renamed when complete."""
         out = Path(out_dir)
         if out.exists() and not overwrite:
-            raise DataError("output directory already exists (pass overwrite=True / --force)", path=out)
+            raise DataError(
+                "output directory already exists (pass overwrite=True / --force)", path=out
+            )
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:
@@ -118,7 +122,9 @@ def load_prepared(path: str | Path) -> PreparedDataset:
     root = Path(path)
     manifest_path = root / MANIFEST_FILE
     if not root.is_dir():
-        raise DataError("not a prepared dataset directory (run `chronorec prepare` first)", path=root)
+        raise DataError(
+            "not a prepared dataset directory (run `chronorec prepare` first)", path=root
+        )
     if not manifest_path.is_file():
         raise DataError(f"missing {MANIFEST_FILE}: not a prepared dataset", path=root)
     try:

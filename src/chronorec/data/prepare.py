@@ -51,8 +51,10 @@ def _dense_ids(ids: pl.Series, name: str) -> pl.DataFrame:
         order = pl.DataFrame({"ext": uniq, "k": as_int}).sort("k")["ext"]
     else:
         order = uniq.sort()
-    return pl.DataFrame({f"{name}_id": order}).with_row_index(name, offset=1).with_columns(
-        pl.col(name).cast(pl.Int32)
+    return (
+        pl.DataFrame({f"{name}_id": order})
+        .with_row_index(name, offset=1)
+        .with_columns(pl.col(name).cast(pl.Int32))
     )
 
 
@@ -81,7 +83,9 @@ def prepare(raw: RawData, options: PrepareOptions = PrepareOptions()) -> Prepare
             row = events.filter(bad).row(0, named=True)
             raise DataError(
                 f"unknown behaviour {row['behaviour']!r} (allowed: {', '.join(vocab)})",
-                path=src, line=row["_line"], column="behaviour",
+                path=src,
+                line=row["_line"],
+                column="behaviour",
             )
         behaviours = list(vocab)
     else:
@@ -115,7 +119,8 @@ def prepare(raw: RawData, options: PrepareOptions = PrepareOptions()) -> Prepare
     )
     if options.max_events_per_user is not None:
         ev = ev.filter(
-            pl.int_range(pl.len()).over("user") >= pl.len().over("user") - options.max_events_per_user
+            pl.int_range(pl.len()).over("user")
+            >= pl.len().over("user") - options.max_events_per_user
         )
     ev = ev.with_columns(
         pl.int_range(pl.len()).over("user").cast(pl.Int32).alias("position"),
@@ -123,9 +128,7 @@ def prepare(raw: RawData, options: PrepareOptions = PrepareOptions()) -> Prepare
             behaviours, list(range(1, len(behaviours) + 1)), return_dtype=pl.Int8
         ),
         pl.col("value").cast(pl.Float32),
-    ).with_columns(
-        (pl.col("timestamp") - pl.col("timestamp").shift(1).over("user")).alias("gap")
-    )
+    ).with_columns((pl.col("timestamp") - pl.col("timestamp").shift(1).over("user")).alias("gap"))
     ev = ev.select([pl.col(c).cast(t) for c, t in EVENT_SCHEMA.items()])
 
     # catalogue: one row per item index, text for those the catalogue knows
@@ -138,9 +141,7 @@ def prepare(raw: RawData, options: PrepareOptions = PrepareOptions()) -> Prepare
         vec_cols = [c for c in raw.vector_columns if c in items.columns]
     items = items.sort("item")
 
-    behaviour_counts = (
-        ev.group_by("behaviour").len().sort("behaviour")
-    )
+    behaviour_counts = ev.group_by("behaviour").len().sort("behaviour")
     counts_by_name = {
         behaviours[int(b) - 1]: int(n)
         for b, n in zip(behaviour_counts["behaviour"], behaviour_counts["len"], strict=True)
@@ -149,7 +150,8 @@ def prepare(raw: RawData, options: PrepareOptions = PrepareOptions()) -> Prepare
     if has_ts:
         lo, hi = int(ev["timestamp"].min()), int(ev["timestamp"].max())  # type: ignore[arg-type]
         time_span = {
-            "min": lo, "max": hi,
+            "min": lo,
+            "max": hi,
             "min_iso": datetime.fromtimestamp(lo, UTC).isoformat(),
             "max_iso": datetime.fromtimestamp(hi, UTC).isoformat(),
             "days": round((hi - lo) / 86400, 3),
@@ -170,8 +172,9 @@ def prepare(raw: RawData, options: PrepareOptions = PrepareOptions()) -> Prepare
         "time_span": time_span,
         "text_columns": text_cols,
         "vector_columns": vec_cols,
-        "options": {k: (list(v) if isinstance(v, tuple) else v)
-                    for k, v in asdict(options).items()},
+        "options": {
+            k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(options).items()
+        },
         "tie_order": "stable: events with equal timestamps keep their file order",
     }
     log.info("prepared %s: %s", raw.format, manifest["counts"])

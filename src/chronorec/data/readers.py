@@ -114,8 +114,9 @@ def _check_ids(frame: pl.DataFrame, path: Path, cols: Sequence[tuple[str, str]])
 def _check_repeated_header(frame: pl.DataFrame, path: Path, user_col: str, item_col: str) -> None:
     bad = (frame["user_id"] == user_col) & (frame["item_id"] == item_col)
     if bad.any():
-        raise DataError("the header line is repeated inside the data", path=path,
-                        line=_first_bad(frame, bad))
+        raise DataError(
+            "the header line is repeated inside the data", path=path, line=_first_bad(frame, bad)
+        )
 
 
 def parse_timestamps(
@@ -171,10 +172,12 @@ def _read_table(path: Path, kind: str, encoding: str) -> tuple[pl.DataFrame, int
         enc = "utf8" if encoding.lower().replace("-", "") == "utf8" else "utf8-lossy"
         if enc == "utf8-lossy":
             text = path.read_bytes().decode(encoding)
-            return pl.read_csv(text.encode(), separator=sep, quote_char=quote,
-                               infer_schema=False), 2
-        return pl.read_csv(path, separator=sep, quote_char=quote, infer_schema=False,
-                           encoding=enc), 2
+            return pl.read_csv(
+                text.encode(), separator=sep, quote_char=quote, infer_schema=False
+            ), 2
+        return pl.read_csv(
+            path, separator=sep, quote_char=quote, infer_schema=False, encoding=enc
+        ), 2
     except DataError:
         raise
     except (pl.exceptions.PolarsError, OSError, ValueError, LookupError) as exc:
@@ -201,7 +204,8 @@ def _catalogue(
     for c in (*cols.text, *cols.vectors):
         _check_columns(frame, {"text/vector": c}, path)
     text_cols = list(cols.text) or [
-        c for c in frame.columns
+        c
+        for c in frame.columns
         if c not in (id_col, cols.price, *cols.vectors) and frame[c].dtype == pl.Utf8
     ]
     out = [pl.col(id_col).cast(pl.Utf8).str.strip_chars().alias("item_id")]
@@ -257,20 +261,28 @@ def read_generic(
         ts = frame[columns.time]
         missing = ts.is_null()
         if missing.any():
-            raise DataError("empty timestamp (a truncated or malformed line?)", path=path,
-                            line=_first_bad(frame, missing), column=columns.time)
+            raise DataError(
+                "empty timestamp (a truncated or malformed line?)",
+                path=path,
+                line=_first_bad(frame, missing),
+                column=columns.time,
+            )
         events = events.with_columns(
-            parse_timestamps(ts, frame["_line"], path, columns.time, columns.time_format)
-            .alias("timestamp")
+            parse_timestamps(ts, frame["_line"], path, columns.time, columns.time_format).alias(
+                "timestamp"
+            )
         )
     else:
         events = events.with_columns(pl.lit(None, pl.Int64).alias("timestamp"))
     if columns.behaviour is not None:
         b = frame[columns.behaviour].cast(pl.Utf8).str.strip_chars()
         if (b.is_null() | (b == "")).any():
-            raise DataError("empty behaviour", path=path,
-                            line=_first_bad(frame, b.is_null() | (b == "")),
-                            column=columns.behaviour)
+            raise DataError(
+                "empty behaviour",
+                path=path,
+                line=_first_bad(frame, b.is_null() | (b == "")),
+                column=columns.behaviour,
+            )
         events = events.with_columns(b.alias("behaviour"))
     else:
         events = events.with_columns(pl.lit(None, pl.Utf8).alias("behaviour"))
@@ -278,8 +290,12 @@ def read_generic(
         v = frame[columns.value].cast(pl.Float64, strict=False)
         bad = v.is_null() & frame[columns.value].is_not_null()
         if bad.any():
-            raise DataError("value is not a number", path=path,
-                            line=_first_bad(frame, bad), column=columns.value)
+            raise DataError(
+                "value is not a number",
+                path=path,
+                line=_first_bad(frame, bad),
+                column=columns.value,
+            )
         events = events.with_columns(v.alias("value"))
     else:
         events = events.with_columns(pl.lit(None, pl.Float64).alias("value"))
@@ -291,11 +307,17 @@ def read_generic(
     if items_path is not None:
         ipath = _require_file(items_path)
         iframe, _ = _read_table(ipath, _kind_of(ipath, fmt), encoding)
-        items, text_cols, vec_cols = _catalogue(iframe, ipath, columns, columns.item_id or columns.item)
+        items, text_cols, vec_cols = _catalogue(
+            iframe, ipath, columns, columns.item_id or columns.item
+        )
         sources.append(ipath)
     return RawData(
-        events=_order(events), items=items, format=kind, sources=sources,
-        text_columns=text_cols, vector_columns=vec_cols,
+        events=_order(events),
+        items=items,
+        format=kind,
+        sources=sources,
+        text_columns=text_cols,
+        vector_columns=vec_cols,
     )
 
 
@@ -314,11 +336,17 @@ def read_sasrec_txt(
     _check_encoding(path, encoding)
     try:
         frame = pl.read_csv(
-            path, separator=" ", has_header=False, infer_schema=False,
-            new_columns=["user_id", "item_id"], truncate_ragged_lines=False,
+            path,
+            separator=" ",
+            has_header=False,
+            infer_schema=False,
+            new_columns=["user_id", "item_id"],
+            truncate_ragged_lines=False,
         )
     except pl.exceptions.PolarsError as exc:
-        raise DataError(f"expected lines 'user item': {str(exc).splitlines()[0]}", path=path) from exc
+        raise DataError(
+            f"expected lines 'user item': {str(exc).splitlines()[0]}", path=path
+        ) from exc
     if frame.width != 2:
         raise DataError(f"expected 2 fields per line ('user item'), found {frame.width}", path=path)
     events = frame.with_row_index("_line", offset=1).with_columns(
@@ -338,17 +366,26 @@ def read_sasrec_txt(
         iframe, _ = _read_table(ipath, "csv", encoding)
         _check_columns(iframe, {"item id": "sas_item_id"}, ipath)
         rename = {"dbpedia_abstract": "description"}
-        text_cols = [rename.get(c, c) for c in ("title", "genres", "dbpedia_abstract")
-                     if c in iframe.columns]
+        text_cols = [
+            rename.get(c, c) for c in ("title", "genres", "dbpedia_abstract") if c in iframe.columns
+        ]
         items = iframe.select(
             pl.col("sas_item_id").str.strip_chars().alias("item_id"),
-            *[pl.col(c).alias(rename.get(c, c)) for c in ("title", "genres", "dbpedia_abstract")
-              if c in iframe.columns],
+            *[
+                pl.col(c).alias(rename.get(c, c))
+                for c in ("title", "genres", "dbpedia_abstract")
+                if c in iframe.columns
+            ],
         ).filter(pl.col("item_id").is_not_null() & (pl.col("item_id") != ""))
         items = items.unique("item_id", keep="first", maintain_order=True)
         sources.append(ipath)
-    return RawData(events=_order(events), items=items, format="sasrec-txt",
-                   sources=sources, text_columns=text_cols)
+    return RawData(
+        events=_order(events),
+        items=items,
+        format="sasrec-txt",
+        sources=sources,
+        text_columns=text_cols,
+    )
 
 
 # ----------------------------------------------------------------------------- movielens
@@ -390,9 +427,12 @@ def read_movielens(
     except pl.exceptions.PolarsError as exc:
         raise DataError(f"cannot parse ratings: {str(exc).splitlines()[0]}", path=ev) from exc
     if frame.width != 4:
-        raise DataError(f"expected 4 fields (user item rating timestamp), found {frame.width}",
-                        path=ev)
-    frame = frame.rename(dict(zip(frame.columns, ["user_id", "item_id", "rating", "ts"], strict=True)))
+        raise DataError(
+            f"expected 4 fields (user item rating timestamp), found {frame.width}", path=ev
+        )
+    frame = frame.rename(
+        dict(zip(frame.columns, ["user_id", "item_id", "rating", "ts"], strict=True))
+    )
     frame = frame.with_row_index("_line", offset=1).with_columns(pl.col("_line").cast(pl.Int64))
     _check_ids(frame, ev, [("user_id", "user"), ("item_id", "item")])
     events = frame.select(
@@ -411,23 +451,55 @@ def read_movielens(
         if "::" in itext[:500]:
             rows = [line.split("::") for line in itext.splitlines() if line]
             items = pl.DataFrame(
-                {"item_id": [r[0] for r in rows], "title": [r[1] for r in rows],
-                 "genres": [r[2] if len(r) > 2 else None for r in rows]}
+                {
+                    "item_id": [r[0] for r in rows],
+                    "title": [r[1] for r in rows],
+                    "genres": [r[2] if len(r) > 2 else None for r in rows],
+                }
             )
         else:
-            genres = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy",
-                      "Crime", "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror",
-                      "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western"]
+            genres = [
+                "unknown",
+                "Action",
+                "Adventure",
+                "Animation",
+                "Children's",
+                "Comedy",
+                "Crime",
+                "Documentary",
+                "Drama",
+                "Fantasy",
+                "Film-Noir",
+                "Horror",
+                "Musical",
+                "Mystery",
+                "Romance",
+                "Sci-Fi",
+                "Thriller",
+                "War",
+                "Western",
+            ]
             rows = [line.split("|") for line in itext.splitlines() if line]
             items = pl.DataFrame(
-                {"item_id": [r[0] for r in rows], "title": [r[1] for r in rows],
-                 "genres": ["|".join(g for g, f in zip(genres, r[5:], strict=False) if f == "1")
-                            for r in rows]}
+                {
+                    "item_id": [r[0] for r in rows],
+                    "title": [r[1] for r in rows],
+                    "genres": [
+                        "|".join(g for g, f in zip(genres, r[5:], strict=False) if f == "1")
+                        for r in rows
+                    ],
+                }
             )
         text_cols = ["title", "genres"]
         sources.append(ip)
-    return RawData(events=_order(events), items=items, format="movielens", sources=sources,
-                   text_columns=text_cols, default_behaviour="rate")
+    return RawData(
+        events=_order(events),
+        items=items,
+        format="movielens",
+        sources=sources,
+        text_columns=text_cols,
+        default_behaviour="rate",
+    )
 
 
 # ----------------------------------------------------------------------------- amazon-json
@@ -478,6 +550,7 @@ def read_amazon_json(
                 if isinstance(v, list):
                     v = ", ".join(map(str, v))
                 return None if v in (None, "") else str(v)
+
             return get
 
         ids = list(meta)
@@ -487,8 +560,13 @@ def read_amazon_json(
             schema={"item_id": pl.Utf8} | dict.fromkeys(text_cols, pl.Utf8),
         )
         sources.append(ipath)
-    return RawData(events=_order(events), items=items, format="amazon-json",
-                   sources=sources, text_columns=text_cols if items is not None else [])
+    return RawData(
+        events=_order(events),
+        items=items,
+        format="amazon-json",
+        sources=sources,
+        text_columns=text_cols if items is not None else [],
+    )
 
 
 # ----------------------------------------------------------------------------- online-retail
@@ -521,7 +599,9 @@ def read_online_retail(
         if hit is None:
             raise DataError(
                 f"no {role} column (expected one of {', '.join(names)}); the file has: "
-                f"{', '.join(frame.columns)}", path=path, column=names[0],
+                f"{', '.join(frame.columns)}",
+                path=path,
+                column=names[0],
             )
         found[role] = hit
     f = frame.with_row_index("_line", offset=first).with_columns(pl.col("_line").cast(pl.Int64))
@@ -533,7 +613,10 @@ def read_online_retail(
         pl.col(found["time"]).alias("time"),
         pl.col(found["price"]).cast(pl.Float64, strict=False).alias("price"),
         # CustomerID is a float in some exports (17850.0): normalise to an integer string
-        pl.col(found["user"]).cast(pl.Float64, strict=False).cast(pl.Int64).cast(pl.Utf8)
+        pl.col(found["user"])
+        .cast(pl.Float64, strict=False)
+        .cast(pl.Int64)
+        .cast(pl.Utf8)
         .alias("user_id"),
         pl.col("_line"),
     )
@@ -544,13 +627,18 @@ def read_online_retail(
         & pl.col("item_id").str.contains(r"^\d{5}")
     )
     if f.height == 0:
-        raise DataError("no purchases left after dropping cancellations, unknown customers and "
-                        "non-product codes", path=path)
+        raise DataError(
+            "no purchases left after dropping cancellations, unknown customers and "
+            "non-product codes",
+            path=path,
+        )
     time = f["time"]
     fmt = None
     if time.dtype == pl.Utf8 and time.str.contains(r"^\d{1,2}/\d{1,2}/\d{4}").all():
         fmt = "%m/%d/%Y %H:%M"
-    f = f.with_columns(parse_timestamps(time, f["_line"], path, found["time"], fmt).alias("timestamp"))
+    f = f.with_columns(
+        parse_timestamps(time, f["_line"], path, found["time"], fmt).alias("timestamp")
+    )
     events = (
         f.group_by(["invoice", "item_id"], maintain_order=True)
         .agg(
@@ -571,8 +659,14 @@ def read_online_retail(
     )
     prices = f.group_by("item_id").agg(pl.col("price").median().alias("price"))
     items = items.join(prices, on="item_id", how="full", coalesce=True)
-    return RawData(events=_order(events), items=items, format="online-retail", sources=[path],
-                   text_columns=["title"], default_behaviour="buy")
+    return RawData(
+        events=_order(events),
+        items=items,
+        format="online-retail",
+        sources=[path],
+        text_columns=["title"],
+        default_behaviour="buy",
+    )
 
 
 # ----------------------------------------------------------------------------- taobao
@@ -588,26 +682,39 @@ def read_taobao(
     path = _require_file(events_path)
     _check_encoding(path, encoding)
     try:
-        frame = pl.read_csv(path, has_header=False, infer_schema=False,
-                            new_columns=["user", "item", "category", "behavior", "ts"])
+        frame = pl.read_csv(
+            path,
+            has_header=False,
+            infer_schema=False,
+            new_columns=["user", "item", "category", "behavior", "ts"],
+        )
     except pl.exceptions.PolarsError as exc:
-        raise DataError(f"expected 5 fields user,item,category,behavior,ts: "
-                        f"{str(exc).splitlines()[0]}", path=path) from exc
+        raise DataError(
+            f"expected 5 fields user,item,category,behavior,ts: {str(exc).splitlines()[0]}",
+            path=path,
+        ) from exc
     if frame.width != 5:
-        raise DataError(f"expected 5 fields user,item,category,behavior,ts; found {frame.width}",
-                        path=path)
+        raise DataError(
+            f"expected 5 fields user,item,category,behavior,ts; found {frame.width}", path=path
+        )
     f = frame.with_row_index("_line", offset=1).with_columns(pl.col("_line").cast(pl.Int64))
     f = f.rename({"user": "user_id", "item": "item_id"})
-    _check_ids(f, path, [("user_id", "user"), ("item_id", "item"), ("behavior", "behavior"),
-                         ("ts", "ts")])
+    _check_ids(
+        f, path, [("user_id", "user"), ("item_id", "item"), ("behavior", "behavior"), ("ts", "ts")]
+    )
     bad = ~f["behavior"].is_in(list(TAOBAO_BEHAVIOURS))
     if bad.any():
         i = int(bad.arg_true()[0])
-        raise DataError(f"unknown behaviour {f['behavior'][i]!r} (expected one of "
-                        f"{', '.join(TAOBAO_BEHAVIOURS)})", path=path, line=int(f["_line"][i]),
-                        column="behavior")
+        raise DataError(
+            f"unknown behaviour {f['behavior'][i]!r} (expected one of "
+            f"{', '.join(TAOBAO_BEHAVIOURS)})",
+            path=path,
+            line=int(f["_line"][i]),
+            column="behavior",
+        )
     events = f.select(
-        "user_id", "item_id",
+        "user_id",
+        "item_id",
         parse_timestamps(f["ts"], f["_line"], path, "ts").alias("timestamp"),
         pl.col("behavior").alias("behaviour"),
         pl.lit(None, pl.Float64).alias("value"),
@@ -618,9 +725,15 @@ def read_taobao(
         .agg(pl.col("category").first())
         .with_columns(("category " + pl.col("category")).alias("category"))
     )
-    return RawData(events=events, items=items, format="taobao", sources=[path],
-                   text_columns=["category"], behaviour_vocab=TAOBAO_BEHAVIOURS,
-                   default_behaviour="pv")
+    return RawData(
+        events=events,
+        items=items,
+        format="taobao",
+        sources=[path],
+        text_columns=["category"],
+        behaviour_vocab=TAOBAO_BEHAVIOURS,
+        default_behaviour="pv",
+    )
 
 
 READERS: dict[str, Callable[..., RawData]] = {
@@ -644,8 +757,9 @@ def read(
 ) -> RawData:
     """Read any supported format; see :data:`FORMATS`."""
     if fmt in GENERIC_FORMATS:
-        return read_generic(events_path, items_path, columns=columns, fmt=fmt,
-                            encoding=encoding or "utf8")
+        return read_generic(
+            events_path, items_path, columns=columns, fmt=fmt, encoding=encoding or "utf8"
+        )
     if fmt not in READERS:
         raise DataError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     kwargs = {} if encoding is None else {"encoding": encoding}

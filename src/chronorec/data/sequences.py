@@ -59,9 +59,7 @@ class EventArrays:
         """(n_users + 1,) number of events per user index (index 0 is padding)."""
         return np.diff(self.offsets)
 
-    def histories(
-        self, users: np.ndarray, history_lens: np.ndarray, max_len: int
-    ) -> HistoryBatch:
+    def histories(self, users: np.ndarray, history_lens: np.ndarray, max_len: int) -> HistoryBatch:
         users = np.asarray(users, dtype=np.int64)
         history_lens = np.asarray(history_lens, dtype=np.int64)
         have = self.offsets[users + 1] - self.offsets[users]
