@@ -44,6 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ChronorecError as exc:
         print(f"chronorec {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+from chronorec.data.bundled import bundled_path
 from chronorec.data.prepare import PrepareOptions, prepare
 from chronorec.data.readers import FORMATS, ColumnMap, read
 from chronorec.errors import DataError
@@ -24,8 +25,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "by time per user (ties keep file order), map ids and write Parquet + manifest.json.",
     )
     p.add_argument("--format", required=True, choices=FORMATS, help="input adapter")
-    p.add_argument(
-        "--events", required=True, type=Path, help="event log file (or directory for movielens)"
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--events", type=Path, help="event log file (or directory for movielens)")
+    src.add_argument(
+        "--bundled",
+        action="store_true",
+        help="use the Online Retail data shipped with chronorec (CC BY 4.0)",
     )
     p.add_argument("--items", type=Path, help="item catalogue file")
     p.add_argument("--out", required=True, type=Path, help="output directory")
@@ -91,6 +96,10 @@ def run(args: argparse.Namespace) -> int:
         behaviours=_csv_list(args.behaviours) or None,
         keep_catalogue_items=args.keep_catalogue_items,
     )
+    if args.bundled:
+        if args.format != "online-retail":
+            raise DataError("--bundled holds Online Retail data: use --format online-retail")
+        args.events = bundled_path("online-retail")
     t0 = time.perf_counter()
     raw = read(args.format, args.events, args.items, columns=columns, encoding=args.encoding)
     ds = prepare(raw, options)

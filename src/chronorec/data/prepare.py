@@ -71,7 +71,7 @@ def _k_core(events: pl.DataFrame, min_user: int, min_item: int) -> pl.DataFrame:
 
 def prepare(raw: RawData, options: PrepareOptions = PrepareOptions()) -> PreparedDataset:
     events = raw.events
-    src = str(raw.sources[0])
+    src = str(raw.sources[0]) if raw.sources else "<events>"
     if events.height == 0:
         raise DataError("no events", path=src)
 

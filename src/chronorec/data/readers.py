@@ -131,10 +131,25 @@ def parse_timestamps(
     else:
         s = values.cast(pl.Utf8).str.strip_chars()
         numeric = s.cast(pl.Float64, strict=False)
-        if fmt is None and (numeric.is_not_null() | s.is_null()).all():
+        first = s.is_not_null().arg_true()
+        if fmt is None and len(first) and numeric[int(first[0])] is not None:
+            # the first value is a number: the column is unix time, every value must be one
+            bad = numeric.is_null() & s.is_not_null()
+            if bad.any():
+                i = int(bad.arg_true()[0])
+                raise DataError(
+                    f"timestamp {s[i]!r} is not a number (unix seconds)",
+                    path=path,
+                    line=int(lines[i]),
+                    column=column,
+                )
             secs = numeric
         else:
-            parsed = s.str.to_datetime(format=fmt, strict=False, time_unit="ms")
+            try:
+                parsed = s.str.to_datetime(format=fmt, strict=False, time_unit="ms")
+            except pl.exceptions.ComputeError:
+                # no format could be inferred from the first value: every value counts as bad
+                parsed = pl.Series([None] * len(s), dtype=pl.Datetime("ms"))
             if parsed.dtype != pl.Datetime("ms"):  # timezone-aware input
                 parsed = parsed.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
             bad = parsed.is_null() & s.is_not_null()
