@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+
+from chronorec.data.sequences import EventArrays
+from chronorec.evaluation import (
+    ItemTransitions,
+    MostPopular,
+    RepeatFrequency,
+    TextKNN,
+    evaluate,
+    evaluate_many,
+    fit_baselines,
+    results_table,
+)
+
+from .helpers import make_events, make_targets
+
+
+def scores_for(scorer, events, user, history_len, max_len=50):  # type: ignore[no-untyped-def]
+    arrays = EventArrays.from_events(events)
+    batch = arrays.histories(np.array([user]), np.array([history_len]), max_len)
+    return np.asarray(scorer.score(batch, np.array([user])))[0]
+
+
+def top(scores: np.ndarray, k: int) -> list[int]:
+    return np.argsort(-scores, kind="stable")[:k].tolist()
+
+
+def test_popularity_counts_then_recency() -> None:
+    # Item 3: 3 events, items 1 and 2: 2 each (item 1 seen last), items 4, 5 never.
+    train = make_events({1: [2, 3, 3], 2: [2, 3, 1], 3: [1]})
+    model = MostPopular().fit(train, 5)
+    s = scores_for(model, train, 1, 1)
+    assert top(s, 5) == [3, 1, 2, 4, 5]
+    assert s[0] < s[1:].min()
+    assert len(set(s[1:].tolist())) == 5  # a strict order: no ties left to the evaluator
+
+
+def test_recent_popularity_uses_only_the_window() -> None:
+    day = 86400
+    train = make_events(
+        {1: [1, 1, 1, 2], 2: [3, 2]},
+        timestamps={1: [0, 1, 2, 10 * day], 2: [9 * day, 10 * day]},
+    )
+    model = MostPopular(window_days=3).fit(train, 3)
+    assert model.name == "popular-3d"
+    assert top(scores_for(model, train, 1, 1), 3) == [2, 3, 1]
+    no_time = make_events({1: [1]}).with_columns(timestamp=None)
+    with pytest.raises(ValueError, match="timestamp"):
+        MostPopular(window_days=3).fit(no_time, 3)
+
+
+def test_repeat_ranks_own_frequent_items_ties_by_recency() -> None:
+    events = make_events({1: [5, 3, 5, 2, 3], 2: [4, 4, 4, 1]})
+    model = RepeatFrequency().fit(events, 6)
+    s = scores_for(model, events, 1, 5)
+    # 5 and 3 occur twice; 3 occurred last -> first; then 5, then 2; then popular non-history.
+    assert top(s, 4) == [3, 5, 2, 4]
+    assert top(
+        RepeatFrequency(fill_popular=False)
+        .fit(events, 6)
+        .score(
+            EventArrays.from_events(events).histories(np.array([1]), np.array([5]), 50),
+            np.array([1]),
+        )
+        .numpy()[0],
+        3,
+    ) == [3, 5, 2]
+
+
+def test_repeat_can_count_one_behaviour() -> None:
+    events = make_events({1: [1, 1, 2]}, behaviours={1: [1, 1, 2]})
+    model = RepeatFrequency(behaviour=2, fill_popular=False).fit(events, 3)
+    assert top(scores_for(model, events, 1, 3), 1) == [2]
+
+
+def test_transitions_rank_the_known_successor_first() -> None:
+    # In training 1 -> 2 always, 2 -> 3 twice and 2 -> 4 once; item 4 is the most popular.
+    train = make_events({1: [1, 2, 3], 2: [1, 2, 4, 4, 4], 3: [4, 4, 1, 2], 4: [2, 3]})
+    model = ItemTransitions().fit(train, 4)
+    assert top(scores_for(model, train, 1, 1), 1) == [2]  # history [1]
+    assert top(scores_for(model, train, 1, 2), 2) == [3, 4]  # history [1, 2]
+    # No transition across users: user 1's last item 3 is not followed by user 2's first item 1.
+    s = scores_for(model, train, 1, 3)  # history ends in 3, which has no successors
+    assert top(s, 1) == [4]  # no successors: popularity fallback
+    targets = make_targets([(1, 2, 1), (2, 2, 1), (3, 2, 3)])
+    result = evaluate(model, EventArrays.from_events(train), targets, n_items=4)
+    assert result["hr@1"] == 1.0
+
+
+def test_text_knn_finds_the_nearest_text() -> None:
+    vectors = np.array([[0, 0], [1, 0], [0.9, 0.1], [0, 1], [-1, 0]], dtype=np.float32)
+    events = make_events({1: [1, 3]})
+    model = TextKNN(vectors).fit(events, 4)
+    s = scores_for(model, events, 1, 1)  # last item 1
+    assert top(s, 2) == [1, 2]
+    assert top(s, 4)[-1] == 4
+    with pytest.raises(ValueError, match="rows"):
+        TextKNN(vectors).fit(events, 7)
+
+
+def test_baselines_side_by_side() -> None:
+    events = make_events({u: [1, 2, 3, 1, 2, 3] for u in range(1, 5)})
+    train = events.filter(events["position"] < 5)
+    targets = make_targets([(u, 3, 5) for u in range(1, 5)])
+    models = fit_baselines(train, 3, recent_days=1, item_vectors=np.eye(4, dtype=np.float32))
+    assert list(models) == ["popular", "popular-1d", "repeat", "transitions", "text-knn"]
+    results = evaluate_many(models, EventArrays.from_events(events), targets, n_items=3)
+    assert results["transitions"]["hr@1"] == 1.0  # 2 -> 3 every time
+    table = results_table(results)
+    assert table.splitlines()[0].startswith("| scorer")
+    assert "| transitions" in table and "1.0000" in table
