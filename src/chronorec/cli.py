@@ -19,6 +19,7 @@ from chronorec.errors import ChronorecError
 COMMAND_MODULES = [
     "chronorec.commands.prepare",
     "chronorec.commands.stats",
+    "chronorec.commands.encode_items",
 ]
 
 
