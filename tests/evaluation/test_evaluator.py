@@ -155,11 +155,15 @@ def test_matches_brute_force_on_random_scores() -> None:
     }
     events = make_events(histories)
     rows = [(u, h[-1], len(h) - 1) for u, h in histories.items()]
+    # Users 1-10 get a target set: a random extra item (and for 1-3 a duplicate row).
+    rows += [(u, int(rng.integers(1, n_items + 1)), len(histories[u]) - 1) for u in range(1, 11)]
+    rows += [(u, histories[u][-1], len(histories[u]) - 1) for u in range(1, 4)]
     targets = make_targets(rows)
     # Rounded scores create many ties.
     table = np.round(rng.random((n_users + 1, n_items + 1)), 1)
     for exclude in (False, True):
         for ties in ("pessimistic", "index"):
+            # Sets (rows repeat) and single targets (one row each) take different code paths.
             result = evaluate(
                 FixedScorer(table),
                 EventArrays.from_events(events),

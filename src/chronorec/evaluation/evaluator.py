@@ -106,17 +106,20 @@ def unseen_items(train: pl.DataFrame, n_items: int) -> np.ndarray:
     return np.flatnonzero(~seen[1:]) + 1
 
 
-def _history_mask(
+def _expand(starts: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For ranges ``[starts[i], starts[i] + lens[i])``: (owner i, index) of every element."""
+    owner = np.repeat(np.arange(lens.size), lens)
+    index = np.repeat(starts - (np.cumsum(lens) - lens), lens) + np.arange(owner.size)
+    return owner, index
+
+
+def _history_keys(
     arrays: EventArrays, users: np.ndarray, history_lens: np.ndarray, n_cols: int
-) -> torch.Tensor:
-    """(B, n_cols) True where the item occurs anywhere in the query's full history."""
-    lens = history_lens.astype(np.int64)
-    rows = np.repeat(np.arange(users.size), lens)  # (H,)
-    starts = np.repeat(arrays.offsets[users] - (np.cumsum(lens) - lens), lens)  # (H,)
-    cols = arrays.items[starts + np.arange(rows.size)]  # (H,) history items, in order
-    mask = torch.zeros(users.size, n_cols, dtype=torch.bool)
-    mask[torch.from_numpy(rows), torch.from_numpy(cols)] = True
-    return mask
+) -> np.ndarray:
+    """Sorted distinct ``row * n_cols + item`` of every item in each query's *full* history."""
+    rows, index = _expand(arrays.offsets[users], history_lens.astype(np.int64))
+    keys = np.sort(rows * n_cols + arrays.items[index])  # sort + diff beats np.unique's hashing
+    return keys[np.concatenate([[True], keys[1:] != keys[:-1]])] if keys.size else keys
 
 
 def _as_scores(raw: torch.Tensor | np.ndarray, shape: tuple[int, int]) -> torch.Tensor:
@@ -126,37 +129,80 @@ def _as_scores(raw: torch.Tensor | np.ndarray, shape: tuple[int, int]) -> torch.
             f"scorer returned scores of shape {tuple(scores.shape)}, expected {shape} "
             "(batch, n_items + 1)"
         )
+    scores = scores.detach().cpu().contiguous()  # (B, n_items + 1); copies only expanded views
     if not scores.is_floating_point():
         scores = scores.double()
-    if torch.isnan(scores).any():
+    # max propagates NaN: one fast pass over the whole (contiguous) tensor, no temporary.
+    if torch.isnan(scores.max()) and torch.isnan(scores[:, 1:]).any():
         raise ValueError("scorer returned NaN scores")
-    return scores.detach().cpu()
+    return scores
+
+
+def _above(
+    candidate: torch.Tensor,
+    cand_item: torch.Tensor,
+    target: torch.Tensor,
+    item: torch.Tensor,
+    ties: Ties,
+) -> torch.Tensor:
+    """Whether each candidate ranks above its target (broadcasting), given the tie rule."""
+    if ties == "pessimistic":
+        return candidate >= target
+    return (candidate > target) | ((candidate == target) & (cand_item < item))
 
 
 def _rank_batch(
     scores: torch.Tensor,  # (B, n_items + 1)
-    local_query: torch.Tensor,  # (R,) row of `scores` of each target
-    items: torch.Tensor,  # (R,)
-    mask: torch.Tensor | None,  # (B, n_items + 1) history items to exclude
+    local_query: np.ndarray,  # (R,) row of `scores` of each target
+    items: np.ndarray,  # (R,)
+    history: np.ndarray,  # sorted row * (n_items + 1) + item of the queries' history items
+    exclude_history: bool,
     ties: Ties,
-) -> torch.Tensor:
-    n_items = scores.shape[1] - 1
-    real = scores[:, 1:]  # (B, N)
-    if mask is not None:
-        real = real.masked_fill(mask[:, 1:], -math.inf)
-    target = real[local_query, items - 1]  # (R,)
-    candidates = real[local_query]  # (R, N)
+) -> tuple[np.ndarray, np.ndarray]:
+    """(R,) 1-based ranks among items 1..n_items, and (R,) whether the target is in the history."""
+    n_cols = scores.shape[1]
+    n_items = n_cols - 1
+    rows_t, items_t = torch.from_numpy(local_query), torch.from_numpy(items)
+    target = scores[rows_t, items_t][:, None]  # (R, 1)
+    # Leave-one-out batches hold one target per row, in row order: compare without a copy.
+    one_each = local_query.size == len(scores) and np.array_equal(
+        local_query, np.arange(len(scores))
+    )
+    candidates = scores[:, 1:] if one_each else scores[rows_t, 1:]  # (R, N)
+    columns = torch.arange(1, n_cols)[None, :]  # (1, N)
+    above = _above(candidates, columns, target, items_t[:, None], ties)  # (R, N)
+    # Excluding history: with one target per row, subtract the few history items counted above
+    # the target (sparse); with target sets, rows repeat, so mask the dense (R, N) comparison.
+    sparse_exclusion = exclude_history and one_each
+    if exclude_history and not one_each:
+        hist = torch.zeros(len(scores) * n_cols, dtype=torch.bool)
+        hist[torch.from_numpy(history)] = True
+        above &= ~hist.view(len(scores), n_cols)[rows_t, 1:]
+    n_above = above.sum(1, dtype=torch.int32)
     if ties == "pessimistic":
-        # Counting the target itself gives 1 + higher + other tied items.
-        ranks = (candidates >= target[:, None]).sum(1)
+        n_above -= 1  # the target itself
+    ranks = (n_above + 1).numpy().astype(np.int64)  # (R,)
+
+    key = local_query * n_cols + items
+    if history.size:
+        in_history = history[np.minimum(np.searchsorted(history, key), history.size - 1)] == key
     else:
-        higher = (candidates > target[:, None]).sum(1)
-        columns = torch.arange(1, n_items + 1)
-        tied_before = ((candidates == target[:, None]) & (columns[None, :] < items[:, None])).sum(1)
-        ranks = 1 + higher + tied_before
-    if mask is not None:
-        ranks = torch.where(mask[local_query, items], torch.full_like(ranks, n_items), ranks)
-    return ranks
+        in_history = np.zeros(key.size, dtype=bool)
+    if sparse_exclusion:
+        counts = np.bincount(history // n_cols, minlength=len(scores))  # (B,)
+        starts = np.cumsum(counts) - counts
+        owner, index = _expand(starts[local_query], counts[local_query])  # target, history entry
+        h_keys = history[index]  # row * n_cols + item
+        h_items = torch.from_numpy(h_keys % n_cols)
+        h_scores = scores.view(-1)[torch.from_numpy(h_keys)]
+        owner_t = torch.from_numpy(owner)
+        counted = _above(h_scores, h_items, target[owner_t, 0], items_t[owner_t], ties)
+        counted &= h_items != items_t[owner_t]
+        removed = np.bincount(owner, weights=counted.numpy(), minlength=items.size)
+        ranks = ranks - removed.astype(np.int64)
+    if exclude_history:
+        ranks = np.where(in_history, n_items, ranks)  # a masked repeat target ranks last
+    return ranks, in_history
 
 
 def _dedupe(query: np.ndarray, items: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -256,12 +302,10 @@ def evaluate(
         batch = arrays.histories(users, hlens, max_len)
         with torch.no_grad():
             scores = _as_scores(scorer.score(batch, users), (q1 - q0, n_items + 1))
-        mask = _history_mask(arrays, users, hlens, n_items + 1)  # (B, n_items + 1)
-        local = torch.from_numpy(query[rows] - q0)
-        items = torch.from_numpy(t_items[rows])
-        in_history[rows] = mask[local, items].numpy()
-        batch_ranks = _rank_batch(scores, local, items, mask if exclude_history else None, ties)
-        ranks[rows] = batch_ranks.numpy()
+        history = _history_keys(arrays, users, hlens, n_items + 1)
+        ranks[rows], in_history[rows] = _rank_batch(
+            scores, query[rows] - q0, t_items[rows], history, exclude_history, ties
+        )
 
     all_rows = np.arange(t_items.size)
     overall = _metrics_on(all_rows, query, t_items, ranks, ks, names)

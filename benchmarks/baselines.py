@@ -1,0 +1,77 @@
+"""Non-learned baselines on a prepared dataset, full ranking, printed as a markdown table.
+
+Usage:
+    python benchmarks/baselines.py DIR [--split loo|temporal] [--test-days 30] [--behaviour buy]
+        [--exclude-history no|yes|both] [--max-len 2000] [--recent-days 30] [--vectors V.npy]
+        [--which valid|test] [--slices]
+
+``DIR`` is a directory written by ``chronorec prepare``. ``--vectors`` is an
+``(n_items + 1, d)`` NumPy file of item text vectors for the text-KNN baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from chronorec.data import leave_one_out, load_prepared, temporal_split
+from chronorec.data.sequences import EventArrays
+from chronorec.evaluation import evaluate_many, fit_baselines, results_table, slices_table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data")
+    parser.add_argument("--split", choices=["loo", "temporal"], default="loo")
+    parser.add_argument("--test-days", type=float, default=30.0)
+    parser.add_argument("--behaviour", default=None, help="target behaviour name (temporal)")
+    parser.add_argument("--exclude-history", choices=["no", "yes", "both"], default="both")
+    parser.add_argument("--max-len", type=int, default=2000)
+    parser.add_argument("--recent-days", type=float, default=None)
+    parser.add_argument("--vectors", default=None)
+    parser.add_argument("--which", choices=["valid", "test"], default="test")
+    parser.add_argument("--slices", action="store_true", help="also print each baseline's slices")
+    args = parser.parse_args()
+
+    ds = load_prepared(args.data)
+    behaviour = ds.behaviours.index(args.behaviour) + 1 if args.behaviour else None
+    if args.split == "loo":
+        split = leave_one_out(ds.events)
+    else:
+        split = temporal_split(ds.events, test_days=args.test_days, behaviour=behaviour)
+    targets = split.targets(args.which)
+    vectors = np.load(args.vectors) if args.vectors else None
+    t0 = time.perf_counter()
+    models = fit_baselines(
+        split.train, ds.n_items, recent_days=args.recent_days, item_vectors=vectors
+    )
+    fit_s = time.perf_counter() - t0
+    arrays = EventArrays.from_events(ds.events, n_users=ds.n_users)
+    print(
+        f"{args.data}: {split.protocol}, {args.which} targets {targets.height:,}, "
+        f"{ds.n_items:,} items, baselines fitted in {fit_s:.2f}s\n"
+    )
+    for exclude in {"no": [False], "yes": [True], "both": [False, True]}[args.exclude_history]:
+        results = evaluate_many(
+            models,
+            arrays,
+            targets,
+            n_items=ds.n_items,
+            behaviour_names=ds.behaviours,
+            exclude_history=exclude,
+            max_len=args.max_len,
+            train=split.train,
+        )
+        print(results_table(results, ("ndcg@10", "hr@10", "mrr@10", "recall@10", "recall@20")))
+        seconds = ", ".join(f"{n} {r.seconds:.2f}s" for n, r in results.items())
+        repeat = next(iter(results.values())).repeat_share
+        print(f"\nrepeat targets {repeat:.1%}; evaluation time: {seconds}\n")
+        if args.slices:
+            for name, result in results.items():
+                print(f"### {name} (exclude_history={exclude})\n\n{slices_table(result)}\n")
+
+
+if __name__ == "__main__":
+    main()
