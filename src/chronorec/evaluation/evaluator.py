@@ -153,53 +153,68 @@ def _above(
 
 def _rank_batch(
     scores: torch.Tensor,  # (B, n_items + 1)
-    local_query: np.ndarray,  # (R,) row of `scores` of each target
+    local_query: np.ndarray,  # (R,) row of `scores` of each target, non-decreasing
     items: np.ndarray,  # (R,)
     history: np.ndarray,  # sorted row * (n_items + 1) + item of the queries' history items
     exclude_history: bool,
     ties: Ties,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(R,) 1-based ranks among items 1..n_items, and (R,) whether the target is in the history."""
-    n_cols = scores.shape[1]
-    n_items = n_cols - 1
-    rows_t, items_t = torch.from_numpy(local_query), torch.from_numpy(items)
-    target = scores[rows_t, items_t][:, None]  # (R, 1)
-    # Leave-one-out batches hold one target per row, in row order: compare without a copy.
-    one_each = local_query.size == len(scores) and np.array_equal(
-        local_query, np.arange(len(scores))
-    )
-    candidates = scores[:, 1:] if one_each else scores[rows_t, 1:]  # (R, N)
-    columns = torch.arange(1, n_cols)[None, :]  # (1, N)
-    above = _above(candidates, columns, target, items_t[:, None], ties)  # (R, N)
-    # Excluding history: with one target per row, subtract the few history items counted above
-    # the target (sparse); with target sets, rows repeat, so mask the dense (R, N) comparison.
-    sparse_exclusion = exclude_history and one_each
-    if exclude_history and not one_each:
-        hist = torch.zeros(len(scores) * n_cols, dtype=torch.bool)
-        hist[torch.from_numpy(history)] = True
-        above &= ~hist.view(len(scores), n_cols)[rows_t, 1:]
-    n_above = above.sum(1, dtype=torch.int32)
-    if ties == "pessimistic":
-        n_above -= 1  # the target itself
-    ranks = (n_above + 1).numpy().astype(np.int64)  # (R,)
+    """(R,) 1-based ranks among items 1..n_items, and (R,) whether the target is in the history.
 
+    One target per row (leave-one-out): compare each row with its target, O(B N). Target sets:
+    rows repeat, so sort each row once and look the targets up, O(B N log N + R log N)."""
+    b, n_cols = scores.shape
+    n_items = n_cols - 1
     key = local_query * n_cols + items
     if history.size:
         in_history = history[np.minimum(np.searchsorted(history, key), history.size - 1)] == key
     else:
         in_history = np.zeros(key.size, dtype=bool)
-    if sparse_exclusion:
-        counts = np.bincount(history // n_cols, minlength=len(scores))  # (B,)
-        starts = np.cumsum(counts) - counts
-        owner, index = _expand(starts[local_query], counts[local_query])  # target, history entry
-        h_keys = history[index]  # row * n_cols + item
-        h_items = torch.from_numpy(h_keys % n_cols)
-        h_scores = scores.view(-1)[torch.from_numpy(h_keys)]
-        owner_t = torch.from_numpy(owner)
-        counted = _above(h_scores, h_items, target[owner_t, 0], items_t[owner_t], ties)
-        counted &= h_items != items_t[owner_t]
-        removed = np.bincount(owner, weights=counted.numpy(), minlength=items.size)
-        ranks = ranks - removed.astype(np.int64)
+    h_rows = history // n_cols
+    h_counts = np.bincount(h_rows, minlength=b)  # (B,) distinct history items per row
+    h_starts = np.cumsum(h_counts) - h_counts
+    rows_t, items_t = torch.from_numpy(local_query), torch.from_numpy(items)
+    target = scores[rows_t, items_t]  # (R,)
+
+    if local_query.size == b and np.array_equal(local_query, np.arange(b)):
+        columns = torch.arange(1, n_cols)[None, :]  # (1, N)
+        above = _above(scores[:, 1:], columns, target[:, None], items_t[:, None], ties)  # (B, N)
+        ranks = above.sum(1, dtype=torch.int32).numpy().astype(np.int64)
+        ranks += 0 if ties == "pessimistic" else 1  # ">=" already counted the target itself
+        if exclude_history:  # subtract the few history items that were counted above the target
+            owner, index = _expand(h_starts, h_counts)  # (H,) target row, history entry
+            h_items = torch.from_numpy(history[index] % n_cols)
+            h_scores = scores.view(-1)[torch.from_numpy(history[index])]
+            owner_t = torch.from_numpy(owner)
+            counted = _above(h_scores, h_items, target[owner_t], items_t[owner_t], ties)
+            ranks -= np.bincount(owner, weights=counted.numpy(), minlength=b).astype(np.int64)
+    else:
+        real = scores[:, 1:].clone()  # (B, N)
+        if exclude_history:
+            # History items go to -inf, below every target except one scored -inf (fixed below).
+            real.view(-1)[torch.from_numpy(history - h_rows - 1)] = -math.inf
+        if ties == "pessimistic":
+            ascending = torch.sort(real, dim=1).values  # (B, N)
+            slot = np.arange(local_query.size) - np.searchsorted(local_query, local_query)
+            values = torch.full((b, int(slot.max()) + 1), math.inf, dtype=real.dtype)  # (B, M)
+            slot_t = torch.from_numpy(slot)
+            values[rows_t, slot_t] = target
+            below = torch.searchsorted(ascending, values)[rows_t, slot_t]  # (R,) items < target
+            ranks = (n_items - below).numpy().astype(np.int64)  # items >= target, itself included
+        else:
+            order = torch.sort(real, dim=1, descending=True, stable=True).indices  # (B, N)
+            position = torch.empty_like(order)
+            position.scatter_(1, order, torch.arange(n_items).expand(b, -1))
+            ranks = position[rows_t, items_t - 1].numpy().astype(np.int64) + 1
+        if exclude_history:
+            # A target scored -inf itself ties with the -inf history items: take those back out.
+            tied = (target == -math.inf).numpy() & ~in_history
+            if tied.any():
+                if ties == "pessimistic":
+                    ranks -= np.where(tied, h_counts[local_query], 0)
+                else:
+                    before = np.searchsorted(history, key) - h_starts[local_query]
+                    ranks -= np.where(tied, before, 0)
     if exclude_history:
         ranks = np.where(in_history, n_items, ranks)  # a masked repeat target ranks last
     return ranks, in_history
