@@ -20,6 +20,9 @@ COMMAND_MODULES = [
     "chronorec.commands.prepare",
     "chronorec.commands.stats",
     "chronorec.commands.encode_items",
+    "chronorec.commands.train",
+    "chronorec.commands.evaluate",
+    "chronorec.commands.recommend",
 ]
 
 

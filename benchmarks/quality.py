@@ -1,0 +1,154 @@
+"""Recommendation quality on the shared datasets: train, evaluate on test, append a table.
+
+Protocol: the run config's split (leave-one-out by default), full ranking over the whole
+catalogue, history items excluded (data.exclude_history; say --set data.exclude_history=false for
+repeat-heavy retail logs). One row per (model, item_repr, seed) plus a mean row per
+(model, item_repr) when several seeds ran.
+
+Usage:
+  python benchmarks/quality.py --dataset ml-1m --model transformer --item-repr id \\
+      --seeds 0 1 2 --max-minutes 60 [--set model.n_layers=2 ...] [--config FILE]
+
+``--dataset`` names a dataset of ../shared/datasets (prepared once into --cache) or use --data DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import DATASETS, append_report, markdown_table  # noqa: E402
+
+from chronorec.config import load_config  # noqa: E402
+from chronorec.recommender import Recommender  # noqa: E402
+
+PREPARE = {
+    "ml-1m": ["--format", "sasrec-txt", "--events", str(DATASETS / "ml-1m" / "ml-1m.txt"),
+              "--items", str(DATASETS / "ml-1m" / "item_text.tsv")],
+    "amazon-scientific": ["--format", "amazon-json",
+                          "--events", str(DATASETS / "amazon-scientific" / "Scientific.inter.json"),
+                          "--items", str(DATASETS / "amazon-scientific" / "Scientific.item.json")],
+    "ml-100k": ["--format", "movielens", "--events", str(DATASETS / "ml-100k")],
+}  # fmt: skip
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 1024, repeat: int = 10) -> float:
+    """This machine's measured n x n matmul throughput (GFLOP/s) with the current threads."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    t = time.perf_counter()
+    for _ in range(repeat):
+        a @ b
+    return 2 * n**3 * repeat / (time.perf_counter() - t) / 1e9
+
+
+def train_flops_per_token(rec: Recommender) -> float:
+    """Rough forward+backward FLOPs per trained position: 3 x (2 x multiply-adds) of the catalogue
+    scores, the linear layers and attention over an average window of max_len / 2."""
+    cfg = rec.config.model
+    assert rec.model is not None
+    D, V, L = cfg.d_model, rec.model.n_items, cfg.max_len
+    linear = sum(p.numel() for n, p in rec.model.encoder.named_parameters() if p.dim() == 2)
+    attention = cfg.n_layers * 2 * (L / 2) * D if cfg.name in ("transformer", "hstu") else 0
+    return 6.0 * (V * D + linear + attention)
+
+
+def epoch_line(record: dict) -> tuple[int, float, float]:
+    """(epoch, train loss, valid NDCG@10) of one history record."""
+    valid = record.get("valid", {}).get("ndcg@10", float("nan"))
+    return record["epoch"], round(record["loss"], 4), round(valid, 4)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="ml-1m", help="name for the table (and to prepare)")
+    parser.add_argument("--data", type=Path, help="prepared dataset dir (default: --cache/NAME)")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/chronorec-bench"))
+    parser.add_argument("--model", nargs="+", default=["transformer"])
+    parser.add_argument("--item-repr", nargs="+", default=["id"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--max-minutes", type=float, default=60.0)
+    parser.add_argument("--config", type=Path)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--runs", type=Path, default=None, help="keep run dirs here")
+    parser.add_argument(
+        "--no-append", action="store_true", help="print, do not touch BENCHMARKS.md"
+    )
+    args = parser.parse_args()
+
+    data = args.data or args.cache / args.dataset
+    if not (data / "manifest.json").is_file():
+        if args.dataset not in PREPARE:
+            sys.exit(f"{data} is not prepared and {args.dataset!r} has no recipe here")
+        subprocess.run([sys.executable, "-m", "chronorec.cli", "prepare", *PREPARE[args.dataset],
+                        "--out", str(data)], check=True)  # fmt: skip
+
+    header = ["dataset", "model", "item_repr", "seed", "NDCG@10", "HR@10", "MRR@10", "epochs",
+              "wall minutes", "tokens/s", "est. GFLOP/s"]  # fmt: skip
+    rows: list[list[object]] = []
+    per_config: dict[tuple[str, str], list[list[float]]] = {}
+    details = []
+    for model in args.model:
+        for item_repr in args.item_repr:
+            for seed in args.seeds:
+                cfg = load_config(args.config, [
+                    *args.overrides, f'model.name="{model}"', f'model.item_repr="{item_repr}"',
+                    f"train.seed={seed}", f"train.max_minutes={args.max_minutes}",
+                ])  # fmt: skip
+                run_dir = None if args.runs is None else args.runs / f"{model}-{item_repr}-{seed}"
+                started = time.perf_counter()
+                rec = Recommender(cfg).fit(data, run_dir=run_dir)
+                wall = (time.perf_counter() - started) / 60
+                test = rec.evaluate("test")
+                r = rec.result
+                assert r is not None
+                m = test.metrics
+                gflops = r.tokens_per_s * train_flops_per_token(rec) / 1e9
+                rows.append([args.dataset, model, item_repr, seed, f"{m['ndcg@10']:.4f}",
+                             f"{m['hr@10']:.4f}", f"{m['mrr@10']:.4f}", r.epochs,
+                             f"{wall:.1f}", f"{r.tokens_per_s:,.0f}", f"{gflops:.1f}"])  # fmt: skip
+                per_config.setdefault((model, item_repr), []).append(
+                    [m["ndcg@10"], m["hr@10"], m["mrr@10"], r.epochs, wall]
+                )
+                details.append({"model": model, "item_repr": item_repr, "seed": seed,
+                                "stopped": r.stopped, "best_epoch": r.best_epoch,
+                                "valid": r.best_metrics, "test": m,
+                                "history": [epoch_line(h) for h in r.history]})  # fmt: skip
+                print(json.dumps(details[-1]), flush=True)
+    for (model, item_repr), vals in per_config.items():
+        if len(vals) > 1:
+            mean = np.mean(vals, axis=0)
+            rows.append([args.dataset, model, item_repr, f"mean of {len(vals)}",
+                         f"**{mean[0]:.4f}**", f"**{mean[1]:.4f}**", f"{mean[2]:.4f}",
+                         f"{mean[3]:.1f}", f"{mean[4]:.1f}", "", ""])  # fmt: skip
+
+    threads = torch.get_num_threads()
+    peak32, peak16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
+    first = details[0] if details else {}
+    exclude = load_config(args.config, args.overrides).data.exclude_history
+    notes = (
+        f"Full ranking over all items, test split of the run config "
+        f"({'history excluded' if exclude else 'history kept'}); "
+        f"best checkpoint by validation NDCG@10 within --max-minutes {args.max_minutes:g}. "
+        f"Machine matmul throughput with {threads} threads: {peak32:.0f} GFLOP/s fp32, "
+        f"{peak16:.0f} GFLOP/s bf16 (1024^3); est. GFLOP/s = tokens/s x model FLOPs per token. "
+        f"Config overrides: {' '.join(args.overrides) or 'none'}. "
+        f"Per-epoch (epoch, train loss, valid NDCG@10) of the first run: {first.get('history')}"
+    )
+    table = markdown_table(header, rows)
+    if args.no_append:
+        print(table + "\n\n" + notes)
+    else:
+        append_report(f"quality: {args.dataset}", table, notes)
+
+
+if __name__ == "__main__":
+    main()

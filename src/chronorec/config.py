@@ -1,0 +1,255 @@
+"""Typed run configuration: frozen dataclasses, TOML files and ``--set key=value`` overrides.
+
+A run's whole config is a :class:`RunConfig` with one section per component::
+
+    [model]               # the sequence model and its item tower -> ModelConfig
+    name = "transformer"
+    d_model = 64
+
+    [train]               # the training loop and loss -> TrainConfig
+    loss = "ce"
+
+    [data]                # which split the run learns from and is evaluated on -> DataConfig
+    split = "leave-one-out"
+
+Overrides use dotted keys (``--set model.d_model=128 --set train.lr=3e-4``). An unknown section or
+key, or a value of the wrong type, is a :class:`~chronorec.errors.ConfigError` naming it — a typo
+never silently becomes a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chronorec.errors import ConfigError
+
+MODEL_NAMES = ("lstm", "gru", "transformer", "hstu")
+ITEM_REPRS = ("id", "text", "id+text")
+LOSSES = ("ce", "sampled", "bce")
+SCORES = ("dot", "cosine")
+SPLITS = ("leave-one-out", "temporal")
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "transformer"
+    item_repr: str = "id"
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    dropout: float = 0.2
+    max_len: int = 200
+    score: str = "dot"  # dot product, or cosine / temperature
+    temperature: float = 0.05  # only for score = "cosine"
+    n_time_buckets: int = 32  # log2-scale buckets of the gap to the previous event
+    use_behaviour: bool = True  # add a behaviour-type embedding to each step
+    use_time: bool = True  # add a time-gap bucket embedding to each step (HSTU: also a bias)
+    behaviour_head: bool = False  # pointwise P(behaviour = b | history, item)
+    text_hidden: int = 256  # hidden width of the text adaptor MLP
+
+    def __post_init__(self) -> None:
+        _choice("model.name", self.name, MODEL_NAMES)
+        _choice("model.item_repr", self.item_repr, ITEM_REPRS)
+        _choice("model.score", self.score, SCORES)
+        for key in ("d_model", "n_layers", "n_heads", "max_len", "n_time_buckets", "text_hidden"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"model.{key} must be >= 1, not {getattr(self, key)}")
+        if self.name in ("transformer", "hstu") and self.d_model % self.n_heads:
+            raise ConfigError(
+                f"model.d_model ({self.d_model}) must be divisible by "
+                f"model.n_heads ({self.n_heads})"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout must be in [0, 1), not {self.dropout}")
+        if self.temperature <= 0:
+            raise ConfigError(f"model.temperature must be > 0, not {self.temperature}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    loss: str = "ce"  # full-softmax cross-entropy | sampled softmax | BCE with negatives
+    n_negatives: int = 256  # uniform negatives per batch for "sampled" / per position for "bce"
+    logq: bool = True  # logQ correction of sampled-softmax negatives
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_steps: int = 100
+    clip_norm: float = 1.0
+    max_epochs: int = 200
+    eval_every: int = 1  # epochs between validation runs
+    patience: int = 5  # validation runs without improvement before stopping
+    max_minutes: float | None = None  # wall-time budget; the best checkpoint is kept
+    seed: int = 0
+    threads: int | None = None  # torch intra-op threads; None = the machine's cores
+    precision: str = (
+        "auto"  # training matmuls: "bf16" | "fp32" | "auto" (bf16 where the CPU has AMX)
+    )
+    all_windows: bool = False  # train on every max_len window of long users, not just the last
+    behaviour_loss_weight: float = 0.5  # weight of the behaviour-head loss when the head is on
+    eval_batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        _choice("train.loss", self.loss, LOSSES)
+        _choice("train.precision", self.precision, PRECISIONS)
+        for key in ("n_negatives", "batch_size", "max_epochs", "eval_every", "patience"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"train.{key} must be >= 1, not {getattr(self, key)}")
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr must be > 0, not {self.lr}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ConfigError(f"train.max_minutes must be > 0, not {self.max_minutes}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    split: str = "leave-one-out"
+    min_events: int = 3  # leave-one-out: shorter users stay in train only
+    test_days: float | None = None  # temporal: the test window at the end of the log
+    valid_days: float | None = None  # temporal: the validation window (default = test_days)
+    target_behaviour: int | None = None  # temporal: keep only targets of this behaviour index
+    exclude_history: bool = True  # evaluation/recommendation drop items already in the history
+
+    def __post_init__(self) -> None:
+        _choice("data.split", self.split, SPLITS)
+        if self.split == "temporal" and self.test_days is None:
+            raise ConfigError("data.split = 'temporal' needs data.test_days")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    # Options of chronorec.text.TextConfig, checked by it when the text matrix is built (kept as a
+    # plain table so that importing the config never imports the text encoder).
+    text: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], *, source: str = "config") -> RunConfig:
+        return _build(cls, raw, source)
+
+    def replace(self, **sections: Any) -> RunConfig:
+        return dataclasses.replace(self, **sections)
+
+    def with_overrides(self, assignments: Iterable[str]) -> RunConfig:
+        """Apply ``section.key=value`` strings (values parsed as TOML, else taken as strings)."""
+        raw = self.to_dict()
+        for text in assignments:
+            key, sep, value = text.partition("=")
+            parts = key.strip().split(".")
+            if not sep or len(parts) != 2 or not all(parts):
+                raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. train.lr=3e-4")
+            section, name = parts
+            if section not in raw:
+                raise ConfigError(
+                    f"--set {text!r}: unknown section {section!r} (known: {', '.join(raw)})"
+                )
+            if section != "text" and name not in raw[section]:
+                raise ConfigError(
+                    f"--set {text!r}: unknown key {section}.{name} "
+                    f"(known: {', '.join(raw[section])})"
+                )
+            raw[section][name] = _parse_value(value.strip())
+        return _build(RunConfig, raw, "--set")
+
+
+def load_config(path: str | Path | None, overrides: Iterable[str] = ()) -> RunConfig:
+    """Defaults, then the TOML (or JSON) file at ``path``, then ``--set`` overrides."""
+    config = RunConfig()
+    if path is not None:
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"{file}: config file not found")
+        try:
+            if file.suffix == ".json":
+                raw = json.loads(file.read_text())
+            else:
+                raw = tomllib.loads(file.read_text())
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{file}: {exc}") from exc
+        config = _build(RunConfig, raw, str(file))
+    return config.with_overrides(overrides)
+
+
+def _parse_value(text: str) -> Any:
+    if text.lower() in ("none", "null"):
+        return None
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key} = {value!r} is not one of {', '.join(allowed)}")
+
+
+def _build(cls: type, raw: Mapping[str, Any], source: str, prefix: str = "") -> Any:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: [{prefix.rstrip('.')}] must be a table")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key {prefix}{unknown[0]} (known in this section: "
+            f"{', '.join(sorted(names))})"
+        )
+    kwargs = {}
+    for name, value in raw.items():
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            kwargs[name] = _build(kind, value, source, f"{prefix}{name}.")  # type: ignore[arg-type]
+        elif typing.get_origin(kind) is dict:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{source}: [{prefix}{name}] must be a table")
+            kwargs[name] = dict(value)
+        else:
+            kwargs[name] = _coerce(value, kind, f"{source}: {prefix}{name}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, kind: Any, where: str) -> Any:
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(kind)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], where)
+    if origin is tuple:
+        args = typing.get_args(kind)
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            raise ConfigError(f"{where} must be a list of {len(args)} values, not {value!r}")
+        return tuple(_coerce(v, a, where) for v, a in zip(value, args, strict=True))
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, not {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, not {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where} must be a number, not {value!r}")
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, not {value!r}")
+        return value
+    return value

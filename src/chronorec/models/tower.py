@@ -1,0 +1,81 @@
+"""The item tower: one vector per catalogue item, from a learned ID, frozen text vectors, or both.
+
+``ItemTower()`` returns the whole table ``(n_items + 1, D)`` (row 0 = padding) and is used twice:
+for the per-step inputs and for scoring the catalogue. With ``item_repr = "text"`` every row comes
+from the item's text vector through a learned adaptor, so items never seen in training are still
+scored (the model is inductive).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class TextAdaptor(nn.Module):
+    """Parametric whitening ``(x - b) W`` followed by a residual MLP (as in UniSRec, one expert)."""
+
+    def __init__(self, d_text: int, d_model: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(d_text))
+        self.whiten = nn.Linear(d_text, d_model, bias=False)
+        self.mlp = nn.Sequential(
+            nn.Linear(d_model, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, d_model)
+        )
+        self.norm = nn.LayerNorm(d_model)
+
+    def forward(self, vectors: torch.Tensor) -> torch.Tensor:
+        w = self.whiten(vectors - self.bias)  # (V, D)
+        return self.norm(w + self.mlp(w))  # (V, D)
+
+
+class ItemTower(nn.Module):
+    def __init__(
+        self,
+        n_items: int,
+        d_model: int,
+        item_repr: str,
+        *,
+        text_vectors: torch.Tensor | None = None,
+        text_hidden: int = 256,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.item_repr = item_repr
+        self.n_items = n_items
+        self.id_emb: nn.Embedding | None = None
+        self.adaptor: TextAdaptor | None = None
+        self.gate: nn.Linear | None = None
+        if item_repr in ("id", "id+text"):
+            self.id_emb = nn.Embedding(n_items + 1, d_model, padding_idx=0)
+            nn.init.normal_(self.id_emb.weight, std=d_model**-0.5)
+            with torch.no_grad():
+                self.id_emb.weight[0].zero_()
+        if item_repr in ("text", "id+text"):
+            if text_vectors is None or text_vectors.shape[0] != n_items + 1:
+                raise ValueError(f"item_repr {item_repr!r} needs a text matrix (n_items + 1, d)")
+            # Persistent buffer: a saved model carries its catalogue's text vectors and rebuilds
+            # without the text encoder.
+            self.register_buffer("text_vectors", text_vectors.float().clone())
+            self.adaptor = TextAdaptor(text_vectors.shape[1], d_model, text_hidden, dropout)
+            with torch.no_grad():
+                self.adaptor.bias.copy_(text_vectors[1:].float().mean(0))
+        if item_repr == "id+text":
+            self.gate = nn.Linear(2 * d_model, d_model)
+
+    def forward(self) -> torch.Tensor:
+        """The catalogue table ``(n_items + 1, D)``; row 0 (padding) is all zeros."""
+        if self.item_repr == "id":
+            assert self.id_emb is not None
+            return self.id_emb.weight  # (V, D)
+        assert self.adaptor is not None
+        text = self.adaptor(self.text_vectors)  # (V, D)
+        if self.item_repr == "text":
+            table = text
+        else:
+            assert self.id_emb is not None and self.gate is not None
+            ids = self.id_emb.weight  # (V, D)
+            g = torch.sigmoid(self.gate(torch.cat([ids, text], dim=-1)))  # (V, D)
+            table = g * ids + (1.0 - g) * text
+        return F.pad(table[1:], (0, 0, 1, 0))  # padding row back to zeros

@@ -1,0 +1,432 @@
+"""The facade: ``Recommender(...).fit(dataset)``, ``recommend``, ``evaluate``, ``save``, ``load``.
+
+The one path used by the CLI, the evaluation and the HTTP service. Hyper-parameters live in a
+:class:`~chronorec.config.RunConfig`; ``fit`` returns ``self``; ``recommend`` is batch-first and
+answers in the dataset's own item ids. A :class:`Recommender` is also an evaluation
+:class:`~chronorec.evaluation.Scorer` (``score(batch, users)``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from chronorec import __version__
+from chronorec.config import RunConfig
+from chronorec.data.dataset import PreparedDataset, load_prepared
+from chronorec.data.sequences import EventArrays, HistoryBatch
+from chronorec.data.splits import Split, leave_one_out, temporal_split
+from chronorec.errors import ChronorecError, ConfigError, DataError
+from chronorec.models.model import NextItemModel
+from chronorec.training import checkpoint as ckpt
+from chronorec.training.loop import TrainResult, train
+
+log = logging.getLogger(__name__)
+
+NAME_COLUMNS = ("title", "name", "description")
+RESUMABLE_CHANGES = ("max_epochs", "max_minutes", "patience", "threads", "eval_batch_size")
+
+
+def make_split(dataset: PreparedDataset, cfg: RunConfig) -> Split:
+    """The split named by ``cfg.data`` (the same one at fit and at evaluation time)."""
+    d = cfg.data
+    if d.split == "leave-one-out":
+        return leave_one_out(dataset.events, min_events=d.min_events)
+    return temporal_split(
+        dataset.events,
+        test_days=d.test_days,
+        valid_days=d.valid_days,
+        behaviour=d.target_behaviour,
+    )
+
+
+def build_text_vectors(dataset: PreparedDataset, cfg: RunConfig) -> np.ndarray:
+    """The frozen item-text matrix ``(n_items + 1, d)`` from the text tower (cached on disk)."""
+    from chronorec.text import item_matrix  # the encoder is imported only when text is asked for
+    from chronorec.text.config import TextConfig
+
+    text_cfg = TextConfig.from_dict(cfg.text) if cfg.text else None
+    return np.asarray(item_matrix(dataset, text_cfg), dtype=np.float32)
+
+
+class Recommender:
+    """A next-item recommender over one prepared dataset's catalogue."""
+
+    def __init__(
+        self,
+        config: RunConfig | None = None,
+        *,
+        model: str | None = None,
+        item_repr: str | None = None,
+    ) -> None:
+        cfg = config or RunConfig()
+        changes = {}
+        if model is not None:
+            changes["name"] = model
+        if item_repr is not None:
+            changes["item_repr"] = item_repr
+        if changes:
+            cfg = cfg.replace(model=_replace(cfg.model, **changes))
+        self.config = cfg
+        self.model: NextItemModel | None = None
+        self.dataset: PreparedDataset | None = None
+        self.meta: dict[str, Any] = {}
+        self.result: TrainResult | None = None
+        self._items: pl.DataFrame | None = None
+        self._arrays: EventArrays | None = None
+        self._user_index: dict[str, int] | None = None
+        self._item_index: dict[str, int] | None = None
+
+    # ------------------------------------------------------------------ training
+
+    def fit(
+        self,
+        dataset: PreparedDataset | str | Path,
+        *,
+        split: Split | None = None,
+        run_dir: str | Path | None = None,
+        resume: bool = False,
+        text_vectors: np.ndarray | None = None,
+        progress: bool = True,
+    ) -> Recommender:
+        """Train on ``split.train`` (default: the split named by the config), early-stopping on
+        validation NDCG@10. With ``run_dir`` every epoch is checkpointed there and ``resume``
+        continues an interrupted run."""
+        cfg = self.config
+        dataset_path = None
+        if not isinstance(dataset, PreparedDataset):
+            dataset_path = str(Path(dataset).resolve())
+            dataset = load_prepared(dataset)
+        split = split if split is not None else make_split(dataset, cfg)
+        if cfg.model.item_repr != "id" and text_vectors is None:
+            text_vectors = build_text_vectors(dataset, cfg)
+        text = None if text_vectors is None else torch.from_numpy(np.asarray(text_vectors))
+        if text is not None and text.shape[0] != dataset.n_items + 1:
+            raise ConfigError(
+                f"text matrix has {text.shape[0]} rows; the catalogue needs n_items + 1 = "
+                f"{dataset.n_items + 1}"
+            )
+        top = dataset.events["behaviour"].max()
+        n_behaviours = max(len(dataset.behaviours), int(top) if top is not None else 1)  # type: ignore[arg-type]  # an integer column
+        torch.manual_seed(cfg.train.seed)
+        self.model = NextItemModel(cfg.model, dataset.n_items, n_behaviours, text)
+        self._attach(dataset)
+        self.meta = {
+            "chronorec_version": __version__,
+            "n_items": dataset.n_items,
+            "n_behaviours": n_behaviours,
+            "behaviours": dataset.behaviours,
+            "text_dim": None if text is None else int(text.shape[1]),
+            "dataset": dataset_path,
+            "protocol": split.protocol,
+        }
+        run = Path(run_dir) if run_dir is not None else None
+        if run is not None:
+            if resume and (run / ckpt.CONFIG_FILE).is_file():
+                raw = ckpt.read_json(run / ckpt.CONFIG_FILE)["config"]
+                saved = RunConfig.from_dict(raw, source=str(run / ckpt.CONFIG_FILE)).to_dict()
+                now = cfg.to_dict()
+                # A resumed run may get a new budget; anything else must match what was trained.
+                for budget in RESUMABLE_CHANGES:
+                    saved["train"].pop(budget, None)
+                    now["train"].pop(budget, None)
+                if saved != now:
+                    raise ConfigError(
+                        f"{run}: --resume with a different config than the run's (only "
+                        f"{', '.join('train.' + b for b in RESUMABLE_CHANGES)} may change)"
+                    )
+            self._write_run_files(run)
+
+        arrays = EventArrays.from_events(dataset.events, n_users=dataset.n_users)
+        exclude = cfg.data.exclude_history
+
+        def validate(model: NextItemModel) -> dict[str, float]:
+            from chronorec.evaluation import evaluate
+
+            result = evaluate(
+                self, arrays, split.valid, n_items=dataset.n_items, exclude_history=exclude,
+                max_len=cfg.model.max_len, batch_size=cfg.train.eval_batch_size, slices=(),
+            )  # fmt: skip
+            return {k: float(v) for k, v in result.metrics.items()}
+
+        self.result = train(
+            self.model,
+            EventArrays.from_events(split.train, n_users=dataset.n_users),
+            cfg.train,
+            validate=validate if split.valid.height else None,
+            run_dir=run,
+            resume=resume,
+            progress=progress,
+        )
+        self.model.eval()
+        return self
+
+    # ------------------------------------------------------------------ scoring
+
+    def _require_model(self) -> NextItemModel:
+        if self.model is None:
+            raise ChronorecError("this Recommender is not fitted: call fit() or load() first")
+        return self.model
+
+    @torch.no_grad()
+    def score(self, batch: HistoryBatch, users: np.ndarray | None = None) -> torch.Tensor:
+        """Scores ``(B, n_items + 1)`` of every item after each history; column 0 is -inf."""
+        model = self._require_model()
+        model.eval()
+        table = model.item_table()  # (V, D)
+        hidden = model(
+            torch.from_numpy(batch.items),
+            torch.from_numpy(batch.behaviours),
+            torch.from_numpy(batch.timestamps),
+            table,
+        )  # (B, L, D)
+        return model.scores(hidden[:, -1], table)  # (B, V)
+
+    def recommend(
+        self,
+        users: Sequence[str],
+        k: int = 10,
+        *,
+        exclude_seen: bool = True,
+        allow: Sequence[str] | None = None,
+        block: Sequence[str] | None = None,
+    ) -> tuple[list[list[str]], np.ndarray]:
+        """Top-``k`` items for known users (their own ids) after their whole logged history.
+
+        Returns ``(item_ids, scores)``: ``B`` lists of item ids and a ``(B, k')`` score array
+        (``k'`` may be below ``k`` when fewer items are allowed)."""
+        self._require_dataset()
+        assert self._user_index is not None and self._arrays is not None
+        missing = [u for u in users if str(u) not in self._user_index]
+        if missing:
+            raise DataError(f"unknown user id {missing[0]!r} (not in the dataset's users)")
+        idx = np.array([self._user_index[str(u)] for u in users], dtype=np.int64)
+        lengths = self._arrays.user_lengths()[idx]
+        batch = self._arrays.histories(idx, lengths, self.config.model.max_len)
+        seen = self._seen_mask(
+            [self._arrays.items[self._arrays.offsets[u] : self._arrays.offsets[u + 1]] for u in idx]
+        )
+        return self._top_k(batch, k, seen if exclude_seen else None, allow, block)
+
+    def recommend_histories(
+        self,
+        histories: Sequence[Sequence[str]],
+        k: int = 10,
+        *,
+        timestamps: Sequence[Sequence[int]] | None = None,
+        behaviours: Sequence[Sequence[str]] | None = None,
+        exclude_seen: bool = True,
+        allow: Sequence[str] | None = None,
+        block: Sequence[str] | None = None,
+    ) -> tuple[list[list[str]], np.ndarray]:
+        """Top-``k`` for ad-hoc histories of item ids (oldest first), e.g. a new user's session.
+
+        ``timestamps`` are seconds; ``behaviours`` are behaviour names (default: the first).
+        Unknown item ids are an error: a model can only read items of its catalogue."""
+        index = self._item_lookup()
+        names = [b.lower() for b in self.meta.get("behaviours", [])]
+        max_len = self.config.model.max_len
+        B = len(histories)
+        items = np.zeros((B, max_len), dtype=np.int64)
+        behs = np.zeros((B, max_len), dtype=np.int64)
+        times = np.zeros((B, max_len), dtype=np.int64)
+        rows = []
+        for b, history in enumerate(histories):
+            unknown = [i for i in history if str(i) not in index]
+            if unknown:
+                raise DataError(f"history {b}: unknown item id {unknown[0]!r}")
+            row = np.array([index[str(i)] for i in history], dtype=np.int64)
+            rows.append(row)
+            n = min(len(row), max_len)
+            if n == 0:
+                continue
+            items[b, -n:] = row[-n:]
+            if behaviours is not None:
+                bad = [x for x in behaviours[b] if x.lower() not in names]
+                if bad or len(behaviours[b]) != len(row):
+                    raise DataError(f"history {b}: behaviours must be one of {names} per item")
+                behs[b, -n:] = [names.index(x.lower()) + 1 for x in behaviours[b]][-n:]
+            else:
+                behs[b, -n:] = 1
+            if timestamps is not None:
+                if len(timestamps[b]) != len(row):
+                    raise DataError(
+                        f"history {b}: {len(timestamps[b])} timestamps for {len(row)} items"
+                    )
+                times[b, -n:] = np.asarray(timestamps[b], dtype=np.int64)[-n:]
+        lengths = np.array([min(len(r), max_len) for r in rows], dtype=np.int64)
+        batch = HistoryBatch(items=items, behaviours=behs, timestamps=times, lengths=lengths)
+        seen = self._seen_mask(rows)
+        return self._top_k(batch, k, seen if exclude_seen else None, allow, block)
+
+    def _seen_mask(self, rows: Sequence[np.ndarray]) -> torch.Tensor:
+        model = self._require_model()
+        mask = torch.zeros(len(rows), model.n_items + 1, dtype=torch.bool)
+        for b, row in enumerate(rows):
+            mask[b, torch.from_numpy(np.asarray(row, dtype=np.int64))] = True
+        return mask
+
+    def _top_k(
+        self,
+        batch: HistoryBatch,
+        k: int,
+        seen: torch.Tensor | None,
+        allow: Sequence[str] | None,
+        block: Sequence[str] | None,
+    ) -> tuple[list[list[str]], np.ndarray]:
+        scores = self.score(batch).clone()  # (B, V)
+        if seen is not None:
+            scores[seen] = float("-inf")
+        if allow is not None:
+            keep = torch.zeros(scores.shape[1], dtype=torch.bool)
+            keep[self._indices(allow)] = True
+            scores[:, ~keep] = float("-inf")
+        if block is not None:
+            scores[:, self._indices(block)] = float("-inf")
+        scores[:, 0] = float("-inf")
+        n_ok = int(torch.isfinite(scores).sum(1).min()) if scores.numel() else 0
+        top = torch.topk(scores, min(k, n_ok), dim=1)
+        ids = self.item_ids()
+        return [[ids[i - 1] for i in row] for row in top.indices.tolist()], top.values.numpy()
+
+    def _indices(self, item_ids: Sequence[str]) -> torch.Tensor:
+        index = self._item_lookup()
+        unknown = [i for i in item_ids if str(i) not in index]
+        if unknown:
+            raise DataError(f"unknown item id {unknown[0]!r} in allow/block list")
+        return torch.tensor([index[str(i)] for i in item_ids], dtype=torch.long)
+
+    # ------------------------------------------------------------------ catalogue
+
+    def item_ids(self) -> list[str]:
+        """The dataset's own item ids; ``item_ids()[i - 1]`` is item index ``i``."""
+        return self._catalogue()["item_id"].cast(pl.String).to_list()
+
+    def item_names(self) -> list[str]:
+        """A display name per item (its title where the catalogue has one, else its id)."""
+        items = self._catalogue()
+        for col in NAME_COLUMNS:
+            if col in items.columns:
+                return items[col].cast(pl.String).fill_null("").to_list()
+        return self.item_ids()
+
+    def _catalogue(self) -> pl.DataFrame:
+        if self._items is None:
+            raise ChronorecError("no catalogue: fit() or load() the recommender first")
+        return self._items
+
+    def _item_lookup(self) -> dict[str, int]:
+        if self._item_index is None:
+            self._item_index = {item: i + 1 for i, item in enumerate(self.item_ids())}
+        return self._item_index
+
+    def _require_dataset(self) -> PreparedDataset:
+        if self.dataset is None:
+            raise ChronorecError(
+                "no event log attached: load the run with its dataset (load(run, dataset=...)) "
+                "or recommend for an ad-hoc history"
+            )
+        return self.dataset
+
+    def _attach(self, dataset: PreparedDataset) -> None:
+        self.dataset = dataset
+        columns = ["item", "item_id"] + [c for c in NAME_COLUMNS if c in dataset.items.columns]
+        self._items = dataset.items.select(columns).sort("item")
+        self._arrays = EventArrays.from_events(dataset.events, n_users=dataset.n_users)
+        self._user_index = {
+            str(u): int(i) for i, u in zip(dataset.users["user"], dataset.users["user_id"],
+                                           strict=True)
+        }  # fmt: skip
+        self._item_index = None
+
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluate(
+        self,
+        which: str = "test",
+        *,
+        exclude_history: bool | None = None,
+        progress: bool = False,
+        **options: Any,
+    ) -> Any:
+        """Full-ranking :func:`chronorec.evaluation.evaluate` of this model on the config's split
+        (``which`` = "valid" or "test"); cold/warm slices are relative to the split's train."""
+        from chronorec.evaluation import evaluate
+
+        dataset = self._require_dataset()
+        split = make_split(dataset, self.config)
+        exclude = self.config.data.exclude_history if exclude_history is None else exclude_history
+        return evaluate(
+            self, dataset, split.targets(which),  # type: ignore[arg-type]  # checked by Split
+            exclude_history=exclude, max_len=self.config.model.max_len,
+            batch_size=self.config.train.eval_batch_size, train=split.train, progress=progress,
+            **options,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ persistence
+
+    def _write_run_files(self, run: Path) -> None:
+        run.mkdir(parents=True, exist_ok=True)
+        ckpt.write_json(
+            run / ckpt.CONFIG_FILE, {"config": self.config.to_dict(), "meta": self.meta}
+        )
+        items = self._catalogue()
+        ckpt.atomic_write(run / ckpt.ITEMS_FILE, lambda tmp: items.write_parquet(tmp))
+
+    def save(self, path: str | Path) -> Path:
+        """Write config, catalogue ids and weights: enough for :meth:`load` to rebuild it."""
+        model = self._require_model()
+        run = Path(path)
+        self._write_run_files(run)
+        ckpt.save_weights(run / ckpt.WEIGHTS_FILE, model)
+        return run
+
+    @classmethod
+    def load(
+        cls, path: str | Path, dataset: PreparedDataset | str | Path | None = None
+    ) -> Recommender:
+        """Rebuild from a run directory. ``dataset`` (or the path recorded at fit time, when it
+        still exists) supplies the event log for known users and evaluation."""
+        run = Path(path)
+        if not (run / ckpt.CONFIG_FILE).is_file():
+            raise ChronorecError(f"{run}: not a chronorec run (no {ckpt.CONFIG_FILE})")
+        if not (run / ckpt.WEIGHTS_FILE).is_file():
+            raise ChronorecError(
+                f"{run}: no {ckpt.WEIGHTS_FILE} yet (training has not finished an epoch)"
+            )
+        saved = ckpt.read_json(run / ckpt.CONFIG_FILE)
+        cfg = RunConfig.from_dict(saved["config"], source=str(run / ckpt.CONFIG_FILE))
+        meta = saved["meta"]
+        rec = cls(cfg)
+        rec.meta = meta
+        text = None
+        if meta.get("text_dim"):
+            text = torch.zeros(meta["n_items"] + 1, meta["text_dim"])  # filled by the weights
+        rec.model = NextItemModel(cfg.model, meta["n_items"], meta["n_behaviours"], text)
+        ckpt.load_weights(run / ckpt.WEIGHTS_FILE, rec.model)
+        rec.model.eval()
+        if dataset is None and meta.get("dataset") and Path(meta["dataset"]).is_dir():
+            dataset = meta["dataset"]
+        if isinstance(dataset, str | Path):
+            dataset = load_prepared(dataset)
+        if dataset is not None:
+            if dataset.n_items != meta["n_items"]:
+                raise DataError(
+                    f"dataset has {dataset.n_items} items, the run was trained on {meta['n_items']}"
+                )
+            rec._attach(dataset)
+        else:
+            rec._items = pl.read_parquet(run / ckpt.ITEMS_FILE)
+        return rec
+
+
+def _replace(obj: Any, **changes: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)

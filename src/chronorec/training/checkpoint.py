@@ -1,0 +1,77 @@
+"""Run-directory files, each written atomically (temp file, then rename).
+
+A run directory holds::
+
+    config.json        the whole RunConfig + what the model was built for (items, behaviours, data)
+    model.safetensors  the best weights so far (by validation NDCG@10)
+    metrics.json       per-epoch history, the best epoch and its validation metrics
+    items.parquet      item index -> the dataset's own item id (+ a display name)
+    last.safetensors   the latest weights   } for --resume
+    train_state.pt     optimizer, schedule  }
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+LAST_WEIGHTS_FILE = "last.safetensors"
+STATE_FILE = "train_state.pt"
+METRICS_FILE = "metrics.json"
+ITEMS_FILE = "items.parquet"
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temp path beside ``path``, then rename it over ``path``."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    text = json.dumps(obj, indent=2) + "\n"
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(text)
+
+    return atomic_write(path, write)
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def save_weights(path: str | Path, model: nn.Module) -> Path:
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    return atomic_write(path, lambda tmp: save_file(state, str(tmp)))
+
+
+def load_weights(path: str | Path, model: nn.Module) -> None:
+    model.load_state_dict(load_file(str(path)))
+
+
+def save_train_state(path: str | Path, state: dict[str, Any]) -> Path:
+    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_train_state(path: str | Path) -> dict[str, Any]:
+    return torch.load(path, weights_only=True)  # type: ignore[no-any-return]

@@ -1,0 +1,137 @@
+"""Known-answer tests of every sequence model: it learns the successor pattern, is causal and
+ignores left padding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from chronorec.config import ModelConfig, RunConfig, TrainConfig
+from chronorec.evaluation import evaluate
+from chronorec.models import NextItemModel
+from chronorec.recommender import Recommender
+
+MODELS = ["lstm", "gru", "transformer", "hstu"]
+
+
+def tiny_config(name: str, item_repr: str = "id", **train: object) -> RunConfig:
+    model = ModelConfig(
+        name=name, item_repr=item_repr, d_model=32, n_layers=1, n_heads=2, dropout=0.0,
+        max_len=8, text_hidden=32,
+    )  # fmt: skip
+    opts = dict(lr=1e-2, batch_size=16, max_epochs=40, warmup_steps=5, patience=40, eval_every=40,
+                threads=1)  # fmt: skip
+    opts.update(train)
+    return RunConfig(model=model, train=TrainConfig(**opts))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_model_learns_the_successor_pattern(successor, name):
+    rec = Recommender(tiny_config(name)).fit(successor, progress=False)
+    result = rec.evaluate("test")
+    assert result["hr@1"] == 1.0
+
+
+@pytest.mark.parametrize("item_repr", ["text", "id+text"])
+def test_text_towers_learn_the_successor_pattern(successor, item_repr, random_text):
+    text = random_text(successor.n_items)
+    rec = Recommender(tiny_config("transformer", item_repr)).fit(
+        successor, text_vectors=text, progress=False
+    )
+    assert rec.evaluate("test")["hr@1"] == 1.0
+
+
+def _model(name: str, item_repr: str = "id") -> NextItemModel:
+    torch.manual_seed(0)
+    cfg = tiny_config(name, item_repr).model
+    text = (
+        torch.randn(21, 16, generator=torch.Generator().manual_seed(0))
+        if item_repr != "id"
+        else None
+    )
+    return NextItemModel(cfg, n_items=20, n_behaviours=2, text_vectors=text).eval()
+
+
+def _inputs(items: list[list[int]]):
+    it = torch.tensor(items)
+    beh = (it > 0).long()
+    ts = torch.cumsum((it > 0).long() * 3600, dim=1) * (it > 0)
+    return it, beh, ts
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_changing_a_later_item_leaves_earlier_outputs_unchanged(name):
+    model = _model(name)
+    a = _inputs([[0, 0, 3, 4, 5, 6, 7, 8]])
+    b = _inputs([[0, 0, 3, 4, 5, 6, 19, 2]])
+    with torch.no_grad():
+        ha, hb = model(*a), model(*b)
+    torch.testing.assert_close(ha[:, :6], hb[:, :6])
+    assert not torch.allclose(ha[:, 6:], hb[:, 6:])
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("item_repr", ["id", "id+text"])
+def test_left_padding_does_not_change_the_last_hidden_state(name, item_repr):
+    model = _model(name, item_repr)
+    short = _inputs([[0, 3, 4, 5, 6]])
+    long = _inputs([[0, 0, 0, 0, 3, 4, 5, 6]])
+    batch = _inputs([[0, 0, 0, 0, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6, 7, 8]])
+    with torch.no_grad():
+        h_short = model(*short)[:, -1]
+        h_long = model(*long)[:, -1]
+        h_batch = model(*batch)[:1, -1]
+    torch.testing.assert_close(h_short, h_long, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(h_short, h_batch, rtol=1e-5, atol=1e-5)
+
+
+def test_scores_cover_the_catalogue_and_never_rank_padding():
+    model = _model("transformer")
+    with torch.no_grad():
+        s = model.scores(model(*_inputs([[0, 1, 2]]))[:, -1])
+    assert s.shape == (1, 21)
+    assert s[0, 0] == float("-inf") and torch.isfinite(s[0, 1:]).all()
+
+
+def test_text_tower_scores_items_never_seen_in_training(successor, random_text):
+    """Items 19 and 20 are removed from training; with item_repr=text they still get scores
+    that follow their text vectors (inductive), unlike an untrained ID row."""
+    train_cut = successor.events.filter(~successor.events["item"].is_in([19, 20]))
+    rec = Recommender(tiny_config("transformer", "text", max_epochs=2))
+    text = random_text(successor.n_items)
+    rec.fit(successor, text_vectors=text, progress=False)
+    assert rec.model is not None
+    table = rec.model.item_table().detach()
+    assert torch.count_nonzero(table[19]) > 0 and torch.count_nonzero(table[20]) > 0
+    assert train_cut.height < successor.events.height
+
+
+def test_cosine_head_bounds_scores_by_the_temperature():
+    cfg = tiny_config("gru").model
+    model = NextItemModel(
+        ModelConfig(**{**cfg.__dict__, "score": "cosine", "temperature": 0.1}), 20, 2
+    ).eval()
+    with torch.no_grad():
+        s = model.scores(model(*_inputs([[0, 1, 2, 3]]))[:, -1])[:, 1:]
+    assert float(s.abs().max()) <= 10.0 + 1e-4
+
+
+def test_behaviour_head_gives_a_distribution_per_candidate():
+    cfg = tiny_config("transformer").model
+    model = NextItemModel(ModelConfig(**{**cfg.__dict__, "behaviour_head": True}), 20, 2).eval()
+    with torch.no_grad():
+        h = model(*_inputs([[0, 1, 2, 3]]))[:, -1]
+        p = model.behaviour_logits(h, torch.tensor([[4, 5, 6]])).softmax(-1)
+    assert p.shape == (1, 3, 2)
+    np.testing.assert_allclose(p.sum(-1).numpy(), 1.0, rtol=1e-5)
+
+
+def test_evaluate_uses_full_ranking_on_a_fitted_model(successor):
+    rec = Recommender(tiny_config("gru", max_epochs=1)).fit(successor, progress=False)
+    assert rec.dataset is not None
+    from chronorec.data.splits import leave_one_out
+
+    split = leave_one_out(successor.events)
+    result = evaluate(rec, successor, split.test, exclude_history=False)
+    assert result.n_queries == successor.n_users

@@ -1,0 +1,63 @@
+"""`chronorec train / evaluate / recommend` end to end on a tiny prepared directory."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chronorec.cli import main
+
+TINY = ["--set", "model.d_model=32", "--set", "model.n_layers=1", "--set", "model.max_len=8",
+        "--set", "model.dropout=0.0", "--set", "train.lr=1e-2", "--set", "train.batch_size=16",
+        "--set", "train.max_epochs=30", "--set", "train.eval_every=10", "--set", "train.threads=1",
+        "--no-progress"]  # fmt: skip
+
+
+@pytest.fixture
+def prepared(successor, tmp_path):
+    return successor.save(tmp_path / "data")
+
+
+def test_train_evaluate_recommend(prepared, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(prepared), "--model", "gru", "--out", str(run), *TINY]) == 0
+    assert "best epoch" in capsys.readouterr().out
+
+    assert main(["evaluate", str(run), "--split", "test", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["hr@10"] == 1.0 and out["ndcg@10"] == 1.0 and "recall@20" in out
+    assert out["ranking"] == "full" and out["exclude_history"] is True
+
+    # u1's history ends at item i(k); the successor pattern says i(k+1) comes next.
+    assert main(["recommend", str(run), "--user", "u1", "-k", "3", "--json"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    import polars as pl
+
+    events = pl.read_parquet(prepared / "events.parquet").filter(pl.col("user") == 1)
+    last = int(events["item"][-1])
+    assert rec["items"][0]["item_id"] == f"i{last % 20 + 1}"
+    assert rec["items"][0]["name"] == f"Item number {last % 20 + 1}"
+
+    assert main(["recommend", str(run), "--history", "i4,i5", "-k", "2", "--block", "i6",
+                 "--json"]) == 0  # fmt: skip
+    items = [r["item_id"] for r in json.loads(capsys.readouterr().out)["items"]]
+    assert "i6" not in items and "i4" not in items and len(items) == 2
+
+    assert main(["recommend", str(run), "--history", "i4,i5", "-k", "1", "--allow", "i6,i9",
+                 "--json"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["items"][0]["item_id"] == "i6"
+
+
+def test_user_mistakes_exit_2_with_a_message(prepared, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(prepared), "--out", str(run), "--set", "model.d_modle=3"]) == 2
+    assert "unknown key model.d_modle" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "nope")]) == 2
+    assert "not a chronorec run" in capsys.readouterr().err
+    assert main(["train", str(prepared), "--out", str(run), *TINY[:-1], "--set",
+                 "train.max_epochs=1", "--no-progress"]) == 0  # fmt: skip
+    assert main(["recommend", str(run), "--user", "nobody"]) == 2
+    assert "unknown user id 'nobody'" in capsys.readouterr().err
+    assert main(["train", str(prepared), "--out", str(run)]) == 2
+    assert "run directory exists" in capsys.readouterr().err

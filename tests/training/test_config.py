@@ -1,0 +1,50 @@
+"""Typed config: defaults, TOML, --set overrides, and errors that name the bad key."""
+
+from __future__ import annotations
+
+import pytest
+
+from chronorec.config import RunConfig, load_config
+from chronorec.errors import ConfigError
+
+
+def test_toml_then_overrides(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('[model]\nname = "gru"\nd_model = 48\n\n[train]\nlr = 3e-4\n')
+    cfg = load_config(path, ["model.d_model=96", "train.max_minutes=1.5", 'model.item_repr="text"'])
+    assert (cfg.model.name, cfg.model.d_model, cfg.model.item_repr) == ("gru", 96, "text")
+    assert cfg.train.lr == 3e-4 and cfg.train.max_minutes == 1.5
+
+
+def test_round_trip_through_a_dict():
+    cfg = load_config(None, ["train.betas=[0.9, 0.99]", "data.exclude_history=false"])
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.train.betas == (0.9, 0.99)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.d_modle=32", "unknown key model.d_modle"),
+        ("modle.d_model=32", "unknown section 'modle'"),
+        ("model.d_model=big", "must be an integer"),
+        ("model.name=rnn", "is not one of"),
+        ("train.lr", "expected section.key=value"),
+        ("model.n_heads=7", "divisible"),
+    ],
+)
+def test_bad_overrides_name_the_problem(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_unknown_key_in_a_file_is_an_error(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text("[train]\nlearning_rate = 0.1\n")
+    with pytest.raises(ConfigError, match="unknown key train.learning_rate"):
+        load_config(path)
+
+
+def test_text_section_passes_through_for_the_text_tower():
+    cfg = load_config(None, ["text.batch_size=8"])
+    assert cfg.text == {"batch_size": 8}
