@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "chronorec.commands.prepare",
     "chronorec.commands.stats",
     "chronorec.commands.encode_items",
+    "chronorec.commands.serve",
     "chronorec.commands.train",
     "chronorec.commands.evaluate",
     "chronorec.commands.recommend",

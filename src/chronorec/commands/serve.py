@@ -1,0 +1,77 @@
+"""``chronorec serve RUN``: the real-time recommendation service under uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from chronorec.errors import ConfigError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve a trained run over HTTP (events in, fresh top-K out)",
+        description="Start the FastAPI service for a trained run. Write and admin endpoints need "
+        "'Authorization: Bearer <token>' with the token from CHRONOREC_TOKEN; without one the "
+        "server refuses to start unless --dev is given. Other settings come from CHRONOREC_* "
+        "variables (see chronorec.service.settings).",
+    )
+    p.add_argument("run", help="run directory written by `chronorec train`")
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="prepared dataset of the run's event log (default: the one recorded)",
+    )
+    p.add_argument(
+        "--db",
+        default=None,
+        help="event store URL, sqlite:///PATH (default: CHRONOREC_DB_URL or "
+        "sqlite:///chronorec-events.db)",
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--dev",
+        action="store_true",
+        help="development mode: start without a token (write endpoints open)",
+    )
+    p.add_argument(
+        "--exact-max-items",
+        type=int,
+        default=None,
+        help="catalogues above this size use a FAISS index (default 200000)",
+    )
+    p.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from chronorec.service.settings import ServiceSettings
+
+    settings = ServiceSettings.from_env(
+        run_dir=args.run,
+        dataset=args.dataset,
+        db_url=args.db,
+        dev=True if args.dev else None,
+        exact_max_items=args.exact_max_items,
+    )
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port {args.port} is not a TCP port")
+    import uvicorn
+
+    from chronorec.service.app import create_app
+
+    app = create_app(settings)  # refuses to build without a token unless --dev
+    logging.getLogger("chronorec").setLevel(args.log_level.upper())
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0

@@ -1,0 +1,529 @@
+"""The serving engine: one loaded run + its catalogue, user states, retrieval and popularity.
+
+A user's state is recomputed from their last ``max_len`` events (the training log's, then the
+stored ones) on the first read after a write, and cached until the next write — the same window
+and arithmetic as offline ``Recommender.recommend``, so the exact path returns the same top-K.
+An :class:`Engine` is immutable from the outside except for appended items and cached states;
+``POST /admin/reload`` builds a new one and swaps the app's single reference to it, so requests
+in flight finish on the engine they started with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from chronorec.data.sequences import EventArrays
+from chronorec.recommender import Recommender
+from chronorec.service.retrieval import ExactRetriever, FaissRetriever, build_retriever, recall_at_k
+from chronorec.service.settings import ServiceSettings
+from chronorec.service.store import Event, EventStore, StoredItem
+from chronorec.training import checkpoint as ckpt
+
+log = logging.getLogger(__name__)
+
+RRF_K = 60  # reciprocal-rank fusion constant (Cormack et al.)
+
+
+class ServiceError(Exception):
+    """A request the service refuses: HTTP status, a stable code and a message naming the thing."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class UserState:
+    hidden: torch.Tensor  # (D,) the model's state after the last event
+    query: torch.Tensor  # (D,) the hidden state prepared for the score head
+    seen: np.ndarray  # (S,) int64 item rows the user interacted with
+    n_events: int
+
+
+@dataclass(frozen=True)
+class Ranked:
+    items: list[tuple[str, str, float]]  # (item_id, name, score), best first
+    source: str  # "model", "popularity" or "blend"
+    n_events: int
+
+
+class _Pending:
+    """Cache placeholder: a state computed after it was placed may be stored only if it is still
+    the same placeholder (no write to that user happened in between)."""
+
+
+class Engine:
+    def __init__(
+        self,
+        rec: Recommender,
+        settings: ServiceSettings,
+        store: EventStore,
+        *,
+        version: str,
+        run_dir: str,
+        encoder: Any = None,
+    ) -> None:
+        assert rec.model is not None
+        self.rec = rec
+        self.model = rec.model
+        self.settings = settings
+        self.store = store
+        self.version = version
+        self.run_dir = run_dir
+        self.encoder = encoder
+        self.max_len = rec.config.model.max_len
+        self.behaviours = [b.lower() for b in rec.meta.get("behaviours", [])] or ["event"]
+        self._cosine = self.model.head.kind == "cosine"
+        self._temperature = self.model.head.temperature
+
+        # catalogue: row i (1..n) is item_ids[i - 1]; new items are appended
+        self.item_ids: list[str] = list(rec.item_ids())
+        self.names: list[str] = list(rec.item_names())
+        self.index: dict[str, int] = {item: i + 1 for i, item in enumerate(self.item_ids)}
+        with torch.no_grad():
+            raw = self.model.item_table().detach().clone()  # (V, D)
+        self._raw = raw
+        self._prep = F.normalize(raw, dim=-1) if self._cosine else raw  # (V, D)
+        self._n_rows = raw.shape[0]
+        self._items_lock = threading.Lock()
+
+        # the training log, for users it knows
+        self._base: EventArrays | None = None
+        self._base_users: dict[str, int] = {}
+        if rec.dataset is not None:
+            ds = rec.dataset
+            self._base = EventArrays.from_events(ds.events, n_users=ds.n_users)
+            self._base_users = {
+                str(u): int(i) for i, u in zip(ds.users["user"], ds.users["user_id"], strict=True)
+            }
+        self.forgotten = store.forgotten_users()
+
+        self._cache: OrderedDict[str, UserState | _Pending] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self.cache_hits = 0
+        self.cache_misses = 0
+
+        self._pop = np.zeros(self._n_rows, dtype=np.float64)
+        self._pop_lock = threading.Lock()
+        self._pop_t = 0
+        self._pop_top: np.ndarray | None = None
+        self._tau = settings.popularity_half_life_days * 86_400 / math.log(2)
+
+        self._restore_items()
+        self.retriever: ExactRetriever | FaissRetriever = build_retriever(
+            self._prep[: self._n_rows],
+            settings.exact_max_items,
+            settings.index_kind,
+            settings.nprobe,
+            settings.hnsw_ef,
+        )
+        self._bootstrap_popularity()
+        self.index_recall = self._measure_recall()
+
+    # ------------------------------------------------------------------ building
+
+    @classmethod
+    def load(cls, run_dir: str | Path, settings: ServiceSettings, store: EventStore) -> Engine:
+        torch.set_num_threads(settings.threads)
+        rec = Recommender.load(run_dir, dataset=settings.dataset)
+        encoder = None
+        if rec.config.model.item_repr != "id":
+            from chronorec.text import ItemEncoder, TextConfig
+
+            text_cfg = TextConfig.from_dict({**rec.config.text, "progress": False})
+            encoder = ItemEncoder.load(text_cfg)
+            torch.set_num_threads(settings.threads)  # the encoder sets its own thread count
+        return cls(
+            rec,
+            settings,
+            store,
+            version=run_version(run_dir),
+            run_dir=str(run_dir),
+            encoder=encoder,
+        )
+
+    def _vector_key(self) -> str | None:
+        if self.encoder is None:
+            return None
+        raw = json.dumps({"text": self.rec.config.text, "dim": self.encoder.dim}, sort_keys=True)
+        return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+    def _restore_items(self) -> None:
+        """Items posted to an earlier server (or before a reload) are recommendable again."""
+        stored = [s for s in self.store.items() if s.item_id not in self.index]
+        if not stored:
+            return
+        if self.encoder is None:
+            log.warning("%d posted items are not served: the model has no text tower", len(stored))
+            return
+        key = self._vector_key()
+        for item in stored:
+            if item.vector is not None and item.vector_key == key:
+                vector = np.frombuffer(item.vector, dtype=np.float32)
+            else:
+                vector = self.encoder.encode_item({"item_id": item.item_id, **item.fields})
+            self._append_item(item.item_id, _display_name(item.item_id, item.fields), vector)
+
+    def _bootstrap_popularity(self) -> None:
+        rows: list[np.ndarray] = []
+        times: list[np.ndarray] = []
+        if self._base is not None:
+            rows.append(self._base.items)
+            times.append(self._base.timestamps)
+        stored = [(self.index.get(e.item_id, 0), e.ts) for e in self.store.iter_events()]
+        if stored:
+            arr = np.array(stored, dtype=np.int64)
+            rows.append(arr[:, 0])
+            times.append(arr[:, 1])
+        if not rows:
+            return
+        items, ts = np.concatenate(rows), np.concatenate(times)
+        self._pop_t = int(ts.max()) if ts.size else 0
+        weights = np.exp((ts - self._pop_t) / self._tau)
+        self._pop = np.bincount(items, weights=weights, minlength=len(self._pop)).astype(np.float64)
+        self._pop[0] = 0.0
+
+    def _measure_recall(self) -> float:
+        """recall@10 of the index against exact scoring, on up to 256 known users' states."""
+        if isinstance(self.retriever, ExactRetriever):
+            return 1.0
+        users = list(self._base_users)[:256]
+        if users:
+            queries = torch.stack([self._compute_state(u).query for u in users])
+        else:
+            rng = np.random.default_rng(0)
+            rows = rng.integers(1, self._n_rows, min(256, self._n_rows - 1))
+            queries = self._prep[torch.from_numpy(rows)]
+        recall = recall_at_k(self.retriever, queries, self._prep[: self._n_rows], 10)
+        log.info("%s index: recall@10 vs exact = %.3f", self.retriever.kind, recall)
+        return recall
+
+    # ------------------------------------------------------------------ catalogue
+
+    @property
+    def n_items(self) -> int:
+        return self._n_rows - 1
+
+    def behaviour_index(self, name: str) -> int:
+        try:
+            return self.behaviours.index(name.lower()) + 1
+        except ValueError:
+            return 1
+
+    def item_row(self, item_id: str) -> int:
+        row = self.index.get(item_id)
+        if row is None:
+            raise ServiceError(404, "unknown_item", f"unknown item id {item_id!r}")
+        return row
+
+    def add_item(self, item_id: str, fields: Mapping[str, Any]) -> None:
+        """Encode a new item with the text tower, persist it, and make it recommendable now."""
+        if self.encoder is None:
+            raise ServiceError(
+                409,
+                "no_text_tower",
+                "the served model represents items by learned ids only (item_repr='id'), so it "
+                "cannot score an item it was not trained on; serve a model trained with "
+                "--item-repr text or id+text to add items",
+            )
+        if item_id in self.index:
+            raise ServiceError(
+                409, "item_exists", f"item id {item_id!r} is already in the catalogue"
+            )
+        vector = np.asarray(self.encoder.encode_item({"item_id": item_id, **fields}), np.float32)
+        stored = StoredItem(item_id, dict(fields), vector.tobytes(), self._vector_key())
+        if not self.store.add_item(stored):
+            raise ServiceError(409, "item_exists", f"item id {item_id!r} was already added")
+        self._append_item(item_id, _display_name(item_id, fields), vector)
+
+    def _append_item(self, item_id: str, name: str, text_vector: np.ndarray) -> None:
+        with torch.no_grad():
+            raw = tower_rows(self.model, torch.from_numpy(np.asarray(text_vector))[None])  # (1, D)
+        prep = F.normalize(raw, dim=-1) if self._cosine else raw
+        with self._items_lock:
+            n = self._n_rows
+            if n == self._raw.shape[0]:  # grow by doubling; readers keep their old views
+                cap = max(2 * n, 16)
+                self._raw = _grow(self._raw, cap)
+                self._prep = self._raw if not self._cosine else _grow(self._prep, cap)
+                with self._pop_lock:
+                    self._pop = np.concatenate([self._pop, np.zeros(cap - n)])
+            self._raw[n] = raw[0]
+            if self._cosine:
+                self._prep[n] = prep[0]
+            self.item_ids.append(item_id)
+            self.names.append(name)
+            self.index[item_id] = n
+            if hasattr(self, "retriever"):
+                self.retriever.add(prep.numpy())
+            self._n_rows = n + 1
+
+    def _tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        n = self._n_rows
+        return self._raw[:n], self._prep[:n]
+
+    # ------------------------------------------------------------------ events and users
+
+    def check_events(self, events: Sequence[Event]) -> None:
+        for i, e in enumerate(events):
+            if e.item_id not in self.index:
+                raise ServiceError(
+                    422,
+                    "unknown_item",
+                    f"event {i}: unknown item id {e.item_id!r} (add it with POST /items first)",
+                )
+            if e.behaviour.lower() not in self.behaviours:
+                raise ServiceError(
+                    422,
+                    "unknown_behaviour",
+                    f"event {i}: unknown behaviour {e.behaviour!r} "
+                    f"(known: {', '.join(self.behaviours)})",
+                )
+
+    def record(self, events: Sequence[Event], inserted: Sequence[bool]) -> None:
+        """After the store committed: invalidate the users' states, update popularity."""
+        users = {e.user_id for e, new in zip(events, inserted, strict=True) if new}
+        with self._cache_lock:
+            for user in users:
+                self._cache[user] = _Pending()  # a read in flight must not cache its stale state
+                self._cache.move_to_end(user)
+            self._trim()
+        new = [(self.index[e.item_id], e.ts) for e, ok in zip(events, inserted, strict=True) if ok]
+        if new:
+            with self._pop_lock:
+                for row, ts in new:
+                    if ts > self._pop_t:
+                        self._pop *= math.exp((self._pop_t - ts) / self._tau)
+                        self._pop_t = ts
+                    self._pop[row] += math.exp((ts - self._pop_t) / self._tau)
+                self._pop_top = None
+
+    def forget(self, user_id: str) -> int:
+        deleted = self.store.forget_user(user_id)
+        self.forgotten.add(user_id)
+        with self._cache_lock:
+            self._cache[user_id] = _Pending()
+            self._trim()
+        return deleted
+
+    def _trim(self) -> None:
+        while len(self._cache) > self.settings.cache_users:
+            self._cache.popitem(last=False)
+
+    def user_state(self, user_id: str) -> UserState:
+        with self._cache_lock:
+            entry = self._cache.get(user_id)
+            if isinstance(entry, UserState):
+                self._cache.move_to_end(user_id)
+                self.cache_hits += 1
+                return entry
+            if entry is None:
+                entry = self._cache[user_id] = _Pending()
+                self._trim()
+            self.cache_misses += 1
+        state = self._compute_state(user_id)
+        with self._cache_lock:
+            if self._cache.get(user_id) is entry:
+                self._cache[user_id] = state
+        return state
+
+    def _compute_state(self, user_id: str) -> UserState:
+        parts_items, parts_beh, parts_ts = [], [], []
+        if self._base is not None and user_id in self._base_users and user_id not in self.forgotten:
+            u = self._base_users[user_id]
+            lo, hi = self._base.offsets[u], self._base.offsets[u + 1]
+            parts_items.append(self._base.items[lo:hi])
+            parts_beh.append(self._base.behaviours[lo:hi])
+            parts_ts.append(self._base.timestamps[lo:hi])
+        stored = [e for e in self.store.user_events(user_id) if e.item_id in self.index]
+        if stored:
+            parts_items.append(np.array([self.index[e.item_id] for e in stored], dtype=np.int64))
+            parts_beh.append(np.array([self.behaviour_index(e.behaviour) for e in stored]))
+            parts_ts.append(np.array([e.ts for e in stored], dtype=np.int64))
+        if not parts_items:
+            return self._state(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
+        return self._state(
+            np.concatenate(parts_items), np.concatenate(parts_beh), np.concatenate(parts_ts)
+        )
+
+    def history_state(self, events: Sequence[tuple[str, str | None, int | None]]) -> UserState:
+        """The state after an explicit history of ``(item_id, behaviour, timestamp)``."""
+        for i, (item, beh, _) in enumerate(events):
+            if item not in self.index:
+                raise ServiceError(422, "unknown_item", f"history[{i}]: unknown item id {item!r}")
+            if beh is not None and beh.lower() not in self.behaviours:
+                raise ServiceError(
+                    422,
+                    "unknown_behaviour",
+                    f"history[{i}]: unknown behaviour {beh!r} "
+                    f"(known: {', '.join(self.behaviours)})",
+                )
+        items = np.array([self.index[i] for i, _, _ in events], dtype=np.int64)
+        behs = np.array([1 if b is None else self.behaviour_index(b) for _, b, _ in events])
+        ts = np.array([0 if t is None else t for _, _, t in events], dtype=np.int64)
+        return self._state(items, behs, ts)
+
+    @torch.no_grad()
+    def _state(self, items: np.ndarray, behs: np.ndarray, ts: np.ndarray) -> UserState:
+        n = len(items)
+        L = self.max_len
+        seen = np.unique(items)
+        if n == 0:
+            zero = torch.zeros(self._raw.shape[1])
+            return UserState(zero, zero, seen, 0)
+        m = min(n, L)
+        batch = np.zeros((3, 1, L), dtype=np.int64)  # items, behaviours, timestamps; left-padded
+        batch[0, 0, -m:] = items[-m:]
+        batch[1, 0, -m:] = behs[-m:]
+        batch[2, 0, -m:] = ts[-m:]
+        raw, _ = self._tables()
+        t = torch.from_numpy(batch)
+        hidden = self.model(t[0], t[1], t[2], raw)[:, -1]  # (1, D)
+        query = F.normalize(hidden, dim=-1) / self._temperature if self._cosine else hidden
+        return UserState(hidden[0], query[0], seen, n)
+
+    # ------------------------------------------------------------------ ranking
+
+    def rank(
+        self, state: UserState, k: int, *, exclude_seen: bool = True, behaviour: str | None = None
+    ) -> Ranked:
+        exclude = state.seen if exclude_seen else np.zeros(0, np.int64)
+        if state.n_events == 0:
+            rows, scores = self._popular(k, exclude)
+            return self._ranked(rows, scores, "popularity", 0)
+        raw, prep = self._tables()
+        want = k if behaviour is None else max(100, 5 * k)
+        rows, scores = self.retriever.search(state.query[None], prep, want, [exclude])
+        rows, scores = rows[0], scores[0]
+        if behaviour is not None:
+            rows, scores = self._by_behaviour(state, rows, scores, behaviour, raw)
+            rows, scores = rows[:k], scores[:k]
+        if state.n_events < self.settings.blend_events:
+            w = state.n_events / self.settings.blend_events
+            rows, scores = self._blend(rows, scores, exclude, k, w)
+            return self._ranked(rows, scores, "blend", state.n_events)
+        return self._ranked(rows, scores, "model", state.n_events)
+
+    def similar(self, item_id: str, k: int) -> Ranked:
+        row = self.item_row(item_id)
+        _, prep = self._tables()
+        rows, scores = self.retriever.search(
+            prep[row][None].clone(), prep, k, [np.array([row], dtype=np.int64)]
+        )
+        return self._ranked(rows[0], scores[0], "model", 0)
+
+    def _by_behaviour(
+        self, state: UserState, rows: np.ndarray, scores: np.ndarray, name: str, raw: torch.Tensor
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Re-rank candidates by ``score + log P(behaviour | history, item)``."""
+        if self.model.behaviour_head is None:
+            raise ServiceError(
+                422,
+                "no_behaviour_head",
+                "the served model has no behaviour head, so it cannot rank by behaviour; "
+                "omit the behaviour parameter",
+            )
+        if name.lower() not in self.behaviours:
+            raise ServiceError(
+                422,
+                "unknown_behaviour",
+                f"unknown behaviour {name!r} (known: {', '.join(self.behaviours)})",
+            )
+        with torch.no_grad():
+            cand = torch.from_numpy(rows)[None]  # (1, K)
+            logits = self.model.behaviour_logits(state.hidden[None], cand, raw)  # (1, K, n_b)
+            logp = torch.log_softmax(logits, -1)[0, :, self.behaviour_index(name) - 1]  # (K,)
+        combined = scores + logp.numpy()
+        order = np.argsort(-combined, kind="stable")
+        return rows[order], combined[order]
+
+    def _popular(self, k: int, exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with self._pop_lock:
+            pop = self._pop[: self._n_rows]
+            top = self._pop_top
+            if top is None or len(top) < min(len(pop) - 1, 4 * self.settings.max_k):
+                n = min(len(pop) - 1, 4 * self.settings.max_k)
+                part = np.argpartition(-pop[1:], n - 1)[:n] + 1 if n > 0 else np.zeros(0, np.int64)
+                top = part[np.argsort(-pop[part], kind="stable")]
+                self._pop_top = top
+            if len(exclude):
+                top = top[~np.isin(top, exclude)]
+            top = top[:k]
+            return top, pop[top].astype(np.float32)
+
+    def _blend(
+        self, rows: np.ndarray, scores: np.ndarray, exclude: np.ndarray, k: int, w: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Reciprocal-rank fusion of the model's and popularity's lists (model weight ``w``)."""
+        pop_rows, _ = self._popular(k, exclude)
+        fused: dict[int, float] = {}
+        for weight, ranked in ((w, rows), (1.0 - w, pop_rows)):
+            for r, row in enumerate(ranked.tolist()):
+                fused[row] = fused.get(row, 0.0) + weight / (RRF_K + r + 1)
+        best = sorted(fused.items(), key=lambda kv: -kv[1])[:k]
+        return (
+            np.array([r for r, _ in best], dtype=np.int64),
+            np.array([s for _, s in best], dtype=np.float32),
+        )
+
+    def _ranked(self, rows: np.ndarray, scores: np.ndarray, source: str, n: int) -> Ranked:
+        items = [
+            (self.item_ids[r - 1], self.names[r - 1], float(s))
+            for r, s in zip(rows.tolist(), scores.tolist(), strict=True)
+            if math.isfinite(s)
+        ]
+        return Ranked(items, source, n)
+
+
+def tower_rows(model: Any, text: torch.Tensor) -> torch.Tensor:
+    """Item-table rows ``(N, D)`` for new items from their text vectors ``(N, d_text)``: the
+    tower's own adaptor (and, for id+text, its gate with an all-zero id embedding, as an item the
+    model never saw in training has no learned id)."""
+    tower = model.tower
+    t = tower.adaptor(text.float())  # (N, D)
+    if tower.item_repr == "text":
+        return t
+    ids = torch.zeros_like(t)
+    g = torch.sigmoid(tower.gate(torch.cat([ids, t], dim=-1)))  # (N, D)
+    return g * ids + (1.0 - g) * t
+
+
+def run_version(run_dir: str | Path) -> str:
+    """A short id of the run's weights (changes when the run is retrained in place)."""
+    weights = Path(run_dir) / ckpt.WEIGHTS_FILE
+    st = weights.stat()
+    raw = f"{Path(run_dir).resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    return f"{Path(run_dir).name}-{hashlib.sha256(raw.encode()).hexdigest()[:8]}"
+
+
+def _display_name(item_id: str, fields: Mapping[str, Any]) -> str:
+    for key in ("title", "name", "description"):
+        if fields.get(key):
+            return str(fields[key])
+    return item_id
+
+
+def _grow(t: torch.Tensor, cap: int) -> torch.Tensor:
+    out = torch.zeros(cap, t.shape[1], dtype=t.dtype)
+    out[: t.shape[0]] = t
+    return out
+
+
+def now_seconds() -> int:
+    return int(time.time())

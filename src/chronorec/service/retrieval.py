@@ -1,0 +1,132 @@
+"""Top-K retrieval over the item table: exact scoring, or a FAISS inner-product index.
+
+Scores are inner products ``q · e`` between a query (the user's last hidden state, prepared by the
+model's score head) and the prepared item table, so one index serves dot and cosine heads alike.
+Row 0 of the table is padding and never returned. Items can be appended while serving (new items
+from ``POST /items``); the index learns them at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+
+class ExactRetriever:
+    """Every item scored; the same arithmetic as offline ``Recommender.recommend``."""
+
+    kind = "exact"
+
+    def search(
+        self,
+        q: torch.Tensor,
+        table: torch.Tensor,
+        k: int,
+        exclude: Sequence[np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``q`` (B, D), ``table`` (V, D) -> (indices (B, k'), scores (B, k')) best first."""
+        scores = q @ table.T  # (B, V)
+        scores[:, 0] = float("-inf")
+        if exclude is not None:
+            for b, rows in enumerate(exclude):
+                if len(rows):
+                    scores[b, torch.from_numpy(rows)] = float("-inf")
+        n_ok = int(torch.isfinite(scores).sum(1).min()) if scores.numel() else 0
+        top = torch.topk(scores, min(k, n_ok), dim=1)
+        return top.indices.numpy(), top.values.numpy()
+
+    def add(self, rows: np.ndarray) -> None:
+        """Nothing to do: the exact path reads the table itself."""
+
+
+class FaissRetriever:
+    """An inner-product IVF-Flat or HNSW index over rows ``1..V-1`` (index id = row - 1)."""
+
+    def __init__(self, table: np.ndarray, kind: str = "ivf", nprobe: int = 32, ef: int = 128):
+        import faiss
+
+        faiss.omp_set_num_threads(1)  # concurrent requests already use the cores
+        d = table.shape[1]
+        items = np.ascontiguousarray(table[1:], dtype=np.float32)
+        self.kind = f"faiss-{kind}"
+        if kind == "hnsw":
+            index = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = 80
+            index.hnsw.efSearch = ef
+        else:
+            nlist = max(1, min(int(4 * math.sqrt(len(items))), len(items) // 39 or 1))
+            quantizer = faiss.IndexFlatIP(d)
+            index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+            rng = np.random.default_rng(0)
+            sample = items[rng.choice(len(items), min(len(items), 256 * nlist), replace=False)]
+            index.train(sample)
+            index.nprobe = min(nprobe, nlist)
+        index.add(items)
+        self.index = index
+        # faiss allows concurrent searches but not a search during an add.
+        self._lock = threading.RLock()
+
+    def search(
+        self,
+        q: torch.Tensor,
+        table: torch.Tensor,
+        k: int,
+        exclude: Sequence[np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        queries = np.ascontiguousarray(q.numpy(), dtype=np.float32)  # (B, D)
+        n_items = table.shape[0] - 1
+        extra = max((len(e) for e in exclude), default=0) if exclude is not None else 0
+        want = min(k + extra, n_items)
+        with self._lock:
+            scores, ids = self.index.search(queries, want)  # (B, want)
+        out_i = np.zeros((len(queries), k), dtype=np.int64)
+        out_s = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        short = 0
+        for b in range(len(queries)):
+            rows = ids[b][ids[b] >= 0] + 1
+            vals = scores[b][ids[b] >= 0]
+            if exclude is not None and len(exclude[b]):
+                keep = ~np.isin(rows, exclude[b])
+                rows, vals = rows[keep], vals[keep]
+            n = min(k, len(rows))
+            short = max(short, k - n)
+            out_i[b, :n], out_s[b, :n] = rows[:n], vals[:n]
+        if short:  # the index found too few candidates (a tiny IVF list): fall back to exact
+            return ExactRetriever().search(q, table, k, exclude)
+        return out_i, out_s
+
+    def add(self, rows: np.ndarray) -> None:
+        with self._lock:
+            self.index.add(np.ascontiguousarray(rows, dtype=np.float32))
+
+
+def build_retriever(
+    table: torch.Tensor, exact_max_items: int, kind: str = "ivf", nprobe: int = 32, ef: int = 128
+) -> ExactRetriever | FaissRetriever:
+    n_items = table.shape[0] - 1
+    if n_items <= exact_max_items:
+        return ExactRetriever()
+    log.info("building a FAISS %s index over %d items", kind, n_items)
+    return FaissRetriever(table.numpy(), kind, nprobe, ef)
+
+
+def recall_at_k(
+    retriever: ExactRetriever | FaissRetriever, queries: torch.Tensor, table: torch.Tensor, k: int
+) -> float:
+    """Mean overlap of the retriever's top-k with the exact top-k (1.0 for the exact path)."""
+    if isinstance(retriever, ExactRetriever) or len(queries) == 0:
+        return 1.0
+    exact, _ = ExactRetriever().search(queries, table, k)
+    approx, _ = retriever.search(queries, table, k)
+    hits = [
+        len(set(a.tolist()) & set(e.tolist())) / max(len(e), 1)
+        for a, e in zip(approx, exact, strict=True)
+    ]
+    return float(np.mean(hits))

@@ -1,0 +1,186 @@
+"""Request and response bodies. Requests forbid unknown fields and non-finite numbers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    field_validator,
+)
+
+# Hard caps that bound the schema itself; the settings may lower them (never raise them).
+MAX_BATCH = 1000
+MAX_K = 1000
+MAX_HISTORY = 1000
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Text = Annotated[str, StringConstraints(max_length=20_000)]
+
+
+def _parse_time(value: object) -> object:
+    """ISO 8601 strings become epoch seconds (UTC when no zone is given); numbers pass."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+        try:
+            when = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("timestamp must be seconds since the epoch or ISO 8601") from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return when.timestamp()
+    return value
+
+
+Timestamp = Annotated[float, BeforeValidator(_parse_time), Field(ge=0)]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def to_seconds(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
+class EventIn(Request):
+    user_id: Id
+    item_id: Id
+    behaviour: Name | None = Field(None, description="default: the model's first behaviour")
+    timestamp: Timestamp | None = Field(
+        None, description="seconds since the epoch or ISO 8601; default: the server's clock"
+    )
+    event_id: Id | None = Field(None, description="client id: a replay is not stored twice")
+
+
+class EventBatch(Request):
+    events: list[EventIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+def _events_kind(value: object) -> str:
+    return "batch" if isinstance(value, dict) and "events" in value else "event"
+
+
+# One event as an object, or a batch as {"events": [...]}; errors name the branch that applies.
+EventsBody = Annotated[
+    Annotated[EventIn, Tag("event")] | Annotated[EventBatch, Tag("batch")],
+    Discriminator(_events_kind),
+]
+
+
+class EventsAccepted(BaseModel):
+    stored: int
+    duplicates: int
+    results: list[Literal["stored", "duplicate"]]
+
+
+class HistoryEvent(Request):
+    item_id: Id
+    behaviour: Name | None = None
+    timestamp: Timestamp | None = None
+
+
+class RecommendRequest(Request):
+    history: list[HistoryEvent] = Field(max_length=MAX_HISTORY, description="oldest first")
+    k: int = Field(10, ge=1, le=MAX_K)
+    exclude_seen: bool = True
+    behaviour: Name | None = None
+
+
+class RecommendedItem(BaseModel):
+    item_id: str
+    name: str
+    score: float
+
+
+class Recommendations(BaseModel):
+    user_id: str | None = None
+    model_version: str
+    source: Literal["model", "popularity", "blend"]
+    n_events: int
+    items: list[RecommendedItem]
+
+
+class ItemIn(Request):
+    item_id: Id
+    title: Text | None = None
+    description: Text | None = None
+    brand: Text | None = None
+    category: Text | None = None
+    categories: list[Text] | None = Field(None, max_length=50)
+    price: Annotated[float, Field(ge=0)] | None = None
+    fields: dict[Name, Text] = Field(
+        default_factory=dict, max_length=20, description='other text fields, e.g. {"colour": "red"}'
+    )
+
+    @field_validator("fields")
+    @classmethod
+    def _no_shadowing(cls, value: dict[str, str]) -> dict[str, str]:
+        named = {"item_id", "title", "description", "brand", "category", "categories", "price"}
+        clash = sorted(set(value) & named)
+        if clash:
+            raise ValueError(f"fields must not repeat the named field(s) {', '.join(clash)}")
+        return value
+
+    def text_fields(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            k: v for k, v in self.model_dump(exclude={"item_id", "fields"}).items() if v is not None
+        }
+        out.update(self.fields)
+        return out
+
+
+class ItemAdded(BaseModel):
+    item_id: str
+    model_version: str
+    n_items: int
+
+
+class UserForgotten(BaseModel):
+    user_id: str
+    deleted_events: int
+
+
+class ReloadRequest(Request):
+    run: str | None = Field(None, max_length=4096, description="default: the run being served")
+    dataset: str | None = Field(None, max_length=4096)
+
+
+class Reloaded(BaseModel):
+    model_version: str
+    previous_version: str
+    n_items: int
+    seconds: float
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready", "unavailable"]
+    model_version: str | None = None
+    n_items: int | None = None
+    retrieval: str | None = None
+    index_recall_at_10: float | None = None
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: list[dict[str, object]] | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail

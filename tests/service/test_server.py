@@ -1,0 +1,279 @@
+"""The service as deployed: `chronorec serve` in a subprocess on loopback, a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import TOKEN, Server
+
+from chronorec import load_prepared
+from chronorec.recommender import Recommender
+
+
+def ids(response: dict) -> list[str]:
+    return [x["item_id"] for x in response["items"]]
+
+
+def user_history(dataset_dir: Path, user_id: str) -> list[dict]:
+    ds = load_prepared(dataset_dir)
+    user = ds.users.filter(ds.users["user_id"] == user_id)["user"][0]
+    ev = ds.events.filter(ds.events["user"] == user).sort("position")
+    names = ds.behaviours
+    item_ids = ds.item_ids()
+    return [
+        {"item_id": item_ids[i - 1], "behaviour": names[b - 1], "timestamp": t}
+        for i, b, t in zip(ev["item"], ev["behaviour"], ev["timestamp"], strict=True)
+    ]
+
+
+def test_parity_with_offline_recommend(server: Server, text_run: Path, dataset_dir: Path) -> None:
+    rec = Recommender.load(text_run)
+    users = [f"u{i}" for i in range(7, 15)]
+    offline_ids, offline_scores = rec.recommend(users, k=5)
+    with server.client() as c:
+        for user, want_ids, want_scores in zip(users, offline_ids, offline_scores, strict=True):
+            got = c.get(f"/users/{user}/recommendations", params={"k": 5}).json()
+            assert got["source"] == "model"
+            assert ids(got) == want_ids
+            np.testing.assert_allclose([x["score"] for x in got["items"]], want_scores, rtol=1e-5)
+        # an explicit history is the same model path as the offline ad-hoc one
+        history = ["i1", "i2", "i3", "i4"]
+        want, _ = rec.recommend_histories([history], k=5)
+        got = c.post(
+            "/recommendations", json={"history": [{"item_id": i} for i in history], "k": 5}
+        ).json()
+        assert ids(got) == want[0]
+
+
+def test_read_your_writes(server: Server) -> None:
+    with server.client() as c:
+        before = c.get("/users/u21/recommendations", params={"k": 3}).json()
+        top = before["items"][0]["item_id"]
+        r = c.post("/events", json={"user_id": "u21", "item_id": top, "behaviour": "buy"})
+        assert r.status_code == 201, r.text
+        after = c.get("/users/u21/recommendations", params={"k": 3}).json()
+        assert after["n_events"] == before["n_events"] + 1
+        assert top not in ids(after)  # now seen, so excluded
+
+
+def test_event_survives_kill9_and_state_reflects_it(server: Server, dataset_dir: Path) -> None:
+    event = {
+        "user_id": "u23",
+        "item_id": "i20",
+        "behaviour": "view",
+        "timestamp": 1_700_000_000,
+        "event_id": "evt-kill9",
+    }
+    with server.client() as c:
+        r = c.post("/events", json={"events": [event]})
+        assert r.status_code == 201 and r.json()["stored"] == 1
+    server.kill9()  # no shutdown, no flush: only what was committed before the 2xx survives
+    server.start()
+    history = user_history(dataset_dir, "u23") + [
+        {k: event[k] for k in ("item_id", "behaviour", "timestamp")}
+    ]
+    with server.client() as c:
+        got = c.get("/users/u23/recommendations", params={"k": 5}).json()
+        want = c.post("/recommendations", json={"history": history, "k": 5}).json()
+        assert got["n_events"] == len(history)
+        assert ids(got) == ids(want)
+        assert "i20" not in ids(got)
+        replay = c.post("/events", json=event).json()  # idempotent across restarts
+        assert replay == {"stored": 0, "duplicates": 1, "results": ["duplicate"]}
+
+
+def test_new_item_is_recommended_to_text_similar_users(server: Server) -> None:
+    garden_users = [f"u{i}" for i in range(31, 51, 2)]  # odd users shop in the garden
+    cable_users = [f"u{i}" for i in range(32, 52, 2)]
+    item = {"item_id": "hose-2000", "title": "lawn watering hose reel"}
+    with server.client() as c:
+        assert c.post("/items", json=item).status_code == 201
+        assert c.post("/items", json=item).status_code == 409  # already there
+
+        def rank(user: str) -> int:
+            got = ids(c.get(f"/users/{user}/recommendations", params={"k": 25}).json())
+            return got.index("hose-2000") if "hose-2000" in got else 25
+
+        garden = [rank(u) for u in garden_users]
+        cable = [rank(u) for u in cable_users]
+        assert np.mean(garden) + 2 < np.mean(cable), (garden, cable)
+        assert np.median(garden) < 5, garden
+        similar = ids(c.get("/items/hose-2000/similar", params={"k": 5}).json())
+        assert sum(int(i[1:]) <= 12 for i in similar) >= 4, similar  # garden items are i1..i12
+        # the new item is an input too: an event on it is accepted and read
+        assert c.post("/events", json={"user_id": "u60", "item_id": "hose-2000"}).status_code == 201
+        assert c.get("/users/u60/recommendations").json()["n_events"] > 0
+
+
+def test_forget_user(server: Server) -> None:
+    with server.client() as c:
+        assert c.post("/events", json={"user_id": "u25", "item_id": "i3"}).status_code == 201
+        r = c.delete("/users/u25")
+        assert r.status_code == 200 and r.json()["deleted_events"] == 1
+        got = c.get("/users/u25/recommendations").json()
+        assert got["n_events"] == 0 and got["source"] == "popularity"
+
+
+def test_auth_refusals(server: Server) -> None:
+    event = {"user_id": "u26", "item_id": "i1"}
+    with server.client(token=None) as c:
+        assert c.post("/events", json=event).status_code == 401
+        assert c.post("/items", json={"item_id": "x", "title": "x"}).status_code == 401
+        assert c.delete("/users/u26").status_code == 401
+        assert c.post("/admin/reload").status_code == 401
+        r = c.post("/events", json=event, headers={"Authorization": "Basic dTpw"})
+        assert r.status_code == 401
+        r = c.post("/events", json=event, headers={"Authorization": "Bearer wrong"})
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+        # reads are open
+        assert c.get("/users/u26/recommendations").status_code == 200
+        assert c.get("/health").status_code == 200
+
+
+def test_refuses_to_start_without_token(text_run: Path, monkeypatch, capsys) -> None:
+    from chronorec.cli import main
+
+    monkeypatch.delenv("CHRONOREC_TOKEN", raising=False)
+    assert main(["serve", str(text_run), "--port", "1"]) == 2
+    assert "refusing to start without a token" in capsys.readouterr().err
+
+
+BAD = [
+    ("unknown field", "POST", "/events", {"user_id": "u1", "item_id": "i1", "colour": "red"}, 422),
+    ("wrong type", "POST", "/events", {"user_id": "u1", "item_id": ["i1"]}, 422),
+    ("missing field", "POST", "/events", {"user_id": "u1"}, 422),
+    (
+        "NaN timestamp",
+        "POST",
+        "/events",
+        '{"user_id": "u1", "item_id": "i1", "timestamp": NaN}',
+        422,
+    ),
+    (
+        "Infinity timestamp",
+        "POST",
+        "/events",
+        '{"user_id": "u1", "item_id": "i1", "timestamp": Infinity}',
+        422,
+    ),
+    (
+        "far-future timestamp",
+        "POST",
+        "/events",
+        {"user_id": "u1", "item_id": "i1", "timestamp": 4_102_444_800},
+        422,
+    ),
+    (
+        "far-future ISO timestamp",
+        "POST",
+        "/events",
+        {"user_id": "u1", "item_id": "i1", "timestamp": "2999-01-01T00:00:00"},
+        422,
+    ),
+    (
+        "negative timestamp",
+        "POST",
+        "/events",
+        {"user_id": "u1", "item_id": "i1", "timestamp": -5},
+        422,
+    ),
+    (
+        "garbage timestamp",
+        "POST",
+        "/events",
+        {"user_id": "u1", "item_id": "i1", "timestamp": "yesterday"},
+        422,
+    ),
+    ("unknown item", "POST", "/events", {"user_id": "u1", "item_id": "nope"}, 422),
+    (
+        "unknown behaviour",
+        "POST",
+        "/events",
+        {"user_id": "u1", "item_id": "i1", "behaviour": "teleport"},
+        422,
+    ),
+    ("empty batch", "POST", "/events", {"events": []}, 422),
+    (
+        "batch over the limit",
+        "POST",
+        "/events",
+        {"events": [{"user_id": "u1", "item_id": "i1"}] * 60},
+        413,
+    ),
+    (
+        "body over the limit",
+        "POST",
+        "/events",
+        {"events": [{"user_id": "u" * 250, "item_id": "i1"}] * 100},
+        413,
+    ),
+    ("invalid JSON", "POST", "/events", '{"user_id": "u1", ', 422),
+    ("empty id", "POST", "/events", {"user_id": "", "item_id": "i1"}, 422),
+    ("k = 0", "GET", "/users/u1/recommendations?k=0", None, 422),
+    ("k not a number", "GET", "/users/u1/recommendations?k=ten", None, 422),
+    ("k over the cap", "GET", "/users/u1/recommendations?k=100000", None, 422),
+    ("unknown history item", "POST", "/recommendations", {"history": [{"item_id": "nope"}]}, 422),
+    ("history wrong type", "POST", "/recommendations", {"history": "i1,i2"}, 422),
+    ("behaviour without a head", "GET", "/users/u1/recommendations?behaviour=buy", None, 422),
+    ("item with bad price", "POST", "/items", {"item_id": "p", "title": "t", "price": -1}, 422),
+    ("item with unknown field", "POST", "/items", {"item_id": "p", "colour": "red"}, 422),
+    ("similar to unknown item", "GET", "/items/nope/similar", None, 404),
+    ("reload of a missing run", "POST", "/admin/reload", {"run": "/nonexistent/run"}, 422),
+    ("unknown route", "GET", "/nope", None, 404),
+]
+
+
+@pytest.mark.parametrize("name,method,path,body,status", BAD, ids=[b[0] for b in BAD])
+def test_malformed_requests_get_a_clear_4xx(server: Server, name, method, path, body, status):
+    with server.client() as c:
+        if isinstance(body, str):
+            r = c.request(
+                method, path, content=body.encode(), headers={"content-type": "application/json"}
+            )
+        else:
+            r = c.request(method, path, json=body)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["code"] and err["message"]
+
+
+def test_health_ready_metrics(server: Server) -> None:
+    with server.client(token=None) as c:
+        ready = c.get("/ready").json()
+        assert ready["status"] == "ready" and ready["n_items"] >= 24
+        text = c.get("/metrics").text
+    assert 'chronorec_requests_total{method="GET",route="/ready",status="200"}' in text
+    assert "chronorec_events_ingested_total" in text
+    assert f'chronorec_model_info{{version="{ready["model_version"]}"}} 1' in text
+
+
+def test_schemathesis_finds_no_server_error(server: Server) -> None:
+    schemathesis = pytest.importorskip("schemathesis")
+    from hypothesis import HealthCheck, given, settings
+
+    with server.client() as c:
+        spec = c.get("/openapi.json").json()
+    schema = schemathesis.openapi.from_dict(spec)
+    failures: list[tuple[str, str, int, str]] = []
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+
+    def fuzz(op):  # noqa: ANN001, ANN202
+        @settings(
+            max_examples=15, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
+        @given(case=op.as_strategy())
+        def check(case):  # noqa: ANN001, ANN202
+            response = case.call(base_url=server.url, headers=auth)
+            if response.status_code >= 500:
+                failures.append((op.method, op.path, response.status_code, response.text[:300]))
+
+        check()
+
+    for result in schema.get_all_operations():
+        op = result.ok()
+        if op.path != "/admin/reload":  # a valid body swaps the model; the reload test covers it
+            fuzz(op)
+    assert not failures, json.dumps(failures[:5], indent=1)
