@@ -1,0 +1,148 @@
+"""Store, settings, retrieval and in-process app behaviour (no subprocess needed)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from helpers import TOKEN
+
+from chronorec.errors import ConfigError
+from chronorec.service import ServiceSettings, create_app
+from chronorec.service.retrieval import ExactRetriever, FaissRetriever, recall_at_k
+from chronorec.service.store import Event, SQLiteEventStore, open_store
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def test_store_is_wal_full_sync_and_idempotent(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/e.db")
+    assert isinstance(store, SQLiteEventStore)
+    events = [Event("u", "a", "view", 10, "e1"), Event("u", "b", "buy", 5, None)]
+    assert store.add_events(events) == [True, True]
+    assert store.add_events([Event("u", "zzz", "view", 99, "e1")]) == [False]  # first write wins
+    assert [e.item_id for e in store.user_events("u")] == ["b", "a"]  # by timestamp
+    assert store.forget_user("u") == 2 and store.user_events("u") == []
+    assert store.forgotten_users() == {"u"}
+    store.close()
+    conn = sqlite3.connect(tmp_path / "e.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+    assert (
+        SQLiteEventStore(tmp_path / "e.db")._writer.execute("PRAGMA synchronous").fetchone()[0] == 2
+    )  # FULL
+
+
+def test_store_urls() -> None:
+    with pytest.raises(ConfigError, match="PostgreSQL is not supported"):
+        open_store("postgresql://localhost/db")
+    with pytest.raises(ConfigError, match="expected sqlite"):
+        open_store("mysql://x")
+
+
+def test_settings_from_env() -> None:
+    s = ServiceSettings.from_env(
+        {
+            "CHRONOREC_TOKEN": "t",
+            "CHRONOREC_MAX_BATCH": "7",
+            "CHRONOREC_DEV": "yes",
+            "CHRONOREC_DB": "sqlite:///x.db",
+        },
+        run_dir="r",
+    )
+    assert (s.token, s.max_batch, s.dev, s.db_url, s.run_dir) == (
+        "t",
+        7,
+        True,
+        "sqlite:///x.db",
+        "r",
+    )
+    with pytest.raises(ConfigError, match="CHRONOREC_MAX_BATCH='x' is not an integer"):
+        ServiceSettings.from_env({"CHRONOREC_MAX_BATCH": "x"})
+    with pytest.raises(ConfigError, match="refusing to start"):
+        ServiceSettings(run_dir="r").check_startable()
+    ServiceSettings(run_dir="r", dev=True).check_startable()
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_faiss_recall_against_exact(kind: str) -> None:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(20, 16))
+    table = np.vstack(
+        [np.zeros((1, 16)), centres[rng.integers(0, 20, 3000)] + 0.3 * rng.normal(size=(3000, 16))]
+    ).astype(np.float32)
+    t = torch.from_numpy(table)
+    queries = torch.from_numpy(table[rng.integers(1, 3001, 64)] + 0.1)
+    index = FaissRetriever(table, kind, nprobe=8)
+    assert recall_at_k(index, queries, t, 10) >= 0.9
+    # excluded rows never come back, and padding row 0 is never returned
+    exclude = [np.arange(1, 50)] * len(queries)
+    rows, _ = index.search(queries, t, 10, exclude)
+    assert not np.isin(rows, np.arange(0, 50)).any()
+    exact_rows, _ = ExactRetriever().search(queries.clone(), t, 10, exclude)
+    assert not np.isin(exact_rows, np.arange(0, 50)).any()
+    # a new row is found at once
+    new = table[5:6] * 3
+    index.add(new)
+    t2 = torch.cat([t, torch.from_numpy(new)])
+    rows, _ = index.search(torch.from_numpy(new), t2, 1)
+    assert rows[0, 0] == 3001
+
+
+def test_id_only_model_refuses_new_items(id_run: Path, tmp_path: Path) -> None:
+    app = create_app(
+        ServiceSettings(run_dir=str(id_run), db_url=f"sqlite:///{tmp_path}/e.db", token=TOKEN)
+    )
+    with TestClient(app) as c:
+        r = c.post("/items", json={"item_id": "new", "title": "garden hose"}, headers=AUTH)
+        assert r.status_code == 409
+        assert r.json()["error"]["code"] == "no_text_tower"
+        assert "item_repr" in r.json()["error"]["message"]
+
+
+def test_reload_swaps_the_model_atomically(text_run: Path, id_run: Path, tmp_path: Path) -> None:
+    app = create_app(
+        ServiceSettings(run_dir=str(text_run), db_url=f"sqlite:///{tmp_path}/e.db", token=TOKEN)
+    )
+    with TestClient(app) as c:
+        old_engine = app.state.engine
+        before = c.get("/ready").json()["model_version"]
+        c.post("/events", json={"user_id": "u1", "item_id": "i5"}, headers=AUTH)
+        r = c.post("/admin/reload", json={"run": str(id_run)}, headers=AUTH)
+        assert r.status_code == 200, r.text
+        assert r.json()["previous_version"] == before
+        assert c.get("/ready").json()["model_version"] == r.json()["model_version"] != before
+        # a request that took the old engine before the swap still completes on it
+        state = old_engine.user_state("u2")
+        assert old_engine.rank(state, 3).items
+        # the stored event is part of the user's history under the new model too
+        got = c.get("/users/u1/recommendations").json()
+        assert got["model_version"] == r.json()["model_version"] and "i5" not in [
+            x["item_id"] for x in got["items"]
+        ]
+
+
+def test_faiss_path_serves_the_same_top_k_as_exact(text_run: Path, tmp_path: Path) -> None:
+    def top(exact_max_items: int) -> list[list[str]]:
+        settings = ServiceSettings(
+            run_dir=str(text_run),
+            db_url=f"sqlite:///{tmp_path}/e.db",
+            token=TOKEN,
+            exact_max_items=exact_max_items,
+            nprobe=64,
+        )
+        with TestClient(create_app(settings)) as c:
+            ready = c.get("/ready").json()
+            assert ready["retrieval"] == ("exact" if exact_max_items else "faiss-ivf")
+            assert ready["index_recall_at_10"] >= 0.9
+            users = [f"u{i}" for i in range(1, 11)]
+            return [
+                [x["item_id"] for x in c.get(f"/users/{u}/recommendations?k=5").json()["items"]]
+                for u in users
+            ]
+
+    assert top(0) == top(10_000)
