@@ -118,9 +118,13 @@ class DataConfig:
     valid_days: float | None = None  # temporal: the validation window (default = test_days)
     target_behaviour: int | None = None  # temporal: keep only targets of this behaviour index
     exclude_history: bool = True  # evaluation/recommendation drop items already in the history
+    cold_fraction: float = 0.0  # cold-start protocol: hide this share of items from training
+    cold_seed: int = 0  # which items are hidden (same seed, same items)
 
     def __post_init__(self) -> None:
         _choice("data.split", self.split, SPLITS)
+        if not 0.0 <= self.cold_fraction < 1.0:
+            raise ConfigError(f"data.cold_fraction must be in [0, 1), not {self.cold_fraction}")
         if self.split == "temporal" and self.test_days is None:
             raise ConfigError("data.split = 'temporal' needs data.test_days")
 

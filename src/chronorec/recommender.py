@@ -33,17 +33,31 @@ NAME_COLUMNS = ("title", "name", "description")
 RESUMABLE_CHANGES = ("max_epochs", "max_minutes", "patience", "threads", "eval_batch_size")
 
 
+def cold_items(dataset: PreparedDataset, cfg: RunConfig) -> np.ndarray:
+    """Items hidden from training by the cold-start protocol (empty unless data.cold_fraction)."""
+    from chronorec.evaluation import select_cold_items
+
+    return select_cold_items(dataset.n_items, cfg.data.cold_fraction, cfg.data.cold_seed)
+
+
 def make_split(dataset: PreparedDataset, cfg: RunConfig) -> Split:
-    """The split named by ``cfg.data`` (the same one at fit and at evaluation time)."""
+    """The split named by ``cfg.data`` (the same one at fit and at evaluation time), with the
+    cold-start items removed from training when ``data.cold_fraction > 0``."""
     d = cfg.data
     if d.split == "leave-one-out":
-        return leave_one_out(dataset.events, min_events=d.min_events)
-    return temporal_split(
-        dataset.events,
-        test_days=d.test_days,
-        valid_days=d.valid_days,
-        behaviour=d.target_behaviour,
-    )
+        split = leave_one_out(dataset.events, min_events=d.min_events)
+    else:
+        split = temporal_split(
+            dataset.events,
+            test_days=d.test_days,
+            valid_days=d.valid_days,
+            behaviour=d.target_behaviour,
+        )
+    if d.cold_fraction > 0:
+        from chronorec.evaluation import cold_start_split
+
+        split = cold_start_split(split, cold_items(dataset, cfg))
+    return split
 
 
 def build_text_vectors(dataset: PreparedDataset, cfg: RunConfig) -> np.ndarray:
@@ -356,18 +370,58 @@ class Recommender:
         **options: Any,
     ) -> Any:
         """Full-ranking :func:`chronorec.evaluation.evaluate` of this model on the config's split
-        (``which`` = "valid" or "test"); cold/warm slices are relative to the split's train."""
+        (``which`` = "valid" or "test"). Cold/warm slices: the cold-start protocol's hidden items
+        when ``data.cold_fraction > 0``, else the items absent from the split's train."""
         from chronorec.evaluation import evaluate
 
         dataset = self._require_dataset()
         split = make_split(dataset, self.config)
         exclude = self.config.data.exclude_history if exclude_history is None else exclude_history
+        if self.config.data.cold_fraction > 0:
+            options.setdefault("cold_items", cold_items(dataset, self.config))
         return evaluate(
             self, dataset, split.targets(which),  # type: ignore[arg-type]  # checked by Split
             exclude_history=exclude, max_len=self.config.model.max_len,
             batch_size=self.config.train.eval_batch_size, train=split.train, progress=progress,
             **options,
         )  # fmt: skip
+
+    @torch.no_grad()
+    def behaviour_probabilities(self, batch: HistoryBatch, items: np.ndarray) -> np.ndarray:
+        """``P(behaviour = b | history, item)`` from the behaviour head: histories ``batch`` and
+        candidate item indices ``items`` (B, K) -> (B, K, n_behaviours); ``[..., b - 1]`` is
+        behaviour index ``b``."""
+        model = self._require_model()
+        model.eval()
+        table = model.item_table()
+        hidden = model(
+            torch.from_numpy(batch.items),
+            torch.from_numpy(batch.behaviours),
+            torch.from_numpy(batch.timestamps),
+            table,
+        )[:, -1]  # (B, D)
+        logits = model.behaviour_logits(hidden, torch.from_numpy(items), table)  # (B, K, n_b)
+        return logits.softmax(-1).numpy()
+
+    def behaviour_auc(self, which: str = "test", behaviour: int | None = None) -> float:
+        """ROC AUC of ``P(behaviour | history, target item)`` for telling the split's targets of
+        ``behaviour`` (default: the last, e.g. "buy") from its other targets."""
+        dataset = self._require_dataset()
+        assert self._arrays is not None
+        targets = make_split(dataset, self.config).targets(which)  # type: ignore[arg-type]
+        b = behaviour if behaviour is not None else self._require_model().n_behaviours
+        users = targets["user"].to_numpy().astype(np.int64)
+        hlens = targets["history_len"].to_numpy().astype(np.int64)
+        items = targets["item"].to_numpy().astype(np.int64)
+        labels = targets["behaviour"].to_numpy() == b
+        probs = np.empty(users.size, dtype=np.float64)
+        step = self.config.train.eval_batch_size
+        for s in range(0, users.size, step):
+            batch = self._arrays.histories(users[s : s + step], hlens[s : s + step],
+                                           self.config.model.max_len)  # fmt: skip
+            p = self.behaviour_probabilities(batch, items[s : s + step, None])
+            probs[s : s + step] = p[:, 0, b - 1]
+        return _roc_auc(probs, labels)
 
     # ------------------------------------------------------------------ persistence
 
@@ -424,6 +478,21 @@ class Recommender:
         else:
             rec._items = pl.read_parquet(run / ckpt.ITEMS_FILE)
         return rec
+
+
+def _roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Mann-Whitney AUC with average ranks for ties; NaN when one class is empty."""
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="stable")
+    ranks = np.empty(scores.size, dtype=np.float64)
+    ranks[order] = np.arange(1, scores.size + 1)
+    uniq, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    if uniq.size < scores.size:  # average the ranks of tied scores
+        sums = np.bincount(inverse, weights=ranks)
+        ranks = (sums / counts)[inverse]
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def _replace(obj: Any, **changes: Any) -> Any:

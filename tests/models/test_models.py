@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from chronorec.config import ModelConfig, RunConfig, TrainConfig
+from chronorec.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from chronorec.evaluation import evaluate
 from chronorec.models import NextItemModel
-from chronorec.recommender import Recommender
+from chronorec.recommender import Recommender, cold_items, make_split
 
 MODELS = ["lstm", "gru", "transformer", "hstu"]
 
@@ -94,17 +94,24 @@ def test_scores_cover_the_catalogue_and_never_rank_padding():
     assert s[0, 0] == float("-inf") and torch.isfinite(s[0, 1:]).all()
 
 
-def test_text_tower_scores_items_never_seen_in_training(successor, random_text):
-    """Items 19 and 20 are removed from training; with item_repr=text they still get scores
-    that follow their text vectors (inductive), unlike an untrained ID row."""
-    train_cut = successor.events.filter(~successor.events["item"].is_in([19, 20]))
-    rec = Recommender(tiny_config("transformer", "text", max_epochs=2))
-    text = random_text(successor.n_items)
-    rec.fit(successor, text_vectors=text, progress=False)
+def test_cold_start_protocol_hides_items_and_text_still_embeds_them(successor, random_text):
+    """data.cold_fraction hides items from every training input and target; the text tower still
+    gives them a learned-adaptor vector (inductive), and evaluation reports cold vs warm."""
+    cfg = tiny_config("transformer", "text", max_epochs=2)
+    cfg = cfg.replace(data=DataConfig(cold_fraction=0.1, cold_seed=1))
+    cold = cold_items(successor, cfg)
+    assert cold.size == 2
+    split = make_split(successor, cfg)
+    assert not split.train["item"].is_in(cold.tolist()).any()
+    rec = Recommender(cfg).fit(successor, text_vectors=random_text(20), progress=False)
     assert rec.model is not None
-    table = rec.model.item_table().detach()
-    assert torch.count_nonzero(table[19]) > 0 and torch.count_nonzero(table[20]) > 0
-    assert train_cut.height < successor.events.height
+    with torch.no_grad():
+        table = rec.model.item_table()
+        untrained = rec.model.tower.adaptor(torch.zeros(1, 16))  # type: ignore[misc]
+    for item in cold:
+        assert not torch.allclose(table[item], untrained[0])
+    result = rec.evaluate("test")
+    assert {"cold", "warm"} <= set(result.slices)
 
 
 def test_cosine_head_bounds_scores_by_the_temperature():

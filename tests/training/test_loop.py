@@ -41,11 +41,28 @@ def test_sampled_losses_learn_the_pattern(successor, loss):
     assert rec.evaluate("test")["hr@1"] == 1.0
 
 
-def test_behaviour_head_trains_with_the_model(successor):
-    cfg = tiny(max_epochs=2)
+def test_behaviour_head_learns_which_items_are_bought(successor):
+    """Make "buy" (behaviour 2) depend only on the item (even items are bought): the pointwise
+    head must then separate test targets by behaviour, AUC near 1."""
+    import polars as pl
+
+    events = successor.events.with_columns(
+        (1 + (pl.col("item") % 2 == 0).cast(pl.Int8)).alias("behaviour")
+    )
+    data = type(successor)(events, successor.items, successor.users, successor.manifest)
+    cfg = tiny(max_epochs=30, eval_every=30)
     cfg = cfg.replace(model=ModelConfig(**{**cfg.model.__dict__, "behaviour_head": True}))
-    rec = Recommender(cfg).fit(successor, progress=False)
-    assert rec.model is not None and rec.model.behaviour_head is not None
+    rec = Recommender(cfg).fit(data, progress=False)
+    assert rec.behaviour_auc("test", behaviour=2) > 0.95
+
+
+def test_roc_auc_against_hand_computed_values():
+    from chronorec.recommender import _roc_auc
+
+    labels = np.array([True, False, True, False])
+    assert _roc_auc(np.array([0.9, 0.1, 0.8, 0.2]), labels) == 1.0
+    assert _roc_auc(np.array([0.1, 0.9, 0.2, 0.8]), labels) == 0.0
+    assert _roc_auc(np.array([0.5, 0.5, 0.9, 0.1]), labels) == 0.875  # (0.5 + 1 + 1 + 1) / 4
 
 
 def test_same_seed_gives_the_same_model(successor):
