@@ -21,6 +21,8 @@ COMMAND_MODULES = [
     "chronorec.commands.stats",
     "chronorec.commands.encode_items",
     "chronorec.commands.serve",
+    "chronorec.commands.demo",
+    "chronorec.commands.report",
     "chronorec.commands.train",
     "chronorec.commands.evaluate",
     "chronorec.commands.recommend",

@@ -1,0 +1,50 @@
+"""The README's main job in its CI setting: `chronorec demo --quick`, then `chronorec report`."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+from chronorec.cli import main
+from chronorec.report import SECTIONS
+
+
+def _check_report(path: Path) -> None:
+    page = path.read_text(encoding="utf-8")
+    for section in SECTIONS:
+        assert f'<section id="{section}">' in page, section
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    # learning curves, metrics, history length, cold/warm, embedding map
+    assert len(images) >= 5
+    import matplotlib.image as mpimg
+
+    for b64 in images:
+        raw = base64.b64decode(b64)
+        assert raw[:8] == b"\x89PNG\r\n\x1a\n" and len(raw) > 8_000
+        pixels = mpimg.imread(io.BytesIO(raw), format="png")
+        assert pixels.shape[0] > 200 and pixels.shape[1] > 300
+        assert pixels.std() > 0.01  # not a blank canvas
+    assert "No data for this plot" not in page
+    assert page.count('class=example') == 3
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    return out
+
+
+def test_demo_quick_writes_the_report(demo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _check_report(demo_dir / "report.html")
+    assert (demo_dir / "run" / "model.safetensors").is_file()
+
+
+def test_report_command_for_a_saved_run(demo_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "again.html"
+    assert main(["report", str(demo_dir / "run"), "--out", str(out)]) == 0
+    _check_report(out)
