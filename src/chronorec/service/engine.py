@@ -63,6 +63,17 @@ class Ranked:
     n_events: int
 
 
+_thread_setup = threading.local()
+
+
+def _torch_threads(n: int) -> None:
+    """torch's intra-op thread count is per OS thread under OpenMP: set it in each pool worker,
+    or every request in a worker thread spins up a team of all cores on a tiny matmul."""
+    if getattr(_thread_setup, "threads", None) != n:
+        torch.set_num_threads(n)
+        _thread_setup.threads = n
+
+
 class _Pending:
     """Cache placeholder: a state computed after it was placed may be stored only if it is still
     the same placeholder (no write to that user happened in between)."""
@@ -327,6 +338,7 @@ class Engine:
             self._cache.popitem(last=False)
 
     def user_state(self, user_id: str) -> UserState:
+        _torch_threads(self.settings.threads)
         with self._cache_lock:
             entry = self._cache.get(user_id)
             if isinstance(entry, UserState):
@@ -364,6 +376,7 @@ class Engine:
 
     def history_state(self, events: Sequence[tuple[str, str | None, int | None]]) -> UserState:
         """The state after an explicit history of ``(item_id, behaviour, timestamp)``."""
+        _torch_threads(self.settings.threads)
         for i, (item, beh, _) in enumerate(events):
             if item not in self.index:
                 raise ServiceError(422, "unknown_item", f"history[{i}]: unknown item id {item!r}")
@@ -403,6 +416,7 @@ class Engine:
     def rank(
         self, state: UserState, k: int, *, exclude_seen: bool = True, behaviour: str | None = None
     ) -> Ranked:
+        _torch_threads(self.settings.threads)
         exclude = state.seen if exclude_seen else np.zeros(0, np.int64)
         if state.n_events == 0:
             rows, scores = self._popular(k, exclude)

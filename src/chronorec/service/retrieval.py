@@ -39,8 +39,15 @@ class ExactRetriever:
                 if len(rows):
                     scores[b, torch.from_numpy(rows)] = float("-inf")
         n_ok = int(torch.isfinite(scores).sum(1).min()) if scores.numel() else 0
-        top = torch.topk(scores, min(k, n_ok), dim=1)
-        return top.indices.numpy(), top.values.numpy()
+        k = min(k, n_ok)
+        s = scores.numpy()
+        if k == 0:
+            return np.zeros((len(s), 0), np.int64), np.zeros((len(s), 0), np.float32)
+        # argpartition + a sort of k is several times faster than torch.topk over 100k columns
+        part = np.argpartition(-s, k - 1, axis=1)[:, :k]  # (B, k) unordered
+        vals = np.take_along_axis(s, part, axis=1)
+        order = np.argsort(-vals, axis=1, kind="stable")
+        return np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1)
 
     def add(self, rows: np.ndarray) -> None:
         """Nothing to do: the exact path reads the table itself."""
@@ -49,7 +56,7 @@ class ExactRetriever:
 class FaissRetriever:
     """An inner-product IVF-Flat or HNSW index over rows ``1..V-1`` (index id = row - 1)."""
 
-    def __init__(self, table: np.ndarray, kind: str = "ivf", nprobe: int = 32, ef: int = 128):
+    def __init__(self, table: np.ndarray, kind: str = "ivf", nprobe: int = 64, ef: int = 128):
         import faiss
 
         faiss.omp_set_num_threads(1)  # concurrent requests already use the cores
@@ -61,11 +68,12 @@ class FaissRetriever:
             index.hnsw.efConstruction = 80
             index.hnsw.efSearch = ef
         else:
-            nlist = max(1, min(int(4 * math.sqrt(len(items))), len(items) // 39 or 1))
+            # sqrt(n) lists trained on 64 points each: a 100k catalogue trains in about a second
+            nlist = max(1, min(int(math.sqrt(len(items))), len(items) // 39 or 1))
             quantizer = faiss.IndexFlatIP(d)
             index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
             rng = np.random.default_rng(0)
-            sample = items[rng.choice(len(items), min(len(items), 256 * nlist), replace=False)]
+            sample = items[rng.choice(len(items), min(len(items), 64 * nlist), replace=False)]
             index.train(sample)
             index.nprobe = min(nprobe, nlist)
         index.add(items)
@@ -108,7 +116,7 @@ class FaissRetriever:
 
 
 def build_retriever(
-    table: torch.Tensor, exact_max_items: int, kind: str = "ivf", nprobe: int = 32, ef: int = 128
+    table: torch.Tensor, exact_max_items: int, kind: str = "ivf", nprobe: int = 64, ef: int = 128
 ) -> ExactRetriever | FaissRetriever:
     n_items = table.shape[0] - 1
     if n_items <= exact_max_items:

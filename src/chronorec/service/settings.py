@@ -32,7 +32,7 @@ class ServiceSettings:
     max_future_s: float = 86_400.0  # how far ahead of the server clock a timestamp may be
     exact_max_items: int = 200_000  # larger catalogues are served from a FAISS index
     index_kind: str = "ivf"
-    nprobe: int = 32  # IVF lists visited per query
+    nprobe: int = 64  # IVF lists visited per query (of sqrt(n_items))
     hnsw_ef: int = 128  # HNSW search breadth
     cache_users: int = 100_000  # user states kept in memory
     blend_events: int = 3  # events after which a new user is served by the model alone
