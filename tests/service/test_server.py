@@ -59,6 +59,24 @@ def test_read_your_writes(server: Server) -> None:
         assert top not in ids(after)  # now seen, so excluded
 
 
+def test_read_your_writes_under_concurrent_clients(server: Server) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def session(worker: int) -> list[int]:
+        user = f"rw-{worker}"
+        seen = []
+        with server.client() as c:
+            for step in range(4):
+                item = f"i{(worker + step) % 24 + 1}"
+                assert c.post("/events", json={"user_id": user, "item_id": item}).status_code == 201
+                seen.append(c.get(f"/users/{user}/recommendations").json()["n_events"])
+        return seen
+
+    with ThreadPoolExecutor(6) as pool:
+        for counts in pool.map(session, range(6)):
+            assert counts == [1, 2, 3, 4]  # every read saw the write just before it
+
+
 def test_event_survives_kill9_and_state_reflects_it(server: Server, dataset_dir: Path) -> None:
     event = {
         "user_id": "u23",

@@ -146,3 +146,20 @@ def test_faiss_path_serves_the_same_top_k_as_exact(text_run: Path, tmp_path: Pat
             ]
 
     assert top(0) == top(10_000)
+
+
+def test_new_user_goes_from_popularity_to_blend_to_model(text_run: Path, tmp_path: Path) -> None:
+    settings = ServiceSettings(
+        run_dir=str(text_run), db_url=f"sqlite:///{tmp_path}/e.db", token=TOKEN, blend_events=2
+    )
+    with TestClient(create_app(settings)) as c:
+        sources = []
+        for item in ("i1", "i2", "i3"):
+            sources.append(c.get("/users/fresh/recommendations").json()["source"])
+            c.post("/events", json={"user_id": "fresh", "item_id": item}, headers=AUTH)
+        sources.append(c.get("/users/fresh/recommendations").json()["source"])
+        assert sources == ["popularity", "blend", "model", "model"]
+        got = c.get("/users/fresh/recommendations?k=30").json()["items"]
+        assert not {"i1", "i2", "i3"} & {x["item_id"] for x in got}  # seen items are excluded
+        got = c.get("/users/fresh/recommendations?k=30&exclude_seen=false").json()["items"]
+        assert {"i1", "i2", "i3"} <= {x["item_id"] for x in got}

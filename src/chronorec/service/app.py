@@ -44,6 +44,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         store = open_store(settings.db_url)
         try:
             start = time.perf_counter()
+            assert settings.run_dir is not None  # check_startable() made sure
             app.state.engine = await run_in_threadpool(
                 Engine.load, settings.run_dir, settings, store
             )
@@ -98,8 +99,10 @@ def _install_error_handlers(app: FastAPI) -> None:
             }
             for e in exc.errors()
         ]
-        first = details[0] if details else {"loc": [], "msg": "invalid request"}
-        message = f"{'.'.join(first['loc'])}: {first['msg']}" if first["loc"] else first["msg"]
+        first = exc.errors()[0] if details else {}
+        loc = ".".join(str(p) for p in first.get("loc", ()))
+        msg = str(first.get("msg", "invalid request"))
+        message = f"{loc}: {msg}" if loc else msg
         if len(details) > 1:
             message += f" (and {len(details) - 1} more)"
         return error(422, "invalid_request", message, details)
@@ -112,7 +115,8 @@ def _install_error_handlers(app: FastAPI) -> None:
             404: "not_found",
             405: "method_not_allowed",
         }.get(exc.status_code, f"http_{exc.status_code}")
-        return error(exc.status_code, code, str(exc.detail), headers=exc.headers)
+        headers = dict(exc.headers) if exc.headers else None
+        return error(exc.status_code, code, str(exc.detail), headers=headers)
 
     @app.exception_handler(ServiceError)
     async def refused(request: Request, exc: ServiceError) -> JSONResponse:

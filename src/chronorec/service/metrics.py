@@ -60,22 +60,22 @@ class Metrics:
                 out.append(
                     f"chronorec_request_seconds_count{_labels({'route': route})} {counts[-1]}"
                 )
-            for name, help_text, value in (
+            for counter, help_text, value in (
                 ("events_ingested_total", "Events stored.", self.events_ingested),
                 ("events_duplicate_total", "Replays of a known event_id.", self.events_duplicate),
                 ("items_added_total", "Items added through POST /items.", self.items_added),
                 ("reloads_total", "Successful model reloads.", self.reloads),
             ):
                 out += [
-                    f"# HELP chronorec_{name} {help_text}",
-                    f"# TYPE chronorec_{name} counter",
-                    f"chronorec_{name} {value}",
+                    f"# HELP chronorec_{counter} {help_text}",
+                    f"# TYPE chronorec_{counter} counter",
+                    f"chronorec_{counter} {value}",
                 ]
-        for name, help_text, labels, value in gauges():
+        for gauge, gauge_help, gauge_labels, reading in gauges():
             out += [
-                f"# HELP chronorec_{name} {help_text}",
-                f"# TYPE chronorec_{name} gauge",
-                f"chronorec_{name}{_labels(labels)} {value}",
+                f"# HELP chronorec_{gauge} {gauge_help}",
+                f"# TYPE chronorec_{gauge} gauge",
+                f"chronorec_{gauge}{_labels(gauge_labels)} {reading}",
             ]
         return "\n".join(out) + "\n"
 

@@ -12,6 +12,7 @@ import logging
 import math
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -63,6 +64,7 @@ class FaissRetriever:
         d = table.shape[1]
         items = np.ascontiguousarray(table[1:], dtype=np.float32)
         self.kind = f"faiss-{kind}"
+        index: Any
         if kind == "hnsw":
             index = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efConstruction = 80
