@@ -163,3 +163,30 @@ def test_new_user_goes_from_popularity_to_blend_to_model(text_run: Path, tmp_pat
         assert not {"i1", "i2", "i3"} & {x["item_id"] for x in got}  # seen items are excluded
         got = c.get("/users/fresh/recommendations?k=30&exclude_seen=false").json()["items"]
         assert {"i1", "i2", "i3"} <= {x["item_id"] for x in got}
+
+
+def test_rnn_state_advances_one_step_per_event(text_run: Path, tmp_path: Path) -> None:
+    settings = ServiceSettings(
+        run_dir=str(text_run), db_url=f"sqlite:///{tmp_path}/e.db", token=TOKEN
+    )
+    with TestClient(create_app(settings)) as c:
+        engine = c.app.state.engine  # type: ignore[attr-defined]
+        assert engine._stepper is not None  # a GRU run: the step-wise path is on
+        # a known user (stepped while the history fits max_len, else recomputed) and a new one
+        for user in ("u3", "stepper-new"):
+            c.get(f"/users/{user}/recommendations")
+            for i, item in enumerate(("i2", "i7")):
+                c.post(
+                    "/events",
+                    json={"user_id": user, "item_id": item, "timestamp": 1_700_000_000 + i},
+                    headers=AUTH,
+                )
+            cached = engine.user_state(user)
+            fresh = engine._compute_state(user)
+            assert cached.n_events == fresh.n_events
+            torch.testing.assert_close(cached.hidden, fresh.hidden, atol=1e-5, rtol=1e-5)
+            assert set(cached.seen.tolist()) == set(fresh.seen.tolist())
+        assert (
+            engine.state_steps >= 2
+        )  # at least the new user's events were stepped, not recomputed
+        assert "chronorec_user_state_steps" in c.get("/metrics").text

@@ -30,6 +30,7 @@ from chronorec.data.sequences import EventArrays
 from chronorec.recommender import Recommender
 from chronorec.service.retrieval import ExactRetriever, FaissRetriever, build_retriever, recall_at_k
 from chronorec.service.settings import ServiceSettings
+from chronorec.service.stepper import RNNStepper, check_stepper
 from chronorec.service.store import Event, EventStore, StoredItem
 from chronorec.training import checkpoint as ckpt
 
@@ -54,6 +55,9 @@ class UserState:
     query: torch.Tensor  # (D,) the hidden state prepared for the score head
     seen: np.ndarray  # (S,) int64 item rows the user interacted with
     n_events: int
+    last_ts: int = 0
+    carry: Any = None  # the RNN's carry when the state can be advanced step-wise
+    steppable: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,11 +76,6 @@ def _torch_threads(n: int) -> None:
     if getattr(_thread_setup, "threads", None) != n:
         torch.set_num_threads(n)
         _thread_setup.threads = n
-
-
-class _Pending:
-    """Cache placeholder: a state computed after it was placed may be stored only if it is still
-    the same placeholder (no write to that user happened in between)."""
 
 
 class Engine:
@@ -125,10 +124,18 @@ class Engine:
             }
         self.forgotten = store.forgotten_users()
 
-        self._cache: OrderedDict[str, UserState | _Pending] = OrderedDict()
+        # A user's state is computed, advanced or dropped only under their stripe lock, and the
+        # store is written under it too: a read can never cache a state that misses a write.
+        self._stripes = [threading.Lock() for _ in range(64)]
+        self._cache: OrderedDict[str, UserState] = OrderedDict()
         self._cache_lock = threading.Lock()
         self.cache_hits = 0
         self.cache_misses = 0
+        self.state_steps = 0
+        stepper = RNNStepper.for_model(self.model)
+        self._stepper = (
+            stepper if stepper is not None and check_stepper(stepper, raw, self.max_len) else None
+        )
 
         self._pop = np.zeros(self._n_rows, dtype=np.float64)
         self._pop_lock = threading.Lock()
@@ -307,52 +314,107 @@ class Engine:
                     f"(known: {', '.join(self.behaviours)})",
                 )
 
-    def record(self, events: Sequence[Event], inserted: Sequence[bool]) -> None:
-        """After the store committed: invalidate the users' states, update popularity."""
-        users = {e.user_id for e, new in zip(events, inserted, strict=True) if new}
+    def ingest(self, events: Sequence[Event]) -> list[bool]:
+        """Store the events (durable on return) and bring their users' states up to date:
+        advanced step-wise where the model allows it, else dropped to be recomputed on read."""
+        stripes = sorted({self._stripe_index(e.user_id) for e in events})
+        for i in stripes:  # in index order: two batches never wait on each other in a cycle
+            self._stripes[i].acquire()
+        try:
+            inserted = self.store.add_events(events)
+            new = [e for e, ok in zip(events, inserted, strict=True) if ok]
+            by_user: dict[str, list[Event]] = {}
+            for e in new:
+                by_user.setdefault(e.user_id, []).append(e)
+            for user, user_events in by_user.items():
+                self._advance(user, sorted(user_events, key=lambda e: e.ts))
+        finally:
+            for i in reversed(stripes):
+                self._stripes[i].release()
+        self._bump_popularity(new)
+        return inserted
+
+    def _advance(self, user_id: str, events: list[Event]) -> None:
         with self._cache_lock:
-            for user in users:
-                self._cache[user] = _Pending()  # a read in flight must not cache its stale state
-                self._cache.move_to_end(user)
-            self._trim()
-        new = [(self.index[e.item_id], e.ts) for e, ok in zip(events, inserted, strict=True) if ok]
-        if new:
-            with self._pop_lock:
-                for row, ts in new:
-                    if ts > self._pop_t:
-                        self._pop *= math.exp((self._pop_t - ts) / self._tau)
-                        self._pop_t = ts
-                    self._pop[row] += math.exp((ts - self._pop_t) / self._tau)
-                self._pop_top = None
+            state = self._cache.get(user_id)
+        ok = (
+            state is not None
+            and state.steppable
+            and self._stepper is not None
+            and state.n_events + len(events) <= self.max_len
+            and events[0].ts >= state.last_ts
+        )
+        if not ok or state is None or self._stepper is None:
+            with self._cache_lock:
+                self._cache.pop(user_id, None)
+            return
+        _torch_threads(self.settings.threads)
+        rows = np.array([self.index[e.item_id] for e in events], dtype=np.int64)
+        behs = np.array([self.behaviour_index(e.behaviour) for e in events], dtype=np.int64)
+        ts = np.array([e.ts for e in events], dtype=np.int64)
+        raw, _ = self._tables()
+        prev = state.last_ts if state.n_events else None
+        hidden, carry = self._stepper.run(
+            self._stepper.inputs(raw, rows, behs, ts, prev), state.carry
+        )
+        new = UserState(
+            hidden,
+            self._query(hidden),
+            np.union1d(state.seen, rows),
+            state.n_events + len(events),
+            int(ts[-1]),
+            carry,
+            True,
+        )
+        with self._cache_lock:
+            self._cache[user_id] = new
+            self._cache.move_to_end(user_id)
+            self.state_steps += len(events)
+
+    def _bump_popularity(self, events: Sequence[Event]) -> None:
+        if not events:
+            return
+        with self._pop_lock:
+            for e in events:
+                row, ts = self.index[e.item_id], e.ts
+                if ts > self._pop_t:
+                    self._pop *= math.exp((self._pop_t - ts) / self._tau)
+                    self._pop_t = ts
+                self._pop[row] += math.exp((ts - self._pop_t) / self._tau)
+            self._pop_top = None
 
     def forget(self, user_id: str) -> int:
-        deleted = self.store.forget_user(user_id)
-        self.forgotten.add(user_id)
-        with self._cache_lock:
-            self._cache[user_id] = _Pending()
-            self._trim()
+        with self._stripes[self._stripe_index(user_id)]:
+            deleted = self.store.forget_user(user_id)
+            self.forgotten.add(user_id)
+            with self._cache_lock:
+                self._cache.pop(user_id, None)
         return deleted
+
+    def _stripe_index(self, user_id: str) -> int:
+        return hash(user_id) % len(self._stripes)
 
     def _trim(self) -> None:
         while len(self._cache) > self.settings.cache_users:
             self._cache.popitem(last=False)
 
     def user_state(self, user_id: str) -> UserState:
-        _torch_threads(self.settings.threads)
         with self._cache_lock:
-            entry = self._cache.get(user_id)
-            if isinstance(entry, UserState):
+            state = self._cache.get(user_id)
+            if state is not None:
                 self._cache.move_to_end(user_id)
                 self.cache_hits += 1
-                return entry
-            if entry is None:
-                entry = self._cache[user_id] = _Pending()
-                self._trim()
-            self.cache_misses += 1
-        state = self._compute_state(user_id)
-        with self._cache_lock:
-            if self._cache.get(user_id) is entry:
-                self._cache[user_id] = state
+                return state
+        _torch_threads(self.settings.threads)
+        with self._stripes[self._stripe_index(user_id)]:
+            with self._cache_lock:
+                state = self._cache.get(user_id)  # computed while this request waited
+            if state is None:
+                state = self._compute_state(user_id)
+                with self._cache_lock:
+                    self.cache_misses += 1
+                    self._cache[user_id] = state
+                    self._trim()
         return state
 
     def _compute_state(self, user_id: str) -> UserState:
@@ -399,17 +461,23 @@ class Engine:
         seen = np.unique(items)
         if n == 0:
             zero = torch.zeros(self._raw.shape[1])
-            return UserState(zero, zero, seen, 0)
+            return UserState(zero, zero, seen, 0, steppable=self._stepper is not None)
+        raw, _ = self._tables()
+        if self._stepper is not None and n <= L:
+            hidden, carry = self._stepper.run(self._stepper.inputs(raw, items, behs, ts))
+            return UserState(hidden, self._query(hidden), seen, n, int(ts[-1]), carry, True)
         m = min(n, L)
         batch = np.zeros((3, 1, L), dtype=np.int64)  # items, behaviours, timestamps; left-padded
         batch[0, 0, -m:] = items[-m:]
         batch[1, 0, -m:] = behs[-m:]
         batch[2, 0, -m:] = ts[-m:]
-        raw, _ = self._tables()
         t = torch.from_numpy(batch)
-        hidden = self.model(t[0], t[1], t[2], raw)[:, -1]  # (1, D)
-        query = F.normalize(hidden, dim=-1) / self._temperature if self._cosine else hidden
-        return UserState(hidden[0], query[0], seen, n)
+        hidden = self.model(t[0], t[1], t[2], raw)[0, -1]  # (D,)
+        return UserState(hidden, self._query(hidden), seen, n, int(ts[-1]))
+
+    def _query(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The hidden state as the score head reads it: ``scores = query · prepared table``."""
+        return F.normalize(hidden, dim=-1) / self._temperature if self._cosine else hidden
 
     # ------------------------------------------------------------------ ranking
 

@@ -119,8 +119,7 @@ def post_events(body: EventsBody, request: Request) -> EventsAccepted:
     engine = engine_of(request)
     events = _events(body, settings_of(request), engine)
     engine.check_events(events)
-    inserted = engine.store.add_events(events)
-    engine.record(events, inserted)
+    inserted = engine.ingest(events)
     stored = sum(inserted)
     metrics_of(request).add("events_ingested", stored)
     metrics_of(request).add("events_duplicate", len(inserted) - stored)
@@ -320,6 +319,12 @@ def metrics(request: Request) -> Response:
             ),
             ("user_cache_hits", "User-state cache hits.", {}, engine.cache_hits),
             ("user_cache_misses", "User-state cache misses.", {}, engine.cache_misses),
+            (
+                "user_state_steps",
+                "Events applied to a cached RNN state in O(1).",
+                {},
+                engine.state_steps,
+            ),
         ]
 
     return Response(
