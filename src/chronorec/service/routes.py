@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from chronorec.errors import ChronorecError
-from chronorec.service.engine import Engine, ServiceError, now_seconds
+from chronorec.service.engine import Engine, Ranked, ServiceError, now_seconds
 from chronorec.service.metrics import Metrics
 from chronorec.service.schemas import (
     MAX_K,
@@ -130,17 +130,21 @@ def post_events(body: EventsBody, request: Request) -> EventsAccepted:
     )
 
 
-def _response(engine: Engine, ranked: object, user_id: str | None) -> Recommendations:
-    from chronorec.service.engine import Ranked
+class JSONBody(Response):
+    media_type = "application/json"
 
-    assert isinstance(ranked, Ranked)
-    return Recommendations(
+
+def _response(engine: Engine, ranked: Ranked, user_id: str | None) -> Response:
+    """Serialised once, here: a returned Response skips FastAPI's second validation pass of the
+    response model (the model still documents the endpoint)."""
+    body = Recommendations(
         user_id=user_id,
         model_version=engine.version,
         source=ranked.source,  # type: ignore[arg-type]  # one of the three literals
         n_events=ranked.n_events,
         items=[RecommendedItem(item_id=i, name=n, score=s) for i, n, s in ranked.items],
     )
+    return JSONBody(body.model_dump_json())
 
 
 def _check_k(k: int, settings: ServiceSettings) -> None:
@@ -162,7 +166,7 @@ def user_recommendations(
     k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
     exclude_seen: bool = True,
     behaviour: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
-) -> Recommendations:
+) -> Response:
     """Top-k for a user after every event stored so far; a user with no events gets recent
     popularity, blended with the model over their first few events."""
     engine = engine_of(request)
@@ -175,7 +179,7 @@ def user_recommendations(
 @router.post(
     "/recommendations", response_model=Recommendations, responses=ERRORS, tags=["recommendations"]
 )
-def history_recommendations(body: RecommendRequest, request: Request) -> Recommendations:
+def history_recommendations(body: RecommendRequest, request: Request) -> Response:
     """Top-k after an explicit history (an anonymous session); nothing is stored."""
     engine = engine_of(request)
     settings = settings_of(request)
@@ -216,7 +220,7 @@ def similar_items(
     item_id: Annotated[str, Path(min_length=1, max_length=256)],
     request: Request,
     k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
-) -> Recommendations:
+) -> Response:
     """Nearest items in the model's item space (cosine for cosine heads, else inner product)."""
     engine = engine_of(request)
     _check_k(k, settings_of(request))
