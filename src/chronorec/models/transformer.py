@@ -18,11 +18,10 @@ class Block(nn.Module):
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.proj = nn.Linear(d_model, d_model)
         self.norm2 = nn.LayerNorm(d_model)
+        # Dropout only on the residual branches (below), not inside the FFN: each random mask
+        # over (B, L, 4D) is a measurable share of a CPU step.
         self.ffn = nn.Sequential(
-            nn.Linear(d_model, 4 * d_model),
-            nn.GELU(),
-            nn.Dropout(dropout),
-            nn.Linear(4 * d_model, d_model),
+            nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model)
         )
         self.drop = nn.Dropout(dropout)
 
@@ -32,8 +31,12 @@ class Block(nn.Module):
         qkv = self.qkv(self.norm1(x)).view(B, L, 3, self.n_heads, D // self.n_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, H, L, Dh)
         # No dropout on the attention weights: on a CPU its (B, H, L, L) random mask cost a fifth
-        # of a training step, for no measurable gain over residual dropout.
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, H, L, Dh)
+        # of a training step. The CPU attention kernel is faster in float32 than under bf16
+        # autocast (measured: 259 vs 412 ms fwd+bwd at B=128, L=200), so it runs in float32.
+        with torch.autocast("cpu", enabled=False):
+            a = F.scaled_dot_product_attention(
+                q.float(), k.float(), v.float(), attn_mask=attn_mask
+            )  # (B, H, L, Dh)
         x = x + self.drop(self.proj(a.transpose(1, 2).reshape(B, L, D)))
         return x + self.drop(self.ffn(self.norm2(x)))
 
