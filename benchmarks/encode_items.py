@@ -8,7 +8,8 @@ over plain, peak RSS, the lowest cosine between its vectors and plain's, single-
 cost of re-encoding an unchanged catalogue (cache hit), and a few nearest neighbours to judge.
 Targets (issue 3): ≥ 2x plain on short texts, ≥ 1.5x on long texts, ≤ 1.5 GB peak RSS.
 
-Usage: nice python benchmarks/encode_items.py [--limit N] [--methods LIST] [--no-append]
+Usage: nice python benchmarks/encode_items.py [--limit N] [--methods LIST] [--only ml-1m|amazon]
+       [--no-append]
 """
 
 from __future__ import annotations
@@ -163,6 +164,9 @@ def main() -> None:
         help="comma-separated: plain, torch-auto, torch-fp32, torch-bf16, onnx-fp32",
     )
     ap.add_argument("--no-append", action="store_true", help="print, do not touch BENCHMARKS.md")
+    ap.add_argument(
+        "--only", choices=["ml-1m", "amazon"], default=None, help="run one of the two datasets"
+    )
     args = ap.parse_args()
 
     import polars as pl
@@ -179,6 +183,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_dir:
         work = Path(tmp_dir)
         for name, (prepare_args, fields) in CASES.items():
+            if args.only and not name.lower().startswith(args.only):
+                continue
             directory = prepare(prepare_args, work / name.split()[0])
             items = load_prepared(directory).items.sort("item")
             if args.limit:

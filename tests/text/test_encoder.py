@@ -41,8 +41,10 @@ def test_texts_longer_than_the_model_are_truncated(encoder: ItemEncoder) -> None
 def test_batches_respect_count_and_token_budgets(tiny_model: Path) -> None:
     config = TextConfig(model=str(tiny_model), batch_size=4, max_batch_tokens=100, precision="fp32")
     encoder = ItemEncoder.load(config)
-    batches = encoder._batches(np.array([50, 40, 10, 10, 10, 10, 10, 3]))
+    batches = encoder._batches(np.array([48, 40, 10, 10, 10, 10, 10, 3]))
+    # widths are padded to multiples of 8: 100 // 48 = 2 texts, then 4 (count), then 100 // 16
     assert [(b.start, b.stop) for b in batches] == [(0, 2), (2, 6), (6, 8)]
+    assert encoder._padded(10) == 16 and encoder._padded(64) == 64 and encoder._padded(63) == 64
     texts = [f"item {i} " + "usb " * i for i in range(30)]
     reference = ItemEncoder.load(TextConfig(model=str(tiny_model), precision="fp32"))
     np.testing.assert_allclose(

@@ -29,6 +29,7 @@ from chronorec.text.template import default_fields, fallback_text, item_text
 
 log = logging.getLogger(__name__)
 
+LENGTH_STEP = 8
 SMALL_BATCH_TOKENS = 128  # batches up to this many (texts x length) run on one thread
 
 
@@ -207,13 +208,19 @@ class ItemEncoder:
         budget, most = self.config.max_batch_tokens, self.config.batch_size
         while start < len(sorted_lengths):
             # longest first, so the first text of a batch sets its padded length
-            size = max(1, min(most, budget // max(int(sorted_lengths[start]), 1)))
+            size = max(1, min(most, budget // self._padded(int(sorted_lengths[start]))))
             batches.append(slice(start, min(start + size, len(sorted_lengths))))
             start += size
         return batches
 
+    def _padded(self, length: int) -> int:
+        """Batch widths are rounded up to a multiple of 8: a few distinct shapes instead of one per
+        length keeps the kernel caches of oneDNN (bf16) small — one shape per length grew peak RSS
+        from 0.8 to 1.8 GB on Amazon Scientific."""
+        return min(-(-max(length, 1) // LENGTH_STEP) * LENGTH_STEP, max(self.max_length, length))
+
     def _pad(self, ids: list[list[int]], lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        width = int(lengths.max())
+        width = self._padded(int(lengths.max()))
         input_ids = np.full((len(ids), width), self.pad_id, dtype=np.int64)  # (B, L)
         for row, seq in enumerate(ids):
             input_ids[row, : len(seq)] = seq
