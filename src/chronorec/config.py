@@ -55,6 +55,7 @@ class ModelConfig:
     use_time: bool = True  # add a time-gap bucket embedding to each step (HSTU: also a bias)
     behaviour_head: bool = False  # pointwise P(behaviour = b | history, item)
     text_hidden: int = 256  # hidden width of the text adaptor MLP
+    repeat: bool = False  # learned bonus for items already in the history (retail repeats)
 
     def __post_init__(self) -> None:
         _choice("model.name", self.name, MODEL_NAMES)

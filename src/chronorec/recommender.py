@@ -200,7 +200,10 @@ class Recommender:
             torch.from_numpy(batch.timestamps),
             table,
         )  # (B, L, D)
-        return model.scores(hidden[:, -1], table)  # (B, V)
+        scores = model.scores(hidden[:, -1], table)  # (B, V)
+        items = torch.from_numpy(batch.items)
+        bonus = model.repeat_bonus(items, torch.from_numpy(batch.behaviours))  # (B, V) or None
+        return scores if bonus is None else scores + bonus
 
     def recommend(
         self,

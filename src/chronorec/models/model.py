@@ -15,6 +15,7 @@ from chronorec.models.heads import BehaviourHead, ScoreHead
 from chronorec.models.hstu import HSTUEncoder
 from chronorec.models.inputs import time_gap_buckets
 from chronorec.models.lstm import LSTMEncoder
+from chronorec.models.repeat import RepeatBias
 from chronorec.models.tower import ItemTower
 from chronorec.models.transformer import TransformerEncoder
 
@@ -56,6 +57,7 @@ class NextItemModel(nn.Module):
         self.encoder = ENCODERS[cfg.name](cfg)
         self.head = ScoreHead(cfg.score, cfg.temperature)
         self.behaviour_head = BehaviourHead(D, n_behaviours) if cfg.behaviour_head else None
+        self.repeat = RepeatBias(n_behaviours) if cfg.repeat else None
 
     def item_table(self) -> torch.Tensor:
         """All item vectors ``(n_items + 1, D)``; row 0 is padding."""
@@ -87,6 +89,13 @@ class NextItemModel(nn.Module):
         s = self.head(hidden, table)  # (..., V)
         s[..., 0] = float("-inf")
         return s
+
+    def repeat_bonus(self, items: torch.Tensor, behaviours: torch.Tensor) -> torch.Tensor | None:
+        """The repeat term after the last step of each history: (B, L) -> (B, n_items + 1), or
+        None when the model has no repeat bias. Added to :meth:`scores` by every ranking path."""
+        if self.repeat is None:
+            return None
+        return self.repeat.last(items, behaviours, self.n_items)
 
     def behaviour_logits(
         self, hidden: torch.Tensor, items: torch.Tensor, table: torch.Tensor | None = None

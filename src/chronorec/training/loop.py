@@ -110,16 +110,18 @@ def _loss(
     table: torch.Tensor,
     targets: torch.Tensor,
     generator: torch.Generator,
+    bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """hidden (N, D) at real positions, targets (N,) -> scalar loss of ``cfg.loss``."""
+    """hidden (N, D) at real positions, targets (N,), optional logit ``bias`` (N, V) -> scalar
+    loss of ``cfg.loss``."""
     q, e = model.head.prepare(hidden, table)
     if cfg.loss == "ce":
-        return full_softmax_ce(q, e, targets)
+        return full_softmax_ce(q, e, targets, bias)
     if cfg.loss == "sampled":
         negatives = uniform_negatives(model.n_items, (cfg.n_negatives,), generator)
-        return sampled_softmax(q, e, targets, negatives, logq=cfg.logq)
+        return sampled_softmax(q, e, targets, negatives, logq=cfg.logq, bias=bias)
     negatives = uniform_negatives(model.n_items, (targets.shape[0], cfg.n_negatives), generator)
-    return bce_negatives(q, e, targets, negatives)
+    return bce_negatives(q, e, targets, negatives, bias)
 
 
 def train(
@@ -201,7 +203,10 @@ def train(
                 hidden = model(inputs, behaviours[:, :-1], timestamps[:, :-1], table)  # (B,W-1,D)
                 h = hidden[real]  # (N, D)
                 tgt = targets[real]  # (N,)
-                loss = _loss(model, cfg, h, table, tgt, generator)
+                bias = None
+                if model.repeat is not None:  # (B, W-1, V) -> (N, V) at the real positions
+                    bias = model.repeat(inputs, behaviours[:, :-1], model.n_items)[real]
+                loss = _loss(model, cfg, h, table, tgt, generator, bias)
                 if model.behaviour_head is not None:
                     b_logits = model.behaviour_head(h, table[tgt])  # (N, n_behaviours)
                     b_loss = F.cross_entropy(b_logits, behaviours[:, 1:][real] - 1)

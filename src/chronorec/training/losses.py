@@ -13,9 +13,14 @@ import torch
 from torch.nn import functional as F
 
 
-def full_softmax_ce(q: torch.Tensor, table: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy over the whole catalogue (the padding row is never a class)."""
+def full_softmax_ce(
+    q: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Cross-entropy over the whole catalogue (the padding row is never a class). ``bias``
+    (N, V) is added to the logits (the repeat term)."""
     logits = q @ table[1:].T  # (N, V - 1)
+    if bias is not None:
+        logits = logits + bias[:, 1:]
     return F.cross_entropy(logits, targets - 1)
 
 
@@ -33,6 +38,7 @@ def sampled_softmax(
     negatives: torch.Tensor,
     *,
     logq: bool = True,
+    bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Softmax over the target and M negatives shared by the batch (``negatives`` (M,)).
 
@@ -42,6 +48,9 @@ def sampled_softmax(
     """
     pos = (q * table[targets]).sum(-1, keepdim=True)  # (N, 1)
     neg = q @ table[negatives].T  # (N, M)
+    if bias is not None:  # (N, V) additive term, e.g. repeat bonus
+        pos = pos + bias.gather(1, targets[:, None])
+        neg = neg + bias[:, negatives]
     if logq:
         n_items = table.shape[0] - 1
         neg = neg - math.log(negatives.shape[0] / n_items)
@@ -51,11 +60,18 @@ def sampled_softmax(
 
 
 def bce_negatives(
-    q: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor
+    q: torch.Tensor,
+    table: torch.Tensor,
+    targets: torch.Tensor,
+    negatives: torch.Tensor,
+    bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Binary cross-entropy: target = 1, each of its own negatives (``negatives`` (N, M)) = 0."""
     pos = (q * table[targets]).sum(-1)  # (N,)
     neg = torch.einsum("nd,nmd->nm", q, table[negatives])  # (N, M)
+    if bias is not None:  # (N, V) additive term, e.g. repeat bonus
+        pos = pos + bias.gather(1, targets[:, None])[:, 0]
+        neg = neg + bias.gather(1, negatives)
     keep = (negatives != targets[:, None]).to(q.dtype)  # (N, M)
     pos_loss = F.softplus(-pos).mean()
     neg_loss = (F.softplus(neg) * keep).sum() / q.shape[0]
