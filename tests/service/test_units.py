@@ -11,7 +11,9 @@ import torch
 from fastapi.testclient import TestClient
 from helpers import TOKEN
 
+from chronorec.config import ModelConfig, RunConfig, TrainConfig
 from chronorec.errors import ConfigError
+from chronorec.recommender import Recommender
 from chronorec.service import ServiceSettings, create_app
 from chronorec.service.retrieval import ExactRetriever, FaissRetriever, recall_at_k
 from chronorec.service.store import Event, SQLiteEventStore, open_store
@@ -190,3 +192,24 @@ def test_rnn_state_advances_one_step_per_event(text_run: Path, tmp_path: Path) -
             engine.state_steps >= 2
         )  # at least the new user's events were stepped, not recomputed
         assert "chronorec_user_state_steps" in c.get("/metrics").text
+
+
+def test_repeat_model_serves_the_offline_scores(dataset_dir: Path, tmp_path: Path) -> None:
+    """A model with the repeat term: served top-k (repeats allowed) equals offline recommend."""
+    cfg = RunConfig(
+        model=ModelConfig(name="transformer", d_model=16, n_layers=1, n_heads=2, max_len=8,
+                          dropout=0.0, repeat=True),
+        train=TrainConfig(max_epochs=3, batch_size=16, lr=1e-2, threads=1, warmup_steps=1),
+    )  # fmt: skip
+    rec = Recommender(cfg).fit(dataset_dir, progress=False)
+    assert rec.model is not None and rec.model.repeat is not None
+    with torch.no_grad():  # make the repeat term matter, in both directions
+        rec.model.repeat.by_distance.copy_(torch.linspace(3.0, -3.0, rec.model.repeat.n_buckets))
+    run = rec.save(tmp_path / "run")
+    settings = ServiceSettings(run_dir=str(run), db_url=f"sqlite:///{tmp_path}/e.db", token=TOKEN)
+    with TestClient(create_app(settings)) as c:
+        for user in ("u1", "u2", "u5"):
+            want_ids, want_scores = rec.recommend([user], k=6, exclude_seen=False)
+            got = c.get(f"/users/{user}/recommendations?k=6&exclude_seen=false").json()["items"]
+            assert [x["item_id"] for x in got] == want_ids[0]
+            np.testing.assert_allclose([x["score"] for x in got], want_scores[0], atol=1e-4)

@@ -58,6 +58,8 @@ class UserState:
     last_ts: int = 0
     carry: Any = None  # the RNN's carry when the state can be advanced step-wise
     steppable: bool = False
+    # the model's repeat term (rows, bonus) over the last max_len events, when it has one
+    repeat: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,8 @@ class Engine:
         self.cache_misses = 0
         self.state_steps = 0
         stepper = RNNStepper.for_model(self.model)
+        if self.model.repeat is not None:
+            stepper = None  # the repeat term needs the window: recompute the state on read
         self._stepper = (
             stepper if stepper is not None and check_stepper(stepper, raw, self.max_len) else None
         )
@@ -473,7 +477,12 @@ class Engine:
         batch[2, 0, -m:] = ts[-m:]
         t = torch.from_numpy(batch)
         hidden = self.model(t[0], t[1], t[2], raw)[0, -1]  # (D,)
-        return UserState(hidden, self._query(hidden), seen, n, int(ts[-1]))
+        repeat = None
+        bonus = self.model.repeat_bonus(t[0], t[1])  # (1, n_items + 1) or None
+        if bonus is not None:
+            rows = np.unique(items[-m:])
+            repeat = (rows, bonus[0, torch.from_numpy(rows)].numpy().astype(np.float32))
+        return UserState(hidden, self._query(hidden), seen, n, int(ts[-1]), repeat=repeat)
 
     def _query(self, hidden: torch.Tensor) -> torch.Tensor:
         """The hidden state as the score head reads it: ``scores = query · prepared table``."""
@@ -491,8 +500,13 @@ class Engine:
             return self._ranked(rows, scores, "popularity", 0)
         raw, prep = self._tables()
         want = k if behaviour is None else max(100, 5 * k)
-        rows, scores = self.retriever.search(state.query[None], prep, want, [exclude])
+        # a repeat model rescores history items: fetch enough others to stay exact
+        extra = 0 if state.repeat is None else len(state.repeat[0])
+        rows, scores = self.retriever.search(state.query[None], prep, want + extra, [exclude])
         rows, scores = rows[0], scores[0]
+        if state.repeat is not None:
+            rows, scores = self._with_repeat(state, rows, scores, exclude, prep)
+            rows, scores = rows[:want], scores[:want]
         if behaviour is not None:
             rows, scores = self._by_behaviour(state, rows, scores, behaviour, raw)
             rows, scores = rows[:k], scores[:k]
@@ -501,6 +515,29 @@ class Engine:
             rows, scores = self._blend(rows, scores, exclude, k, w)
             return self._ranked(rows, scores, "blend", state.n_events)
         return self._ranked(rows, scores, "model", state.n_events)
+
+    def _with_repeat(
+        self,
+        state: UserState,
+        rows: np.ndarray,
+        scores: np.ndarray,
+        exclude: np.ndarray,
+        prep: torch.Tensor,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Add the repeat bonus of the history items. Only history items get a bonus, so the
+        top-k of (retrieved candidates ∪ history items, rescored) is the exact top-k."""
+        assert state.repeat is not None
+        h_rows, bonus = state.repeat
+        keep = ~np.isin(h_rows, exclude)
+        h_rows, bonus = h_rows[keep], bonus[keep]
+        if h_rows.size == 0:
+            return rows, scores
+        base = (state.query[None] @ prep[torch.from_numpy(h_rows)].T)[0].numpy()  # (H,)
+        others = ~np.isin(rows, h_rows)
+        all_rows = np.concatenate([rows[others], h_rows])
+        all_scores = np.concatenate([scores[others], base + bonus]).astype(np.float32)
+        order = np.argsort(-all_scores, kind="stable")
+        return all_rows[order], all_scores[order]
 
     def similar(self, item_id: str, k: int) -> Ranked:
         row = self.item_row(item_id)
