@@ -55,6 +55,7 @@ class PreparedDataset:
     items: pl.DataFrame
     users: pl.DataFrame
     manifest: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = field(default=None, compare=False)  # the directory it was loaded from
 
     @property
     def n_users(self) -> int:
@@ -148,4 +149,5 @@ def load_prepared(path: str | Path) -> PreparedDataset:
         items=frames[ITEMS_FILE],
         users=frames[USERS_FILE],
         manifest=manifest,
+        path=root,
     )

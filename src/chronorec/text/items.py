@@ -147,11 +147,12 @@ def encode_dataset(
     """``((n_items + 1, d) matrix, result)``: row 0 is zeros (padding), row i is item index i.
 
     The cache goes to ``config.cache_dir`` if set, else ``<dataset dir>/text_cache`` when the
-    dataset is given as a directory, else ``~/.cache/chronorec/text``.
+    dataset is a directory or was loaded from one, else ``~/.cache/chronorec/text``.
     """
     config = config or (encoder.config if encoder is not None else TextConfig())
     if isinstance(dataset, PreparedDataset):
-        default_root = default_cache_root() / "text"
+        where = dataset.path
+        default_root = where / DATASET_CACHE if where else default_cache_root() / "text"
     else:
         default_root = Path(dataset) / DATASET_CACHE
         dataset = load_prepared(Path(dataset))
