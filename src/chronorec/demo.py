@@ -37,7 +37,7 @@ class DemoSettings:
     max_epochs: int = 40
     max_len: int = 50
     d_model: int = 64
-    model: str = "transformer"
+    model: str = "gru"
     item_repr: str = "id+text"
     n_examples: int = 3
 
@@ -51,10 +51,10 @@ def demo_config(s: DemoSettings) -> RunConfig:
         model=ModelConfig(
             name=s.model, item_repr=s.item_repr, d_model=s.d_model, max_len=s.max_len,
             n_layers=2, n_heads=2, dropout=0.2,
+            repeat=True,  # most retail purchases are repeats: learn a bonus for them
         ),
         train=TrainConfig(
-            max_epochs=s.max_epochs, max_minutes=s.max_minutes, patience=3, batch_size=128,
-            all_windows=True,
+            max_epochs=s.max_epochs, max_minutes=s.max_minutes, patience=2, batch_size=128,
         ),
         # repeat purchases are most of retail: never hide a customer's past items
         data=DataConfig(split="temporal", test_days=TEST_DAYS, exclude_history=False),

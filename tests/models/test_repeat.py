@@ -22,9 +22,7 @@ def test_distance_buckets_are_log2():
 
 def test_bonus_by_hand():
     bias = RepeatBias(n_behaviours=2, n_buckets=4)
-    with torch.no_grad():
-        bias.by_distance.copy_(torch.tensor([1.0, 10.0, 100.0, 1000.0]))
-        bias.by_behaviour.copy_(torch.tensor([0.0, 0.0, 0.5]))
+    bias.set_weights(torch.tensor([1.0, 10.0, 100.0, 1000.0]), torch.tensor([0.0, 0.0, 0.5]))
     items = torch.tensor([[0, 3, 5, 3]])  # left padding, then 3, 5, 3 (oldest first)
     behaviours = torch.tensor([[0, 1, 2, 1]])
     last = bias.last(items, behaviours, n_items=6)  # (1, 7)

@@ -203,8 +203,8 @@ def test_repeat_model_serves_the_offline_scores(dataset_dir: Path, tmp_path: Pat
     )  # fmt: skip
     rec = Recommender(cfg).fit(dataset_dir, progress=False)
     assert rec.model is not None and rec.model.repeat is not None
-    with torch.no_grad():  # make the repeat term matter, in both directions
-        rec.model.repeat.by_distance.copy_(torch.linspace(3.0, -3.0, rec.model.repeat.n_buckets))
+    # make the repeat term matter, in both directions
+    rec.model.repeat.set_weights(torch.linspace(3.0, -3.0, rec.model.repeat.n_buckets))
     run = rec.save(tmp_path / "run")
     settings = ServiceSettings(run_dir=str(run), db_url=f"sqlite:///{tmp_path}/e.db", token=TOKEN)
     with TestClient(create_app(settings)) as c:

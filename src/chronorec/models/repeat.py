@@ -7,8 +7,8 @@ indirectly through the hidden state. ``RepeatBias`` adds an explicit, learned co
     bonus[b, t, i] = Σ_{s ≤ t, items[b, s] = i}  w_dist[bucket(t - s)] + w_beh[behaviours[b, s]]
 
 so the score of an item grows with how often and how recently (in events, log2 buckets) and with
-which behaviour the user touched it. All weights start at 0, so a model whose data has no repeats
-(ML-1M) learns to leave them near 0 or negative.
+which behaviour the user touched it. The model learns the weights end to end; in data without
+repeats they go negative (and evaluation that excludes history items never sees them).
 """
 
 from __future__ import annotations
@@ -25,11 +25,36 @@ def distance_buckets(distance: torch.Tensor, n_buckets: int) -> torch.Tensor:
 
 
 class RepeatBias(nn.Module):
-    def __init__(self, n_behaviours: int, n_buckets: int = 12) -> None:
+    """``init`` is the starting bonus per past occurrence (a prior that repeats are likely; the
+    data moves it, e.g. to negative for items bought a moment ago). The weights are stored
+    divided by ``scale`` so that the optimiser's step, sized for embeddings, moves these few
+    scalars ``scale`` times faster: with plain scalars a run of a few hundred steps barely
+    left the initial value (measured on Online Retail)."""
+
+    def __init__(
+        self, n_behaviours: int, n_buckets: int = 12, init: float = 1.0, scale: float = 10.0
+    ) -> None:
         super().__init__()
         self.n_buckets = n_buckets
-        self.by_distance = nn.Parameter(torch.zeros(n_buckets))
-        self.by_behaviour = nn.Parameter(torch.zeros(n_behaviours + 1))
+        self.scale = scale
+        self.raw_distance = nn.Parameter(torch.full((n_buckets,), init / scale))
+        self.raw_behaviour = nn.Parameter(torch.zeros(n_behaviours + 1))
+
+    @property
+    def by_distance(self) -> torch.Tensor:
+        return self.raw_distance * self.scale  # (n_buckets,)
+
+    @property
+    def by_behaviour(self) -> torch.Tensor:
+        return self.raw_behaviour * self.scale  # (n_behaviours + 1,)
+
+    @torch.no_grad()
+    def set_weights(
+        self, by_distance: torch.Tensor, by_behaviour: torch.Tensor | None = None
+    ) -> None:
+        self.raw_distance.copy_(by_distance / self.scale)
+        if by_behaviour is not None:
+            self.raw_behaviour.copy_(by_behaviour / self.scale)
 
     def step_weights(self, items: torch.Tensor, behaviours: torch.Tensor) -> torch.Tensor:
         """items/behaviours (B, L) left-padded -> causal weights (B, L, L): row t = query step,
