@@ -1,11 +1,17 @@
-"""Shared fixtures: tiny input files written by the tests themselves."""
+"""Shared fixtures: tiny input files written by the tests themselves, and a synthetic log with a
+known answer (item i is always followed by item i + 1, wrapping) for the model and training
+tests."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import polars as pl
 import pytest
+
+from chronorec.data.dataset import FORMAT_VERSION, PreparedDataset
 
 
 @pytest.fixture
@@ -22,3 +28,60 @@ def write(tmp_path: Path) -> Callable[[str, str | bytes], Path]:
         return path
 
     return _write
+
+
+def successor_dataset(n_users: int = 64, n_items: int = 20, seed: int = 0) -> PreparedDataset:
+    """Users of 4 to 12 events starting at a random item; hourly events, random view/buy."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(4, 13, n_users)
+    users = np.repeat(np.arange(1, n_users + 1), lengths)
+    pos = np.arange(users.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    items = (np.repeat(rng.integers(0, n_items, n_users), lengths) + pos) % n_items + 1
+    events = pl.DataFrame(
+        {
+            "user": users.astype(np.int32),
+            "item": items.astype(np.int32),
+            "timestamp": (100_000 * users + 3600 * pos).astype(np.int64),
+            "behaviour": rng.integers(1, 3, users.size).astype(np.int8),
+            "value": np.ones(users.size, dtype=np.float32),
+            "position": pos.astype(np.int32),
+        }
+    ).with_columns(pl.col("timestamp").diff().over("user").alias("gap"))
+    catalogue = pl.DataFrame(
+        {
+            "item": np.arange(1, n_items + 1, dtype=np.int32),
+            "item_id": [f"i{i}" for i in range(1, n_items + 1)],
+            "title": [f"Item number {i}" for i in range(1, n_items + 1)],
+        }
+    )
+    users_frame = pl.DataFrame(
+        {"user": np.arange(1, n_users + 1, dtype=np.int32),
+         "user_id": [f"u{u}" for u in range(1, n_users + 1)]}
+    )  # fmt: skip
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "format": "synthetic",
+        "behaviours": ["view", "buy"],
+        "has_timestamps": True,
+        "text_columns": ["title"],
+        "counts": {"users": n_users, "items": n_items, "events": users.size},
+    }
+    return PreparedDataset(events=events, items=catalogue, users=users_frame, manifest=manifest)
+
+
+def _random_text(n_items: int, dim: int = 16, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    m = rng.normal(size=(n_items + 1, dim)).astype(np.float32)
+    m[0] = 0.0
+    return m
+
+
+@pytest.fixture
+def successor():
+    return successor_dataset()
+
+
+@pytest.fixture
+def random_text():
+    """random_text(n_items, dim=16, seed=0) -> a stand-in text matrix (n_items + 1, dim)."""
+    return _random_text
