@@ -130,6 +130,9 @@ class Recommender:
         n_behaviours = max(len(dataset.behaviours), int(top) if top is not None else 1)  # type: ignore[arg-type]  # an integer column
         torch.manual_seed(cfg.train.seed)
         self.model = NextItemModel(cfg.model, dataset.n_items, n_behaviours, text)
+        self.model.tower.set_known_items(
+            torch.from_numpy(split.train["item"].unique().to_numpy().astype(np.int64))
+        )
         self._attach(dataset)
         self.meta = {
             "chronorec_version": __version__,

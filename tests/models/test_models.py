@@ -142,3 +142,25 @@ def test_evaluate_uses_full_ranking_on_a_fitted_model(successor):
     split = leave_one_out(successor.events)
     result = evaluate(rec, successor, split.test, exclude_history=False)
     assert result.n_queries == successor.n_users
+
+
+def test_id_text_tower_scores_items_without_training_events_from_text_alone(
+    successor, random_text
+):
+    """An item with no training events has no learned id: its id row (pushed around only as a
+    softmax negative) must not reach its vector; the text side alone does."""
+    cfg = tiny_config("gru", "id+text", max_epochs=2)
+    cfg = cfg.replace(data=DataConfig(cold_fraction=0.1, cold_seed=1))
+    cold = cold_items(successor, cfg)
+    rec = Recommender(cfg).fit(successor, text_vectors=random_text(20), progress=False)
+    assert rec.model is not None
+    tower = rec.model.tower
+    assert tower.id_known[torch.from_numpy(cold)].sum() == 0
+    assert tower.id_known[1:].sum() == successor.n_items - cold.size
+    with torch.no_grad():
+        before = rec.model.item_table().clone()
+        tower.id_emb.weight[torch.from_numpy(cold)] += 5.0  # type: ignore[union-attr]
+        after = rec.model.item_table()
+    assert torch.equal(before[torch.from_numpy(cold)], after[torch.from_numpy(cold)])
+    warm = next(i for i in range(1, successor.n_items + 1) if i not in set(cold.tolist()))
+    assert torch.equal(before[warm], after[warm])  # untouched rows stay as they were

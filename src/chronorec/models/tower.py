@@ -31,6 +31,8 @@ class TextAdaptor(nn.Module):
 
 
 class ItemTower(nn.Module):
+    id_known: torch.Tensor  # (V,) buffer of id+text towers
+
     def __init__(
         self,
         n_items: int,
@@ -63,6 +65,17 @@ class ItemTower(nn.Module):
                 self.adaptor.bias.copy_(text_vectors[1:].float().mean(0))
         if item_repr == "id+text":
             self.gate = nn.Linear(2 * d_model, d_model)
+            # 1 for items with training events. An item without any has no learned id: under a
+            # full softmax its id row is only ever pushed away as a negative, which ranked every
+            # cold item last; masked, it is scored from its text alone (as the service does).
+            self.register_buffer("id_known", torch.ones(n_items + 1))
+
+    @torch.no_grad()
+    def set_known_items(self, items: torch.Tensor) -> None:
+        """id+text: only these item indices have a learned id; the rest are scored from text."""
+        if self.item_repr == "id+text":
+            self.id_known.zero_()
+            self.id_known[items] = 1.0
 
     def forward(self) -> torch.Tensor:
         """The catalogue table ``(n_items + 1, D)``; row 0 (padding) is all zeros."""
@@ -75,7 +88,7 @@ class ItemTower(nn.Module):
             table = text
         else:
             assert self.id_emb is not None and self.gate is not None
-            ids = self.id_emb.weight  # (V, D)
+            ids = self.id_emb.weight * self.id_known[:, None]  # (V, D)
             g = torch.sigmoid(self.gate(torch.cat([ids, text], dim=-1)))  # (V, D)
             table = g * ids + (1.0 - g) * text
         return F.pad(table[1:], (0, 0, 1, 0))  # padding row back to zeros
