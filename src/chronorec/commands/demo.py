@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from chronorec.demo import run_demo, settings_for
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -28,6 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from chronorec.demo import run_demo, settings_for  # torch: only when the command runs
+
     settings = settings_for(args.quick, max_minutes=args.max_minutes, model=args.model,
                             item_repr=args.item_repr)
     run_demo(args.out, settings, progress=args.verbose > 0 or not args.quick)

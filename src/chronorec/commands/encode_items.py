@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 from chronorec.text.config import BACKENDS, PRECISIONS, TextConfig
-from chronorec.text.items import encode_dataset
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from chronorec.text.items import encode_dataset  # torch: only when the command runs
+
     config = TextConfig(
         model=args.model,
         fields=None if args.fields is None else tuple(f.strip() for f in args.fields.split(",")),

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from chronorec.report import report_for_run
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -23,5 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from chronorec.report import report_for_run  # torch: only when the command runs
+
     print(f"report: {report_for_run(args.run, args.out, args.dataset)}")
     return 0
