@@ -7,7 +7,6 @@ repeats count) → print a metrics table and example recommendations → write `
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -22,8 +21,6 @@ from chronorec.data.readers import read
 from chronorec.recommender import Recommender, build_text_vectors
 from chronorec.report import ReportData, collect_report_data, write_report
 from chronorec.training import checkpoint as ckpt
-
-log = logging.getLogger(__name__)
 
 TEST_DAYS = 30.0
 
@@ -86,8 +83,10 @@ def run_demo(
     if cfg.model.item_repr != "id":
         say("2/4 encoding product descriptions with the packaged MiniLM encoder …")
         vectors = build_text_vectors(ds, cfg)
-    say(f"3/4 training a {cfg.model.name} ({cfg.model.item_repr}) for up to "
-        f"{settings.max_minutes:g} min …")
+    say(
+        f"3/4 training a {cfg.model.name} ({cfg.model.item_repr}) for up to "
+        f"{settings.max_minutes:g} min …"
+    )
     # fit from the directory so that the run records where its dataset is (for `report`)
     rec = Recommender(cfg).fit(
         out / "data", run_dir=out / "run", text_vectors=vectors, progress=progress

@@ -24,6 +24,7 @@ import polars as pl
 import torch
 
 from chronorec.data.dataset import PreparedDataset
+from chronorec.data.splits import Split
 from chronorec.recommender import Recommender, make_split
 
 SECTIONS = (
@@ -120,8 +121,9 @@ def _slice_bars(slices: dict[str, dict[str, float]], prefix: str, title: str) ->
     vals = [slices[k].get("ndcg@10", 0.0) for k in keys]
     bars = ax.bar(labels, vals, color="tab:green")
     counts = [int(slices[k].get("n_queries", slices[k].get("n_targets", 0))) for k in keys]
-    ax.bar_label(bars, labels=[f"{v:.3f}\n(n={c})" for v, c in zip(vals, counts, strict=True)],
-                 fontsize=7)
+    ax.bar_label(
+        bars, labels=[f"{v:.3f}\n(n={c})" for v, c in zip(vals, counts, strict=True)], fontsize=7
+    )
     ax.set_ylabel("NDCG@10")
     ax.margins(y=0.2)  # room for the value labels above the bars
     ax.set_title(title)
@@ -144,11 +146,11 @@ def plot_embeddings(xy: np.ndarray, colour: np.ndarray | None, label: str) -> st
 RECENT_DAYS = 30.0  # window of the recent-popularity baseline
 
 
-def _evaluate_all(rec: Recommender, ds: PreparedDataset, vectors: np.ndarray | None
-                  ) -> dict[str, dict[str, Any]]:
+def _evaluate_all(
+    rec: Recommender, ds: PreparedDataset, split: Split, vectors: np.ndarray | None
+) -> dict[str, dict[str, Any]]:
     from chronorec.evaluation import evaluate, fit_baselines
 
-    split = make_split(ds, rec.config)
     exclude = rec.config.data.exclude_history
     results = {"model": rec.evaluate("test").to_dict()}
     baselines = fit_baselines(
@@ -174,14 +176,15 @@ def _embedding_map(rec: Recommender, ds: PreparedDataset) -> tuple[np.ndarray, n
     return xy, colour
 
 
-def _examples(rec: Recommender, ds: PreparedDataset, n: int, k: int = 5) -> list[Example]:
+def _examples(
+    rec: Recommender, ds: PreparedDataset, split: Split, n: int, k: int = 5
+) -> list[Example]:
     """The ``n`` test customers with the longest histories: last purchases and top-``k``."""
     items = ds.items.sort("item")
     names = items["title"].fill_null("").to_list() if "title" in items.columns else rec.item_ids()
     prices = items["price"].to_list() if "price" in items.columns else [None] * ds.n_items
     ids = rec.item_ids()
     lookup = {iid: i for i, iid in enumerate(ids)}
-    split = make_split(ds, rec.config)
     users = (
         split.test.group_by("user").agg(pl.col("history_len").first())
         .sort(["history_len", "user"], descending=[True, False]).head(n)
@@ -215,7 +218,8 @@ def collect_report_data(
 ) -> ReportData:
     """Evaluate ``rec`` and the baselines on the test split and gather every section's data.
     ``train_summary`` is the run's ``metrics.json`` (history, epochs, stopped)."""
-    results = _evaluate_all(rec, ds, vectors)
+    split = make_split(ds, rec.config)  # one split for the baselines and the examples
+    results = _evaluate_all(rec, ds, split, vectors)
     xy, colour = _embedding_map(rec, ds)
     cfg = rec.config
     info = {
@@ -225,16 +229,16 @@ def collect_report_data(
         "item representation": cfg.model.item_repr,
         "protocol": rec.meta.get("protocol", ""),
         "items already bought by the customer": "ranked (not excluded): repeats count"
-        if not cfg.data.exclude_history else "excluded from the ranking",
+        if not cfg.data.exclude_history
+        else "excluded from the ranking",
         "epochs": train_summary.get("epochs", ""),
         "stopped": train_summary.get("stopped", ""),
     }
     return ReportData(
         title=title, info=info, history=train_summary.get("history", []),
         results=results, model_name="model", embedding_xy=xy, embedding_colour=colour,
-        embedding_colour_label="log10 price (£)", examples=_examples(rec, ds, n_examples),
+        embedding_colour_label="log10 price (£)", examples=_examples(rec, ds, split, n_examples),
     )  # fmt: skip
-
 
 
 # ----------------------------------------------------------------------------- html
@@ -310,8 +314,10 @@ def render_html(data: ReportData) -> str:
         + _img(plot_metrics(data.results), "metrics vs baselines")
         + _metrics_table(data.results),
         "history-length": "<h2>By history length</h2>"
-        + _img(_slice_bars(slices, "history:", f"{data.model_name}: NDCG@10 by history length"),
-               "metrics by history length"),
+        + _img(
+            _slice_bars(slices, "history:", f"{data.model_name}: NDCG@10 by history length"),
+            "metrics by history length",
+        ),
         "cold-warm": "<h2>Cold vs warm items</h2>"
         + _img(_cold_warm(slices, data.model_name), "cold vs warm"),
         "embeddings": "<h2>Item embedding map</h2>" + _img(emb, "item embedding map"),

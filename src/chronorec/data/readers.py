@@ -520,18 +520,23 @@ def read_movielens(
 # ----------------------------------------------------------------------------- amazon-json
 
 
+def _read_json_object(path: Path, encoding: str, shape: str) -> dict:
+    _check_encoding(path, encoding)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"invalid JSON: {exc.msg}", path=path, line=exc.lineno) from exc
+    if not isinstance(data, dict):
+        raise DataError(f"expected an object {shape}", path=path)
+    return data
+
+
 def read_amazon_json(
     events_path: str | Path, items_path: str | Path | None = None, *, encoding: str = "utf8"
 ) -> RawData:
     """``*.inter.json`` ``{user: [item, ...]}`` (chronological) + ``*.item.json`` metadata."""
     path = _require_file(events_path)
-    _check_encoding(path, encoding)
-    try:
-        inter = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"invalid JSON: {exc.msg}", path=path, line=exc.lineno) from exc
-    if not isinstance(inter, dict):
-        raise DataError("expected an object {user: [items...]}", path=path)
+    inter = _read_json_object(path, encoding, "{user: [items...]}")
     users, items_col = [], []
     for u, seq in inter.items():
         if not isinstance(seq, list):
@@ -551,13 +556,7 @@ def read_amazon_json(
     text_cols = ["title", "brand", "categories", "description"]
     if items_path is not None:
         ipath = _require_file(items_path)
-        _check_encoding(ipath, encoding)
-        try:
-            meta = json.loads(ipath.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise DataError(f"invalid JSON: {exc.msg}", path=ipath, line=exc.lineno) from exc
-        if not isinstance(meta, dict):
-            raise DataError("expected an object {item: {title, description, ...}}", path=ipath)
+        meta = _read_json_object(ipath, encoding, "{item: {title, description, ...}}")
 
         def field_of(name: str) -> Callable[[dict], str | None]:
             def get(m: dict) -> str | None:
