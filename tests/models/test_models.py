@@ -164,3 +164,17 @@ def test_id_text_tower_scores_items_without_training_events_from_text_alone(
     assert torch.equal(before[torch.from_numpy(cold)], after[torch.from_numpy(cold)])
     warm = next(i for i in range(1, successor.n_items + 1) if i not in set(cold.tolist()))
     assert torch.equal(before[warm], after[warm])  # untouched rows stay as they were
+
+
+def test_byte_dropout_drops_the_rounded_share_and_keeps_the_expected_value() -> None:
+    from chronorec.models.dropout import Dropout
+
+    drop = Dropout(0.2)
+    x = torch.ones(200_000)
+    torch.manual_seed(0)
+    y = drop.train()(x)
+    dropped = float((y == 0).float().mean())
+    assert abs(dropped - 51 / 256) < 0.005  # p rounded to a multiple of 1/256
+    assert abs(float(y.mean()) - 1.0) < 0.01  # kept elements are scaled up
+    assert torch.equal(drop.eval()(x), x)
+    assert torch.equal(Dropout(0.0).train()(x), x)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
+from torch.nn import functional as F
 
+from chronorec.training import losses
 from chronorec.training.losses import (
     bce_negatives,
     full_softmax_ce,
@@ -22,6 +25,42 @@ def test_full_softmax_ce_ignores_the_padding_row():
     loss = full_softmax_ce(Q, TABLE, torch.tensor([3]))
     expected = -(3 - math.log(math.exp(1) + math.exp(2) + math.exp(3)))
     assert math.isclose(float(loss), expected, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_chunked_full_softmax_ce_matches_plain_cross_entropy_and_its_gradients(
+    monkeypatch: pytest.MonkeyPatch, with_bias: bool
+) -> None:
+    # 7 rows of 9 items in chunks of 2 rows (the last chunk is short): loss and every gradient
+    # equal those of F.cross_entropy over the materialised logits.
+    monkeypatch.setattr(losses, "CHUNK_ELEMENTS", 2 * 9)
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(7, 4, generator=g, requires_grad=True)
+    table = torch.randn(10, 4, generator=g, requires_grad=True)
+    bias = torch.randn(7, 10, generator=g, requires_grad=True) if with_bias else None
+    targets = torch.tensor([1, 9, 3, 3, 5, 2, 8])
+
+    loss = full_softmax_ce(q, table, targets, bias)
+    grads = torch.autograd.grad(loss, [q, table] + ([bias] if bias is not None else []))
+    logits = q @ table[1:].T + (bias[:, 1:] if bias is not None else 0.0)
+    ref = F.cross_entropy(logits, targets - 1)
+    ref_grads = torch.autograd.grad(ref, [q, table] + ([bias] if bias is not None else []))
+
+    assert torch.allclose(loss, ref, atol=1e-6)
+    for got, want in zip(grads, ref_grads, strict=True):
+        assert torch.allclose(got, want, atol=1e-6)
+    assert torch.all(grads[1][0] == 0)  # the padding row gets no gradient
+
+
+def test_chunked_full_softmax_ce_under_bf16_autocast_stays_close_to_float32() -> None:
+    g = torch.Generator().manual_seed(1)
+    q = torch.randn(300, 16, generator=g)
+    table = torch.randn(50, 16, generator=g) * 0.3
+    targets = torch.randint(1, 50, (300,), generator=g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = full_softmax_ce(q, table, targets)
+    assert low.dtype == torch.float32
+    assert math.isclose(float(low), float(full_softmax_ce(q, table, targets)), rel_tol=2e-2)
 
 
 def test_sampled_softmax_without_correction_is_softmax_over_target_and_negatives():

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from chronorec.config import ModelConfig
+from chronorec.models.dropout import Dropout
 from chronorec.models.lstm import left_to_right_padding, right_to_left_padding
 
 
@@ -19,7 +20,7 @@ class GRUEncoder(nn.Module):
             batch_first=True,
             dropout=cfg.dropout if cfg.n_layers > 1 else 0.0,
         )
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.norm = nn.LayerNorm(cfg.d_model)
 
     def forward(

@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from chronorec.config import ModelConfig
+from chronorec.models.dropout import Dropout
 from chronorec.models.inputs import log_time_diff_buckets
 
 TIME_DIFF_BUCKETS = 40  # log2 seconds up to ~35 years
@@ -32,7 +33,7 @@ class HSTUBlock(nn.Module):
         self.time_bias = nn.Embedding(TIME_DIFF_BUCKETS, n_heads)
         nn.init.zeros_(self.pos_bias.weight)
         nn.init.zeros_(self.time_bias.weight)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(
         self,
@@ -67,7 +68,7 @@ class HSTUEncoder(nn.Module):
             for _ in range(cfg.n_layers)
         )
         self.norm = nn.LayerNorm(cfg.d_model)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.max_len = cfg.max_len
 
     def forward(

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from chronorec.models.dropout import Dropout
+
 
 class TextAdaptor(nn.Module):
     """Parametric whitening ``(x - b) W`` followed by a residual MLP (as in UniSRec, one expert)."""
@@ -21,7 +23,7 @@ class TextAdaptor(nn.Module):
         self.bias = nn.Parameter(torch.zeros(d_text))
         self.whiten = nn.Linear(d_text, d_model, bias=False)
         self.mlp = nn.Sequential(
-            nn.Linear(d_model, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, d_model)
+            nn.Linear(d_model, hidden), nn.GELU(), Dropout(dropout), nn.Linear(hidden, d_model)
         )
         self.norm = nn.LayerNorm(d_model)
 

@@ -7,6 +7,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from chronorec.config import ModelConfig
+from chronorec.models.dropout import Dropout
 from chronorec.models.inputs import positions_from_start
 
 
@@ -23,7 +24,7 @@ class Block(nn.Module):
         self.ffn = nn.Sequential(
             nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model)
         )
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
         """``x`` (B, L, D), ``attn_mask`` (B, 1, L, L) bool (True = may attend) -> (B, L, D)."""
@@ -50,7 +51,7 @@ class TransformerEncoder(nn.Module):
             Block(cfg.d_model, cfg.n_heads, cfg.dropout) for _ in range(cfg.n_layers)
         )
         self.norm = nn.LayerNorm(cfg.d_model)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor, timestamps: torch.Tensor
