@@ -4,8 +4,11 @@ tests."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import polars as pl
@@ -85,3 +88,46 @@ def successor():
 def random_text():
     """random_text(n_items, dim=16, seed=0) -> a stand-in text matrix (n_items + 1, dim)."""
     return _random_text
+
+
+# ---------------------------------------------------------------------------- PostgreSQL
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL server for the session (the ``pgserver`` wheel's binaries, on a Unix
+    socket in a temp dir); yields its base URL. Skipped where pgserver is not installed, except
+    under CI (``CHRONOREC_REQUIRE_POSTGRES=1``), where a missing server is a failure."""
+    try:
+        import pgserver
+    except ImportError:
+        if os.environ.get("CHRONOREC_REQUIRE_POSTGRES") == "1":
+            raise
+        pytest.skip("pgserver is not installed (pip install pgserver 'chronorec[postgres]')")
+    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def new_postgres_database(postgres_server: str) -> Callable[[], str]:
+    """new_postgres_database() -> the URL of a new, empty database on the session's server."""
+    import psycopg
+
+    numbers = itertools.count()
+
+    def create() -> str:
+        name = f"t{next(numbers)}"
+        with psycopg.connect(postgres_server, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        return urlsplit(postgres_server)._replace(path=f"/{name}").geturl()
+
+    return create
+
+
+@pytest.fixture
+def postgres_url(new_postgres_database: Callable[[], str]) -> str:
+    """A new, empty database for this test."""
+    return new_postgres_database()

@@ -136,10 +136,12 @@ def free_port() -> int:
 
 
 class Server:
-    """``chronorec serve`` in a subprocess on a loopback port, with a real SQLite file."""
+    """``chronorec serve`` in a subprocess on a loopback port, with a real SQLite file (``db`` a
+    path) or a real PostgreSQL database (``db`` a ``postgresql://`` URL)."""
 
-    def __init__(self, run: Path, db: Path, log: Path, **env: str) -> None:
-        self.run, self.db, self.log_path = run, db, log
+    def __init__(self, run: Path, db: Path | str, log: Path, **env: str) -> None:
+        self.run, self.log_path = run, log
+        self.db_url = db if isinstance(db, str) else f"sqlite:///{db}"
         self.env = {**os.environ, "CHRONOREC_TOKEN": TOKEN, **env}
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
@@ -154,7 +156,7 @@ class Server:
             "serve",
             str(self.run),
             "--db",
-            f"sqlite:///{self.db}",
+            self.db_url,
             "--port",
             str(port),
             "--log-level",

@@ -16,21 +16,52 @@ from chronorec.errors import ConfigError
 from chronorec.recommender import Recommender
 from chronorec.service import ServiceSettings, create_app
 from chronorec.service.retrieval import ExactRetriever, FaissRetriever, recall_at_k
-from chronorec.service.store import Event, SQLiteEventStore, open_store
+from chronorec.service.store import Event, SQLiteEventStore, StoredItem, open_store
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def test_store_is_wal_full_sync_and_idempotent(tmp_path: Path) -> None:
-    store = open_store(f"sqlite:///{tmp_path}/e.db")
-    assert isinstance(store, SQLiteEventStore)
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/e.db"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def test_store_contract_on_both_backends(store_url: str) -> None:
+    store = open_store(store_url)
+    assert store.ping() and store.count_events() == 0
     events = [Event("u", "a", "view", 10, "e1"), Event("u", "b", "buy", 5, None)]
     assert store.add_events(events) == [True, True]
     assert store.add_events([Event("u", "zzz", "view", 99, "e1")]) == [False]  # first write wins
+    # a replay inside one batch, and events without ids (never duplicates of each other)
+    batch = [Event("v", "c", "view", 1, "e2"), Event("v", "c", "view", 1, "e2")]
+    batch += [Event("v", "d", "view", 2, None), Event("v", "d", "view", 2, None)]
+    assert store.add_events(batch) == [True, False, True, True]
     assert [e.item_id for e in store.user_events("u")] == ["b", "a"]  # by timestamp
+    assert store.count_events() == 5
+    assert [(e.user_id, e.item_id) for e in store.iter_events()] == [
+        ("u", "a"), ("u", "b"), ("v", "c"), ("v", "d"), ("v", "d")
+    ]  # fmt: skip
     assert store.forget_user("u") == 2 and store.user_events("u") == []
+    assert store.forget_user("u") == 0
     assert store.forgotten_users() == {"u"}
+
+    item = StoredItem("new", {"title": "a hose", "price": 3.5}, b"\x00\x01", "k1")
+    assert store.add_item(item) is True
+    assert store.add_item(StoredItem("new", {}, None, None)) is False  # first write wins
+    assert store.add_item(StoredItem("other", {"title": "x"}, None, None)) is True
+    assert store.items() == [item, StoredItem("other", {"title": "x"}, None, None)]
     store.close()
+
+    reopened = open_store(store_url)  # everything above was committed
+    assert reopened.count_events() == 3 and reopened.forgotten_users() == {"u"}
+    assert [i.item_id for i in reopened.items()] == ["new", "other"]
+    reopened.close()
+
+
+def test_sqlite_store_is_wal_full_sync(tmp_path: Path) -> None:
+    open_store(f"sqlite:///{tmp_path}/e.db").close()
     conn = sqlite3.connect(tmp_path / "e.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
@@ -39,11 +70,27 @@ def test_store_is_wal_full_sync_and_idempotent(tmp_path: Path) -> None:
     )  # FULL
 
 
+def test_postgres_store_refuses_non_durable_servers_and_hides_passwords(
+    postgres_url: str,
+) -> None:
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        name = conn.execute("SELECT current_database()").fetchone()[0]
+        conn.execute(f"ALTER DATABASE {name} SET synchronous_commit = off")
+    with pytest.raises(ConfigError, match="synchronous_commit=off"):
+        open_store(postgres_url)
+    with pytest.raises(ConfigError) as err:  # nothing listens on port 1
+        open_store("postgresql://me:s3cret@127.0.0.1:1/db?connect_timeout=2")
+    assert "cannot open the event database" in str(err.value)
+    assert "s3cret" not in str(err.value) and "me:***@127.0.0.1:1" in str(err.value)
+
+
 def test_store_urls() -> None:
-    with pytest.raises(ConfigError, match="PostgreSQL is not supported"):
-        open_store("postgresql://localhost/db")
     with pytest.raises(ConfigError, match="expected sqlite"):
         open_store("mysql://x")
+    with pytest.raises(ConfigError, match="names no file"):
+        open_store("sqlite:///")
 
 
 def test_settings_from_env() -> None:

@@ -26,7 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--db",
         default=None,
-        help="event store URL, sqlite:///PATH (default: CHRONOREC_DB_URL or "
+        help="event store URL: sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB "
+        "(PostgreSQL needs chronorec[postgres]; default: CHRONOREC_DB_URL or "
         "sqlite:///chronorec-events.db)",
     )
     p.add_argument("--host", default="127.0.0.1")
@@ -63,8 +64,10 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from chronorec.service.app import create_app
+    from chronorec.service.store import open_store
 
     app = create_app(settings)  # refuses to build without a token unless --dev
+    open_store(settings.db_url).close()  # a bad --db is a clear error here, not a traceback later
     logging.getLogger("chronorec").setLevel(args.log_level.upper())
     uvicorn.run(
         app,

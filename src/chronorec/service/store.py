@@ -1,5 +1,8 @@
 """The durable event store: every accepted event is on disk before the service answers 2xx.
 
+Two backends implement :class:`EventStore`: SQLite (the embedded default) and PostgreSQL (a URL
+``postgresql://...``; needs ``pip install 'chronorec[postgres]'``, see :mod:`.postgres`).
+
 SQLite in WAL mode with ``synchronous=FULL``: a commit returns only after the WAL is fsynced, so a
 ``kill -9`` (or power loss) right after a 2xx loses nothing. One writer connection behind a lock
 (SQLite allows one writer anyway); readers get one connection per thread, which WAL lets run
@@ -74,16 +77,19 @@ class EventStore(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(url: str) -> SQLiteEventStore:
-    """``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``."""
+def open_store(url: str) -> EventStore:
+    """``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or a PostgreSQL URL
+    (``postgresql://user:password@host:port/db``, or libpq's ``?host=/socket/dir`` form)."""
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///") :]
         if not path:
             raise ConfigError(f"database URL {url!r} names no file")
         return SQLiteEventStore(path)
     if url.startswith(("postgresql://", "postgres://")):
-        raise ConfigError("PostgreSQL is not supported yet; use --db sqlite:///PATH")
-    raise ConfigError(f"database URL {url!r}: expected sqlite:///PATH")
+        from chronorec.service.postgres import PostgresEventStore
+
+        return PostgresEventStore(url)
+    raise ConfigError(f"database URL {url!r}: expected sqlite:///PATH or postgresql://...")
 
 
 class SQLiteEventStore:
