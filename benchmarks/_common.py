@@ -47,6 +47,11 @@ def git_revision() -> str:
         return "unknown"
 
 
+# The code a benchmark measures is the checkout it started from: read once at import, so a long
+# run does not report a commit made while it ran.
+STARTED_AT_REVISION = git_revision()
+
+
 def markdown_table(header: list[str], rows: list[list[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -61,7 +66,7 @@ def append_report(title: str, table: str, notes: str = "") -> None:
         f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}\n"
         f"- machine: {machine()}\n"
         f"- command: `{command}`\n"
-        f"- git revision: {git_revision()}\n\n"
+        f"- git revision: {STARTED_AT_REVISION}\n\n"
         f"{table}\n" + (f"\n{notes}\n" if notes else "")
     )
     if not BENCHMARKS_MD.exists():
