@@ -202,7 +202,8 @@ class Recommender:
             torch.from_numpy(batch.behaviours),
             torch.from_numpy(batch.timestamps),
             table,
-        )  # (B, L, D)
+            last_only=True,
+        )  # (B, 1, D)
         scores = model.scores(hidden[:, -1], table)  # (B, V)
         items = torch.from_numpy(batch.items)
         bonus = model.repeat_bonus(items, torch.from_numpy(batch.behaviours))  # (B, V) or None
@@ -405,6 +406,7 @@ class Recommender:
             torch.from_numpy(batch.behaviours),
             torch.from_numpy(batch.timestamps),
             table,
+            last_only=True,
         )[:, -1]  # (B, D)
         logits = model.behaviour_logits(hidden, torch.from_numpy(items), table)  # (B, K, n_b)
         return logits.softmax(-1).numpy()

@@ -3,6 +3,8 @@ ignores left padding."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -84,6 +86,18 @@ def test_left_padding_does_not_change_the_last_hidden_state(name, item_repr):
         h_batch = model(*batch)[:1, -1]
     torch.testing.assert_close(h_short, h_long, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(h_short, h_batch, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_last_only_forward_equals_the_last_step_of_the_full_forward(name):
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(tiny_config(name).model, n_layers=2)
+    model = NextItemModel(cfg, n_items=20, n_behaviours=2).eval()
+    items, beh, ts = _inputs([[0, 0, 3, 4, 5, 6, 7, 8], [0, 0, 0, 0, 0, 1, 2, 3]])
+    full = model(items, beh, ts)  # (2, 8, D)
+    last = model(items, beh, ts, last_only=True)  # (2, 1, D)
+    assert last.shape == (2, 1, full.shape[-1])
+    assert torch.allclose(last[:, 0], full[:, -1], atol=1e-5)
 
 
 def test_scores_cover_the_catalogue_and_never_rank_padding():

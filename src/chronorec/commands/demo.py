@@ -15,10 +15,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "next to the baselines, print example recommendations and write a self-contained "
         "report.html.",
     )
-    p.add_argument("--out", type=Path, default=Path("chronorec-demo"),
-                   help="output directory (default: ./chronorec-demo)")
-    p.add_argument("--quick", action="store_true",
-                   help="a small, fast setting (last 120 days, a few epochs): for CI")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("chronorec-demo"),
+        help="output directory (default: ./chronorec-demo)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small, fast setting (last 120 days, a few epochs): for CI",
+    )
     p.add_argument("--max-minutes", type=float, help="training time budget")
     p.add_argument("--model", choices=["lstm", "gru", "transformer", "hstu"])
     p.add_argument("--item-repr", choices=["id", "text", "id+text"])
@@ -28,7 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from chronorec.demo import run_demo, settings_for  # torch: only when the command runs
 
-    settings = settings_for(args.quick, max_minutes=args.max_minutes, model=args.model,
-                            item_repr=args.item_repr)
+    settings = settings_for(
+        args.quick, max_minutes=args.max_minutes, model=args.model, item_repr=args.item_repr
+    )
     run_demo(args.out, settings, progress=args.verbose > 0 or not args.quick)
     return 0

@@ -24,11 +24,13 @@ class GRUEncoder(nn.Module):
         self.norm = nn.LayerNorm(cfg.d_model)
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor, timestamps: torch.Tensor
+        self, x: torch.Tensor, mask: torch.Tensor, timestamps: torch.Tensor, last_only: bool = False
     ) -> torch.Tensor:
-        """``x`` (B, L, D) step inputs, ``mask`` (B, L) bool -> hidden states (B, L, D)."""
+        """``x`` (B, L, D) step inputs, ``mask`` (B, L) bool -> hidden states (B, L, D), or the
+        last step's (B, 1, D) with ``last_only``."""
         lengths = mask.sum(1)  # (B,)
         out, _ = self.rnn(left_to_right_padding(self.drop(x), lengths))  # (B, L, D)
         out = right_to_left_padding(out, lengths)  # (B, L, D)
         # Padding steps hold the wrapped-around states of the real ones: zero them.
-        return self.norm(self.drop(out)) * mask[..., None]
+        out = self.norm(self.drop(out)) * mask[..., None]  # (B, L, D)
+        return out[:, -1:] if last_only else out

@@ -72,9 +72,10 @@ class HSTUEncoder(nn.Module):
         self.max_len = cfg.max_len
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor, timestamps: torch.Tensor
+        self, x: torch.Tensor, mask: torch.Tensor, timestamps: torch.Tensor, last_only: bool = False
     ) -> torch.Tensor:
-        """``x`` (B, L, D) step inputs, ``mask`` (B, L) bool -> hidden states (B, L, D)."""
+        """``x`` (B, L, D) step inputs, ``mask`` (B, L) bool -> hidden states (B, L, D), or the
+        last step's (B, 1, D) with ``last_only``."""
         L = x.shape[1]
         idx = torch.arange(L, device=x.device)
         rel_pos = (idx[:, None] - idx[None, :]).clamp(0, self.max_len - 1)  # (L, L)
@@ -86,4 +87,4 @@ class HSTUEncoder(nn.Module):
         x = self.drop(x) * mask[..., None]
         for block in self.blocks:
             x = block(x, keep, rel_pos, time_diff)
-        return self.norm(x)  # (B, L, D)
+        return self.norm(x[:, -1:] if last_only else x)  # (B, L, D) or (B, 1, D)

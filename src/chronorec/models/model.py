@@ -69,9 +69,12 @@ class NextItemModel(nn.Module):
         behaviours: torch.Tensor,
         timestamps: torch.Tensor,
         table: torch.Tensor | None = None,
+        *,
+        last_only: bool = False,
     ) -> torch.Tensor:
         """``items``/``behaviours``/``timestamps`` (B, L) int64, left-padded with 0 ->
-        hidden (B, L, D). Pass ``table`` (V, D) to reuse an item table computed once per step."""
+        hidden (B, L, D), or (B, 1, D) after the last step only with ``last_only`` (cheaper for
+        the transformer). Pass ``table`` (V, D) to reuse an item table computed once per step."""
         if table is None:
             table = self.item_table()
         mask = items > 0  # (B, L)
@@ -80,7 +83,7 @@ class NextItemModel(nn.Module):
             x = x + self.behaviour_emb(behaviours * mask)
         if self.cfg.use_time:
             x = x + self.time_emb(time_gap_buckets(timestamps, mask, self.cfg.n_time_buckets))
-        return self.encoder(x, mask, timestamps)  # (B, L, D)
+        return self.encoder(x, mask, timestamps, last_only=last_only)  # (B, L | 1, D)
 
     def scores(self, hidden: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         """hidden (..., D) -> scores over the catalogue (..., n_items + 1); column 0 is -inf."""

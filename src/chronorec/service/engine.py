@@ -476,7 +476,7 @@ class Engine:
         batch[1, 0, -m:] = behs[-m:]
         batch[2, 0, -m:] = ts[-m:]
         t = torch.from_numpy(batch)
-        hidden = self.model(t[0], t[1], t[2], raw)[0, -1]  # (D,)
+        hidden = self.model(t[0], t[1], t[2], raw, last_only=True)[0, -1]  # (D,)
         repeat = None
         bonus = self.model.repeat_bonus(t[0], t[1])  # (1, n_items + 1) or None
         if bonus is not None:
