@@ -42,7 +42,12 @@ PREPARE = {
                           "--events", str(DATASETS / "amazon-scientific" / "Scientific.inter.json"),
                           "--items", str(DATASETS / "amazon-scientific" / "Scientific.item.json")],
     "ml-100k": ["--format", "movielens", "--events", str(DATASETS / "ml-100k")],
+    "online-retail": ["--format", "online-retail",
+                      "--events", str(DATASETS / "online-retail" / "online_retail.parquet")],
+    "taobao": ["--format", "taobao",
+               "--events", str(DATASETS / "taobao-sample" / "UserBehavior_head.csv")],
 }  # fmt: skip
+RECENT_DAYS = 30.0  # window of the recent-popularity baseline
 
 
 def matmul_gflops(dtype: torch.dtype, n: int = 1024, repeat: int = 10) -> float:
@@ -104,8 +109,43 @@ def run_one(
     }  # fmt: skip
     if dataset == "ml-1m":
         detail["note"] = ml1m_penultimate_note(rec, test)
+    if cfg.data.cold_fraction > 0 and "cold" in test.slices:
+        cold, warm = test.slices["cold"], test.slices.get("warm", {})
+        detail["note"] = (
+            f"cold-start protocol ({cfg.data.cold_fraction:.0%} of items hidden from training): "
+            f"test NDCG@10 {cold['ndcg@10']:.4f} on {int(cold['n_targets'])} cold targets, "
+            f"{warm.get('ndcg@10', float('nan')):.4f} on {int(warm.get('n_targets', 0))} warm "
+            f"(ratio {cold['ndcg@10'] / max(warm.get('ndcg@10', 0.0), 1e-12):.2f})."
+        )
     print(json.dumps(detail), flush=True)
     return detail
+
+
+def baseline_metrics(data: Path, config: Path | None, overrides: list[str]) -> dict[str, dict]:
+    """Test metrics of every non-learned baseline on the split, exclusion and history window of
+    the run config (text-KNN when the catalogue has text)."""
+    from chronorec.data.dataset import load_prepared
+    from chronorec.evaluation import evaluate, fit_baselines
+    from chronorec.recommender import build_text_vectors
+
+    cfg = load_config(config, overrides)
+    ds = load_prepared(data)
+    split = make_split(ds, cfg)
+    vectors = build_text_vectors(ds, cfg) if ds.text_columns else None
+    behaviour = cfg.data.target_behaviour
+    baselines = fit_baselines(split.train, ds.n_items, recent_days=RECENT_DAYS,
+                              item_vectors=vectors, behaviour=behaviour)  # fmt: skip
+    return {
+        name: evaluate(
+            scorer,
+            ds,
+            split.test,
+            exclude_history=cfg.data.exclude_history,
+            max_len=cfg.model.max_len,
+            train=split.train,
+        ).metrics  # fmt: skip
+        for name, scorer in baselines.items()
+    }
 
 
 def ml1m_penultimate_note(rec: Recommender, test) -> str:  # noqa: ANN001
@@ -144,6 +184,9 @@ def main() -> None:
         "--jobs", type=int, default=1, help="runs at a time, in processes sharing the cores"
     )
     parser.add_argument(
+        "--baselines", action="store_true", help="add the non-learned baselines, same split"
+    )
+    parser.add_argument(
         "--no-append", action="store_true", help="print, do not touch BENCHMARKS.md"
     )
     args = parser.parse_args()
@@ -155,8 +198,8 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "chronorec.cli", "prepare", *PREPARE[args.dataset],
                         "--out", str(data)], check=True)  # fmt: skip
 
-    header = ["dataset", "model", "item_repr", "seed", "NDCG@10", "HR@10", "MRR@10", "epochs",
-              "wall minutes", "tokens/s", "est. GFLOP/s"]  # fmt: skip
+    header = ["dataset", "model", "item_repr", "seed", "NDCG@10", "HR@10", "MRR@10", "Recall@20",
+              "epochs", "wall minutes", "tokens/s", "est. GFLOP/s"]  # fmt: skip
     jobs = [(model, item_repr, seed) for model in args.model for item_repr in args.item_repr
             for seed in args.seeds]  # fmt: skip
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
@@ -173,19 +216,25 @@ def main() -> None:
     for d in details:
         m = d["test"]
         rows.append([args.dataset, d["model"], d["item_repr"], d["seed"], f"{m['ndcg@10']:.4f}",
-                     f"{m['hr@10']:.4f}", f"{m['mrr@10']:.4f}", d["epochs"],
-                     f"{d['wall_minutes']:.1f}", f"{d['tokens_per_s']:,.0f}",
+                     f"{m['hr@10']:.4f}", f"{m['mrr@10']:.4f}", f"{m['recall@20']:.4f}",
+                     d["epochs"], f"{d['wall_minutes']:.1f}", f"{d['tokens_per_s']:,.0f}",
                      f"{d['gflops']:.1f}"])  # fmt: skip
         per_config.setdefault((d["model"], d["item_repr"]), []).append(
-            [m["ndcg@10"], m["hr@10"], m["mrr@10"], d["epochs"], d["wall_minutes"]]
+            [m["ndcg@10"], m["hr@10"], m["mrr@10"], m["recall@20"], d["epochs"], d["wall_minutes"]]
         )
     for (model, item_repr), vals in per_config.items():
         if len(vals) > 1:
             mean = np.mean(vals, axis=0)
             rows.append([args.dataset, model, item_repr, f"mean of {len(vals)}",
                          f"**{mean[0]:.4f}**", f"**{mean[1]:.4f}**", f"{mean[2]:.4f}",
-                         f"{mean[3]:.1f}", f"{mean[4]:.1f}", "", ""])  # fmt: skip
+                         f"{mean[3]:.4f}", f"{mean[4]:.1f}", f"{mean[5]:.1f}", "", ""])  # fmt: skip
+    if args.baselines:
+        for name, m in baseline_metrics(data, args.config, overrides).items():
+            rows.append([args.dataset, f"baseline: {name}", "-", "-", f"{m['ndcg@10']:.4f}",
+                         f"{m['hr@10']:.4f}", f"{m['mrr@10']:.4f}", f"{m['recall@20']:.4f}",
+                         "-", "-", "-", "-"])  # fmt: skip
 
+    threads = load_config(args.config, overrides).train.threads or threads
     torch.set_num_threads(threads)
     peak32, peak16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
     first = details[0] if details else {}
