@@ -121,9 +121,13 @@ def run_one(
     return detail
 
 
+FULL_HISTORY = 2_000  # a window covering every user's whole history in these datasets
+
+
 def baseline_metrics(data: Path, config: Path | None, overrides: list[str]) -> dict[str, dict]:
-    """Test metrics of every non-learned baseline on the split, exclusion and history window of
-    the run config (text-KNN when the catalogue has text)."""
+    """Test metrics of every non-learned baseline on the split and exclusion of the run config,
+    over the model's history window and over the whole history (text-KNN when the catalogue
+    has text)."""
     from chronorec.data.dataset import load_prepared
     from chronorec.evaluation import evaluate, fit_baselines
     from chronorec.recommender import build_text_vectors
@@ -135,17 +139,15 @@ def baseline_metrics(data: Path, config: Path | None, overrides: list[str]) -> d
     behaviour = cfg.data.target_behaviour
     baselines = fit_baselines(split.train, ds.n_items, recent_days=RECENT_DAYS,
                               item_vectors=vectors, behaviour=behaviour)  # fmt: skip
-    return {
-        name: evaluate(
-            scorer,
-            ds,
-            split.test,
-            exclude_history=cfg.data.exclude_history,
-            max_len=cfg.model.max_len,
-            train=split.train,
-        ).metrics  # fmt: skip
-        for name, scorer in baselines.items()
-    }
+    out = {}
+    for window in sorted({cfg.model.max_len, FULL_HISTORY}):
+        label = "whole history" if window == FULL_HISTORY else f"last {window} events"
+        for name, scorer in baselines.items():
+            out[f"{name} ({label})"] = evaluate(
+                scorer, ds, split.test, exclude_history=cfg.data.exclude_history,
+                max_len=window, train=split.train,
+            ).metrics  # fmt: skip
+    return out
 
 
 def ml1m_penultimate_note(rec: Recommender, test) -> str:  # noqa: ANN001
