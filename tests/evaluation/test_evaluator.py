@@ -79,12 +79,16 @@ def test_exclusion_uses_whole_history_not_the_window() -> None:
     assert users.tolist() == [1, 2, 3]
 
 
-def test_scorer_gets_left_padded_histories() -> None:
+def test_scorer_gets_left_padded_histories_grouped_by_length() -> None:
     scorer = FixedScorer(TABLE)
     evaluate(scorer, EventArrays.from_events(EVENTS), TARGETS, n_items=N_ITEMS, max_len=3)
     batch, _ = scorer.batches[0]
-    assert batch.items.tolist() == [[0, 4, 2], [0, 0, 1], [0, 0, 3]]
-    assert batch.lengths.tolist() == [2, 1, 1]
+    # queries ordered by window length; the window only as wide as the batch's longest history
+    assert batch.items.tolist() == [[0, 1], [0, 3], [4, 2]]
+    assert batch.lengths.tolist() == [1, 1, 2]
+    scorer = FixedScorer(TABLE)
+    evaluate(scorer, EventArrays.from_events(EVENTS), TARGETS, n_items=N_ITEMS, max_len=1)
+    assert scorer.batches[0][0].items.tolist() == [[2], [1], [3]]  # cut to max_len, user order
 
 
 def test_target_sets_and_duplicates() -> None:

@@ -304,22 +304,31 @@ def evaluate(
     q_key = t_users * (int(t_hlens.max(initial=0)) + 1) + t_hlens
     _, q_first, query = np.unique(q_key, return_index=True, return_inverse=True)
     q_users, q_hlens = t_users[q_first], t_hlens[q_first]
-    order = np.argsort(query, kind="stable")  # target rows grouped by query
-    bounds = np.searchsorted(query[order], np.arange(0, q_users.size + batch_size, batch_size))
+    # Batches of queries with similar window lengths, each window only as wide as its longest
+    # history: a transformer's cost grows with the width, and left padding changes no score.
+    slot = np.empty(q_users.size, dtype=np.int64)  # position of each query in batch order
+    slot[np.argsort(np.minimum(q_hlens, max_len), kind="stable")] = np.arange(q_users.size)
+    by_slot = np.argsort(slot)  # (Q,) query at each position
+    order = np.argsort(slot[query], kind="stable")  # target rows grouped by query, in batch order
+    bounds = np.searchsorted(
+        slot[query][order], np.arange(0, q_users.size + batch_size, batch_size)
+    )
 
     ranks = np.zeros(t_items.size, dtype=np.int64)
     in_history = np.zeros(t_items.size, dtype=bool)
     n_batches = math.ceil(q_users.size / batch_size)
     for b in tqdm(range(n_batches), desc="evaluate", unit="batch", disable=not progress):
         q0, q1 = b * batch_size, min((b + 1) * batch_size, q_users.size)
-        users, hlens = q_users[q0:q1], q_hlens[q0:q1]
+        qs = by_slot[q0:q1]  # (B,) the queries of this batch
+        users, hlens = q_users[qs], q_hlens[qs]
         rows = order[bounds[b] : bounds[b + 1]]  # (R,) target rows of these queries
-        batch = arrays.histories(users, hlens, max_len)
+        width = int(min(max_len, max(int(hlens.max()), 1)))
+        batch = arrays.histories(users, hlens, width)
         with torch.no_grad():
             scores = _as_scores(scorer.score(batch, users), (q1 - q0, n_items + 1))
         history = _history_keys(arrays, users, hlens, n_items + 1)
         ranks[rows], in_history[rows] = _rank_batch(
-            scores, query[rows] - q0, t_items[rows], history, exclude_history, ties
+            scores, slot[query[rows]] - q0, t_items[rows], history, exclude_history, ties
         )
 
     all_rows = np.arange(t_items.size)
