@@ -8,6 +8,7 @@ Every loss takes ``q`` (N, D) — the prepared hidden states of the N real posit
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch.nn import functional as F
@@ -36,8 +37,8 @@ class _ChunkedCatalogueCE(torch.autograd.Function):
     """Mean over rows of ``logsumexp(q e^T + bias) - (q e^T + bias)[target]``, in row chunks."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx,
+    def forward(
+        ctx: Any,  # torch's FunctionCtx, which declares none of the attributes set on it
         q: torch.Tensor,
         table: torch.Tensor,
         targets: torch.Tensor,
@@ -59,12 +60,10 @@ class _ChunkedCatalogueCE(torch.autograd.Function):
         return (lse - picked).mean()
 
     @staticmethod
-    def backward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
-    ) -> tuple[torch.Tensor | None, ...]:
-        qd, e, cls, lse, bias = ctx.saved_tensors  # type: ignore[attr-defined]
-        rows: int = ctx.rows  # type: ignore[attr-defined]
-        q_dtype, table_dtype = ctx.dtypes  # type: ignore[attr-defined]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        qd, e, cls, lse, bias = ctx.saved_tensors
+        rows: int = ctx.rows
+        q_dtype, table_dtype = ctx.dtypes
         scale = grad.float() / qd.shape[0]
         grad_q = torch.empty(qd.shape, dtype=torch.float32)  # (N, D)
         grad_e = torch.zeros(e.shape, dtype=torch.float32)  # (V - 1, D)
