@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import numpy as np
@@ -260,3 +261,37 @@ def test_repeat_model_serves_the_offline_scores(dataset_dir: Path, tmp_path: Pat
             got = c.get(f"/users/{user}/recommendations?k=6&exclude_seen=false").json()["items"]
             assert [x["item_id"] for x in got] == want_ids[0]
             np.testing.assert_allclose([x["score"] for x in got], want_scores[0], atol=1e-4)
+
+
+def test_shared_exclusive_lock_lets_searches_overlap_and_adds_wait() -> None:
+    import threading
+
+    from chronorec.service.retrieval import SharedExclusiveLock
+
+    lock = SharedExclusiveLock()
+    inside = threading.Barrier(2, timeout=5)  # both readers must be inside at the same time
+    release_readers = threading.Event()
+    order: list[str] = []
+
+    def reader(name: str) -> None:
+        with lock.shared():
+            inside.wait()
+            release_readers.wait(5)
+            order.append(name)
+
+    def writer() -> None:
+        with lock.exclusive():
+            order.append("add")
+
+    readers = [threading.Thread(target=reader, args=(n,)) for n in ("r1", "r2")]
+    for t in readers:
+        t.start()
+    time.sleep(0.05)
+    w = threading.Thread(target=writer)
+    w.start()
+    time.sleep(0.05)
+    assert order == []  # the add waits while searches run
+    release_readers.set()
+    for t in [*readers, w]:
+        t.join(5)
+    assert sorted(order[:2]) == ["r1", "r2"] and order[2] == "add"
