@@ -28,7 +28,7 @@ from torch.nn import functional as F
 
 from chronorec.data.sequences import EventArrays
 from chronorec.recommender import Recommender
-from chronorec.service.retrieval import ExactRetriever, FaissRetriever, build_retriever, recall_at_k
+from chronorec.service.retrieval import Retriever, build_retriever, recall_at_k
 from chronorec.service.settings import ServiceSettings
 from chronorec.service.stepper import RNNStepper, check_stepper
 from chronorec.service.store import Event, EventStore, StoredItem
@@ -148,7 +148,7 @@ class Engine:
         self._tau = settings.popularity_half_life_days * 86_400 / math.log(2)
 
         self._restore_items()
-        self.retriever: ExactRetriever | FaissRetriever = build_retriever(
+        self.retriever: Retriever = build_retriever(
             self._prep[: self._n_rows],
             settings.exact_max_items,
             settings.index_kind,
@@ -223,7 +223,7 @@ class Engine:
 
     def _measure_recall(self) -> float:
         """recall@10 of the index against exact scoring, on up to 256 known users' states."""
-        if isinstance(self.retriever, ExactRetriever):
+        if self.retriever.kind == "exact":
             return 1.0
         users = list(self._base_users)[:256]
         if users:
@@ -503,7 +503,8 @@ class Engine:
         # a repeat model rescores history items: fetch enough others to stay exact
         extra = 0 if state.repeat is None else len(state.repeat[0])
         rows, scores = self.retriever.search(state.query[None], prep, want + extra, [exclude])
-        rows, scores = rows[0], scores[0]
+        ok = np.isfinite(scores[0])  # a retriever pads a short list with -inf
+        rows, scores = rows[0][ok], scores[0][ok]
         if state.repeat is not None:
             rows, scores = self._with_repeat(state, rows, scores, exclude, prep)
             rows, scores = rows[:want], scores[:want]
