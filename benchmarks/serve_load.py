@@ -384,9 +384,7 @@ def main() -> int:
                     ms(reads, 0.99),
                     f"{inside['read_mean_ms']:.1f}",
                     f"{inside['hit_rate']:.0%}",
-                    "-"
-                    if inside["per_batch"] != inside["per_batch"]
-                    else f"{inside['per_batch']:.2f}",
+                    "-" if math.isnan(inside["per_batch"]) else f"{inside['per_batch']:.2f}",
                     ms(writes, 0.5),
                     ms(writes, 0.99),
                     ms(ryw, 0.5),
