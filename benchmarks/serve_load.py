@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import random
 import signal
@@ -283,8 +282,6 @@ def server_counters(url: str) -> dict[str, float]:
         "total": values.get(f"chronorec_request_seconds_sum{{{route}}}", 0.0),
         "hits": values.get("chronorec_user_cache_hits", 0.0),
         "misses": values.get("chronorec_user_cache_misses", 0.0),
-        "batches": values.get("chronorec_retrieval_batches", 0.0),
-        "batched": values.get("chronorec_retrieval_batched_queries", 0.0),
     }
 
 
@@ -294,7 +291,6 @@ def server_side(before: dict[str, float], after: dict[str, float]) -> dict[str, 
     return {
         "read_mean_ms": 1000 * d["total"] / max(d["n"], 1),
         "hit_rate": d["hits"] / max(d["hits"] + d["misses"], 1),
-        "per_batch": d["batched"] / d["batches"] if d["batches"] else float("nan"),
     }
 
 
@@ -384,7 +380,6 @@ def main() -> int:
                     ms(reads, 0.99),
                     f"{inside['read_mean_ms']:.1f}",
                     f"{inside['hit_rate']:.0%}",
-                    "-" if math.isnan(inside["per_batch"]) else f"{inside['per_batch']:.2f}",
                     ms(writes, 0.5),
                     ms(writes, 0.99),
                     ms(ryw, 0.5),
@@ -407,7 +402,6 @@ def main() -> int:
         "read p99 ms",
         "read in-server mean ms",
         "state cache hits",
-        "queries per exact batch",
         "write p50 ms",
         "write p99 ms",
         "RYW p50 ms",

@@ -29,7 +29,7 @@ def _check_report(path: Path) -> None:
         assert pixels.shape[0] > 200 and pixels.shape[1] > 300
         assert pixels.std() > 0.01  # not a blank canvas
     assert "No data for this plot" not in page
-    assert page.count('class=example') == 3
+    assert page.count("class=example") == 3
 
 
 @pytest.fixture(scope="module")

@@ -158,9 +158,7 @@ def test_evaluate_uses_full_ranking_on_a_fitted_model(successor):
     assert result.n_queries == successor.n_users
 
 
-def test_id_text_tower_scores_items_without_training_events_from_text_alone(
-    successor, random_text
-):
+def test_id_text_tower_scores_items_without_training_events_from_text_alone(successor, random_text):
     """An item with no training events has no learned id: its id row (pushed around only as a
     softmax negative) must not reach its vector; the text side alone does."""
     cfg = tiny_config("gru", "id+text", max_epochs=2)

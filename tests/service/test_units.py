@@ -297,41 +297,6 @@ def test_shared_exclusive_lock_lets_searches_overlap_and_adds_wait() -> None:
     assert sorted(order[:2]) == ["r1", "r2"] and order[2] == "add"
 
 
-def test_micro_batcher_answers_concurrent_queries_exactly_as_alone() -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
-    from chronorec.service.retrieval import MicroBatcher
-
-    g = torch.Generator().manual_seed(0)
-    table = torch.randn(500, 8, generator=g)
-    queries = torch.randn(64, 8, generator=g)
-    exact = ExactRetriever()
-    batcher = MicroBatcher(ExactRetriever(), max_batch=16)
-
-    def one(i: int) -> tuple[np.ndarray, np.ndarray]:
-        exclude = [np.arange(1, 1 + i * 7, dtype=np.int64)]  # a different exclusion per query
-        return batcher.search(queries[i : i + 1], table, 3 + i % 5, exclude)
-
-    with ThreadPoolExecutor(8) as pool:
-        # eight queries queue while a batch is "running" (the lock held here): one pass then
-        # answers all eight
-        with batcher._batch_lock:
-            first = [pool.submit(one, i) for i in range(8)]
-            deadline = time.monotonic() + 5
-            while len(batcher._queue) < 8 and time.monotonic() < deadline:
-                time.sleep(0.005)
-        got = [f.result(5) for f in first]
-        assert (batcher.batches, batcher.queries) == (1, 8)
-        got += list(pool.map(one, range(8, 64)))
-    for i, (rows, scores) in enumerate(got):
-        want_rows, want_scores = exact.search(
-            queries[i : i + 1], table, 3 + i % 5, [np.arange(1, 1 + i * 7, dtype=np.int64)]
-        )
-        assert rows.tolist() == want_rows.tolist()
-        assert np.allclose(scores, want_scores)
-    assert batcher.queries == 64
-
-
 def test_exact_retriever_pads_a_row_with_few_allowed_items_without_shortening_others() -> None:
     table = torch.eye(4)  # padding row + 3 items
     q = torch.tensor([[0.0, 1.0, 2.0, 3.0], [0.0, 3.0, 2.0, 1.0]])

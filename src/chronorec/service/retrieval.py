@@ -13,7 +13,6 @@ import logging
 import math
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -162,94 +161,16 @@ class FaissRetriever:
             self.index.add(np.ascontiguousarray(rows, dtype=np.float32))
 
 
-@dataclass
-class _Search:
-    q: torch.Tensor  # (1, D)
-    table: torch.Tensor  # (V, D)
-    k: int
-    exclude: np.ndarray
-    result: tuple[np.ndarray, np.ndarray] | None = None
-    error: BaseException | None = None
-
-
-class MicroBatcher:
-    """Concurrent single-query searches answered by one batched search of the wrapped
-    retriever: the exact path's cost is one pass over the (V, D) table, shared by every query
-    waiting when it starts, instead of one pass each.
-
-    No timer and no extra thread: a request queues its query, then takes the batch lock; if an
-    earlier holder already answered it, it returns at once, else it answers everything queued.
-    An idle server thus answers a lone request with no added wait, and a busy one batches every
-    request that arrived while the previous batch ran."""
-
-    def __init__(self, inner: ExactRetriever | FaissRetriever, max_batch: int = 64) -> None:
-        self.inner = inner
-        self.kind = inner.kind
-        self.max_batch = max_batch
-        self._queue: list[_Search] = []
-        self._queue_lock = threading.Lock()
-        self._batch_lock = threading.Lock()
-        self.batches = 0  # batched searches run (for /metrics and tests)
-        self.queries = 0
-
-    def search(
-        self,
-        q: torch.Tensor,
-        table: torch.Tensor,
-        k: int,
-        exclude: Sequence[np.ndarray] | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        if q.shape[0] != 1:
-            return self.inner.search(q, table, k, exclude)
-        none = np.zeros(0, np.int64)
-        job = _Search(q, table, k, exclude[0] if exclude is not None else none)
-        with self._queue_lock:
-            self._queue.append(job)
-        with self._batch_lock:
-            while job.result is None and job.error is None:
-                self._answer_queued()
-        if job.error is not None:
-            raise job.error
-        assert job.result is not None
-        return job.result
-
-    def _answer_queued(self) -> None:
-        with self._queue_lock:
-            jobs, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-        by_table: dict[int, list[_Search]] = {}
-        for job in jobs:  # a POST /items between two requests gives them different tables
-            by_table.setdefault(id(job.table), []).append(job)
-        for group in by_table.values():
-            k = max(job.k for job in group)
-            try:
-                rows, scores = self.inner.search(
-                    torch.cat([job.q for job in group]), group[0].table, k,
-                    [job.exclude for job in group],
-                )  # fmt: skip
-            except BaseException as exc:  # each waiting request re-raises it
-                for job in group:
-                    job.error = exc
-                continue
-            for i, job in enumerate(group):  # a longer top-k's prefix is the shorter top-k
-                job.result = rows[i : i + 1, : job.k], scores[i : i + 1, : job.k]
-            self.batches += 1
-            self.queries += len(group)
-
-    def add(self, rows: np.ndarray) -> None:
-        self.inner.add(rows)
-
-
-Retriever = ExactRetriever | FaissRetriever | MicroBatcher
+Retriever = ExactRetriever | FaissRetriever
 
 
 def build_retriever(
     table: torch.Tensor, exact_max_items: int, kind: str = "ivf", nprobe: int = 64, ef: int = 128
 ) -> Retriever:
-    """Exact scoring (concurrent queries batched) up to ``exact_max_items``, else FAISS. FAISS
-    queries are not batched: IVF and HNSW scan per query, so a batch saves little there."""
+    """Exact scoring up to ``exact_max_items`` items, else a FAISS index."""
     n_items = table.shape[0] - 1
     if n_items <= exact_max_items:
-        return MicroBatcher(ExactRetriever())
+        return ExactRetriever()
     log.info("building a FAISS %s index over %d items", kind, n_items)
     return FaissRetriever(table.numpy(), kind, nprobe, ef)
 

@@ -329,18 +329,6 @@ def metrics(request: Request) -> Response:
                 {},
                 engine.state_steps,
             ),
-            (
-                "retrieval_batches",
-                "Batched searches of the exact path (concurrent queries answered in one pass).",
-                {},
-                getattr(engine.retriever, "batches", 0),
-            ),
-            (
-                "retrieval_batched_queries",
-                "Queries answered by those batched searches.",
-                {},
-                getattr(engine.retriever, "queries", 0),
-            ),
         ]
 
     return Response(
