@@ -87,3 +87,26 @@ def test_bce_with_negatives():
 def test_uniform_negatives_never_draw_padding():
     draws = uniform_negatives(5, (10_000,), torch.Generator().manual_seed(0))
     assert int(draws.min()) == 1 and int(draws.max()) == 5
+
+
+def test_full_softmax_ce_with_allowed_classes_ignores_the_others() -> None:
+    g = torch.Generator().manual_seed(2)
+    q = torch.randn(5, 4, generator=g, requires_grad=True)
+    table = torch.randn(7, 4, generator=g, requires_grad=True)  # padding + 6 items
+    targets = torch.tensor([1, 2, 2, 5, 1])
+    allowed = torch.tensor([False, True, True, False, False, True, False])  # items 1, 2, 5
+    loss = full_softmax_ce(q, table, targets, allowed=allowed)
+    loss.backward()
+    keep = torch.tensor([1, 2, 5])
+    ref = F.cross_entropy(q @ table[keep].T, torch.tensor([0, 1, 1, 2, 0]))
+    assert torch.allclose(loss, ref, atol=1e-6)
+    assert torch.all(table.grad[[0, 3, 4, 6]] == 0)  # never a class, never pushed down
+
+
+def test_sampled_softmax_logq_counts_the_candidate_pool() -> None:
+    # 2 negatives drawn from a pool of 2 items (not the 3 of the table): log(2/2) = 0.
+    loss = sampled_softmax(
+        Q, TABLE, torch.tensor([3]), torch.tensor([1, 2]), logq=True, n_classes=2
+    )
+    expected = -(3 - math.log(math.exp(1) + math.exp(2) + math.exp(3)))
+    assert math.isclose(float(loss), expected, rel_tol=1e-6)

@@ -111,16 +111,27 @@ def _loss(
     targets: torch.Tensor,
     generator: torch.Generator,
     bias: torch.Tensor | None = None,
+    candidates: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """hidden (N, D) at real positions, targets (N,), optional logit ``bias`` (N, V) -> scalar
-    loss of ``cfg.loss``."""
+    loss of ``cfg.loss``. ``candidates`` (C,): the only items that may be negatives (all when
+    None)."""
     q, e = model.head.prepare(hidden, table)
+    allowed = None
+    if candidates is not None:
+        allowed = torch.zeros(table.shape[0], dtype=torch.bool)
+        allowed[candidates] = True
     if cfg.loss == "ce":
-        return full_softmax_ce(q, e, targets, bias)
+        return full_softmax_ce(q, e, targets, bias, allowed)
+    n = model.n_items if candidates is None else int(candidates.numel())
     if cfg.loss == "sampled":
-        negatives = uniform_negatives(model.n_items, (cfg.n_negatives,), generator)
-        return sampled_softmax(q, e, targets, negatives, logq=cfg.logq, bias=bias)
-    negatives = uniform_negatives(model.n_items, (targets.shape[0], cfg.n_negatives), generator)
+        negatives = uniform_negatives(n, (cfg.n_negatives,), generator)
+        if candidates is not None:
+            negatives = candidates[negatives - 1]
+        return sampled_softmax(q, e, targets, negatives, logq=cfg.logq, bias=bias, n_classes=n)
+    negatives = uniform_negatives(n, (targets.shape[0], cfg.n_negatives), generator)
+    if candidates is not None:
+        negatives = candidates[negatives - 1]
     return bce_negatives(q, e, targets, negatives, bias)
 
 
@@ -173,6 +184,14 @@ def train(
         raise ValueError("no user has two training events: nothing to learn from")
     generator = torch.Generator().manual_seed(cfg.seed)
     autocast = _autocast(cfg.precision)
+    # A text tower scores an item from its text, so an item with no training events would be
+    # pushed down as a negative through its text vector and ranked last once it appears (the
+    # cold-start protocol measured cold/warm NDCG@10 0.01-0.12 on Amazon Scientific that way).
+    # It is left out of the loss instead, as if not yet in the catalogue; an ID-only model keeps
+    # the whole catalogue (an unseen ID has nothing to be scored from).
+    candidates = None
+    if model.cfg.item_repr != "id":
+        candidates = torch.from_numpy(np.unique(events.items[events.items > 0]))
     stopped = "max_epochs"
     session_tokens, session_seconds = 0, 0.0
 
@@ -206,7 +225,7 @@ def train(
                 bias = None
                 if model.repeat is not None:  # (B, W-1, V) -> (N, V) at the real positions
                     bias = model.repeat(inputs, behaviours[:, :-1], model.n_items)[real]
-                loss = _loss(model, cfg, h, table, tgt, generator, bias)
+                loss = _loss(model, cfg, h, table, tgt, generator, bias, candidates)
                 if model.behaviour_head is not None:
                     b_logits = model.behaviour_head(h, table[tgt])  # (N, n_behaviours)
                     b_loss = F.cross_entropy(b_logits, behaviours[:, 1:][real] - 1)

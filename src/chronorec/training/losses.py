@@ -17,10 +17,15 @@ CHUNK_ELEMENTS = 1 << 20  # logits per chunk of the fused cross-entropy (4 MB in
 
 
 def full_softmax_ce(
-    q: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, bias: torch.Tensor | None = None
+    q: torch.Tensor,
+    table: torch.Tensor,
+    targets: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    allowed: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy over the whole catalogue (the padding row is never a class). ``bias``
-    (N, V) is added to the logits (the repeat term).
+    (N, V) is added to the logits (the repeat term). ``allowed`` (V,) bool limits the classes to
+    those rows: an item outside it is neither a class nor pushed down as a negative.
 
     The (N, V) logits are never held at once: :class:`_ChunkedCatalogueCE` computes them a few
     hundred rows at a time and again in the backward pass. Under bf16 autocast the matmuls run in
@@ -29,7 +34,8 @@ def full_softmax_ce(
     """
     dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else q.dtype
     rows = max(16, CHUNK_ELEMENTS // max(table.shape[0] - 1, 1))
-    loss: torch.Tensor = _ChunkedCatalogueCE.apply(q, table, targets, bias, rows, dtype)
+    mask = None if allowed is None else ~allowed[1:]  # (V - 1,) True = not a class
+    loss: torch.Tensor = _ChunkedCatalogueCE.apply(q, table, targets, bias, mask, rows, dtype)
     return loss
 
 
@@ -43,6 +49,7 @@ class _ChunkedCatalogueCE(torch.autograd.Function):
         table: torch.Tensor,
         targets: torch.Tensor,
         bias: torch.Tensor | None,
+        masked: torch.Tensor | None,
         rows: int,
         dtype: torch.dtype,
     ) -> torch.Tensor:
@@ -51,17 +58,17 @@ class _ChunkedCatalogueCE(torch.autograd.Function):
         lse = torch.empty(q.shape[0], dtype=torch.float32)  # (N,)
         picked = torch.empty(q.shape[0], dtype=torch.float32)  # (N,) target logit
         for s in range(0, q.shape[0], rows):
-            logits = _chunk_logits(qd, e, bias, s, rows)  # (n, V - 1) float32
+            logits = _chunk_logits(qd, e, bias, masked, s, rows)  # (n, V - 1) float32
             lse[s : s + rows] = torch.logsumexp(logits, dim=1)
             picked[s : s + rows] = logits.gather(1, cls[s : s + rows, None])[:, 0]
-        ctx.save_for_backward(qd, e, cls, lse, bias)
+        ctx.save_for_backward(qd, e, cls, lse, bias, masked)
         ctx.rows = rows
         ctx.dtypes = (q.dtype, table.dtype)
         return (lse - picked).mean()
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        qd, e, cls, lse, bias = ctx.saved_tensors
+        qd, e, cls, lse, bias, masked = ctx.saved_tensors
         rows: int = ctx.rows
         q_dtype, table_dtype = ctx.dtypes
         scale = grad.float() / qd.shape[0]
@@ -71,7 +78,7 @@ class _ChunkedCatalogueCE(torch.autograd.Function):
         if bias is not None and ctx.needs_input_grad[3]:
             grad_bias = torch.zeros(bias.shape, dtype=bias.dtype)  # (N, V)
         for s in range(0, qd.shape[0], rows):
-            logits = _chunk_logits(qd, e, bias, s, rows)  # (n, V - 1)
+            logits = _chunk_logits(qd, e, bias, masked, s, rows)  # (n, V - 1)
             # d loss / d logits = (softmax - one_hot(target)) * grad / N
             p = logits.sub_(lse[s : s + rows, None]).exp_()
             p[torch.arange(p.shape[0]), cls[s : s + rows]] -= 1.0
@@ -82,16 +89,24 @@ class _ChunkedCatalogueCE(torch.autograd.Function):
             grad_q[s : s + rows] = pd @ e
             grad_e += (pd.T @ qd[s : s + rows]).float()
         grad_table = torch.nn.functional.pad(grad_e, (0, 0, 1, 0)).to(table_dtype)  # (V, D)
-        return grad_q.to(q_dtype), grad_table, None, grad_bias, None, None
+        return grad_q.to(q_dtype), grad_table, None, grad_bias, None, None, None
 
 
 def _chunk_logits(
-    q: torch.Tensor, e: torch.Tensor, bias: torch.Tensor | None, start: int, rows: int
+    q: torch.Tensor,
+    e: torch.Tensor,
+    bias: torch.Tensor | None,
+    masked: torch.Tensor | None,
+    start: int,
+    rows: int,
 ) -> torch.Tensor:
-    """float32 logits of rows ``[start, start + rows)``: (n, D) @ (V - 1, D)^T (+ bias)."""
+    """float32 logits of rows ``[start, start + rows)``: (n, D) @ (V - 1, D)^T (+ bias), -inf
+    in the ``masked`` (V - 1,) columns."""
     logits = (q[start : start + rows] @ e.T).float()
     if bias is not None:
         logits += bias[start : start + rows, 1:]
+    if masked is not None:
+        logits.masked_fill_(masked, float("-inf"))
     return logits
 
 
@@ -110,6 +125,7 @@ def sampled_softmax(
     *,
     logq: bool = True,
     bias: torch.Tensor | None = None,
+    n_classes: int | None = None,
 ) -> torch.Tensor:
     """Softmax over the target and M negatives shared by the batch (``negatives`` (M,)).
 
@@ -122,8 +138,8 @@ def sampled_softmax(
     if bias is not None:  # (N, V) additive term, e.g. repeat bonus
         pos = pos + bias.gather(1, targets[:, None])
         neg = neg + bias[:, negatives]
-    if logq:
-        n_items = table.shape[0] - 1
+    if logq:  # negatives drawn uniformly from n_classes items (default: the whole catalogue)
+        n_items = table.shape[0] - 1 if n_classes is None else n_classes
         neg = neg - math.log(negatives.shape[0] / n_items)
     neg = neg.masked_fill(negatives[None, :] == targets[:, None], float("-inf"))
     logits = torch.cat([pos, neg], dim=1)  # (N, 1 + M)
