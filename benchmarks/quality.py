@@ -32,8 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DATASETS, append_report, markdown_table  # noqa: E402
 
 from chronorec.config import load_config  # noqa: E402
+from chronorec.evaluation.evaluator import EvalResult  # noqa: E402
 from chronorec.evaluation.metrics import ndcg  # noqa: E402
 from chronorec.recommender import Recommender, make_split  # noqa: E402
+from chronorec.report import RECENT_DAYS  # noqa: E402  (the same window as the report's)
 
 PREPARE = {
     "ml-1m": ["--format", "sasrec-txt", "--events", str(DATASETS / "ml-1m" / "ml-1m.txt"),
@@ -47,7 +49,6 @@ PREPARE = {
     "taobao": ["--format", "taobao",
                "--events", str(DATASETS / "taobao-sample" / "UserBehavior_head.csv")],
 }  # fmt: skip
-RECENT_DAYS = 30.0  # window of the recent-popularity baseline
 
 
 def matmul_gflops(dtype: torch.dtype, n: int = 1024, repeat: int = 10) -> float:
@@ -150,7 +151,7 @@ def baseline_metrics(data: Path, config: Path | None, overrides: list[str]) -> d
     return out
 
 
-def ml1m_penultimate_note(rec: Recommender, test) -> str:  # noqa: ANN001
+def ml1m_penultimate_note(rec: Recommender, test: EvalResult) -> str:
     """Test NDCG@10 of the users whose rebuilt ML-1M history lacks its second-to-last item (see
     ../shared/datasets/README.md) next to the users whose history is exact."""
     listed = DATASETS / "ml-1m" / "users_missing_penultimate_item.txt"
@@ -236,11 +237,12 @@ def main() -> None:
                          f"{m['hr@10']:.4f}", f"{m['mrr@10']:.4f}", f"{m['recall@20']:.4f}",
                          "-", "-", "-", "-"])  # fmt: skip
 
-    threads = load_config(args.config, overrides).train.threads or threads
+    run_cfg = load_config(args.config, overrides)
+    threads = run_cfg.train.threads or threads
     torch.set_num_threads(threads)
     peak32, peak16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
     first = details[0] if details else {}
-    exclude = load_config(args.config, args.overrides).data.exclude_history
+    exclude = run_cfg.data.exclude_history
     notes = (
         f"Full ranking over all items, test split of the run config "
         f"({'history excluded' if exclude else 'history kept'}); "

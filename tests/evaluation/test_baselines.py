@@ -1,4 +1,5 @@
 import numpy as np
+import polars as pl
 import pytest
 
 from chronorec.data.sequences import EventArrays
@@ -110,3 +111,10 @@ def test_baselines_side_by_side() -> None:
     table = results_table(results)
     assert table.splitlines()[0].startswith("| scorer")
     assert "| transitions" in table and "1.0000" in table
+
+
+def test_a_log_without_timestamps_gets_no_recent_window_baseline() -> None:
+    events = make_events({u: [1, 2, 3] for u in range(1, 4)})
+    untimed = events.with_columns(pl.lit(None, dtype=pl.Int64).alias("timestamp"))
+    models = fit_baselines(untimed, 3, recent_days=30)
+    assert list(models) == ["popular", "repeat", "transitions"]

@@ -219,10 +219,12 @@ def fit_baselines(
     behaviour: int | None = None,
 ) -> dict[str, Baseline]:
     """Every baseline that the data allows, fitted on ``train`` and keyed by name: global
-    popularity, recent popularity (with ``recent_days``), repeat, transitions, text-KNN (with
-    ``item_vectors``). ``behaviour`` restricts popularity and repeat counts to that behaviour."""
+    popularity, recent popularity (with ``recent_days``, when every event has a timestamp),
+    repeat, transitions, text-KNN (with ``item_vectors``). ``behaviour`` restricts popularity and
+    repeat counts to that behaviour."""
     models: list[Baseline] = [MostPopular(behaviour=behaviour)]
-    if recent_days is not None:
+    timed = "timestamp" in train.columns and train["timestamp"].null_count() == 0
+    if recent_days is not None and timed:
         models.append(MostPopular(window_days=recent_days, behaviour=behaviour))
     models += [RepeatFrequency(behaviour=behaviour), ItemTransitions()]
     if item_vectors is not None:

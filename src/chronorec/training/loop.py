@@ -112,15 +112,12 @@ def _loss(
     generator: torch.Generator,
     bias: torch.Tensor | None = None,
     candidates: torch.Tensor | None = None,
+    allowed: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """hidden (N, D) at real positions, targets (N,), optional logit ``bias`` (N, V) -> scalar
-    loss of ``cfg.loss``. ``candidates`` (C,): the only items that may be negatives (all when
-    None)."""
+    loss of ``cfg.loss``. ``candidates`` (C,) are the only items that may be negatives (all when
+    None) and ``allowed`` (V,) the same set as a mask, both built once per run."""
     q, e = model.head.prepare(hidden, table)
-    allowed = None
-    if candidates is not None:
-        allowed = torch.zeros(table.shape[0], dtype=torch.bool)
-        allowed[candidates] = True
     if cfg.loss == "ce":
         return full_softmax_ce(q, e, targets, bias, allowed)
     n = model.n_items if candidates is None else int(candidates.numel())
@@ -189,9 +186,11 @@ def train(
     # cold-start protocol measured cold/warm NDCG@10 0.01-0.12 on Amazon Scientific that way).
     # It is left out of the loss instead, as if not yet in the catalogue; an ID-only model keeps
     # the whole catalogue (an unseen ID has nothing to be scored from).
-    candidates = None
+    candidates, allowed = None, None
     if model.cfg.item_repr != "id":
-        candidates = torch.from_numpy(np.unique(events.items[events.items > 0]))
+        candidates = torch.from_numpy(np.unique(events.items[events.items > 0]))  # (C,)
+        allowed = torch.zeros(model.n_items + 1, dtype=torch.bool)  # (V,)
+        allowed[candidates] = True
     stopped = "max_epochs"
     session_tokens, session_seconds = 0, 0.0
 
@@ -225,7 +224,7 @@ def train(
                 bias = None
                 if model.repeat is not None:  # (B, W-1, V) -> (N, V) at the real positions
                     bias = model.repeat(inputs, behaviours[:, :-1], model.n_items)[real]
-                loss = _loss(model, cfg, h, table, tgt, generator, bias, candidates)
+                loss = _loss(model, cfg, h, table, tgt, generator, bias, candidates, allowed)
                 if model.behaviour_head is not None:
                     b_logits = model.behaviour_head(h, table[tgt])  # (N, n_behaviours)
                     b_loss = F.cross_entropy(b_logits, behaviours[:, 1:][real] - 1)
