@@ -48,3 +48,33 @@ def test_report_command_for_a_saved_run(demo_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "again.html"
     assert main(["report", str(demo_dir / "run"), "--out", str(out)]) == 0
     _check_report(out)
+
+
+def test_report_for_a_log_without_timestamps_or_prices(successor, tmp_path: Path) -> None:
+    # ML-1M (SASRec variant) and Amazon Scientific carry order only: no recent-popularity
+    # baseline, no timestamps for the examples, one colour in the item map; and an ID tower.
+    import dataclasses
+
+    import polars as pl
+
+    from chronorec.config import ModelConfig, RunConfig, TrainConfig
+    from chronorec.recommender import Recommender
+
+    untimed = dataclasses.replace(
+        successor,
+        events=successor.events.with_columns(
+            pl.lit(None, dtype=pl.Int64).alias("timestamp"),
+            pl.lit(None, dtype=pl.Int64).alias("gap"),
+        ),
+        manifest={**successor.manifest, "has_timestamps": False},
+    )
+    data = untimed.save(tmp_path / "data")
+    cfg = RunConfig(
+        model=ModelConfig(name="gru", d_model=16, max_len=8, dropout=0.0),
+        train=TrainConfig(max_epochs=2, batch_size=16, threads=1),
+    )
+    Recommender(cfg).fit(data, run_dir=tmp_path / "run", progress=False)
+    out = tmp_path / "report.html"
+    assert main(["report", str(tmp_path / "run"), "--out", str(out)]) == 0
+    page = out.read_text(encoding="utf-8")
+    assert "popular-30d" not in page and page.count("class=example") == 3

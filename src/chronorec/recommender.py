@@ -280,6 +280,8 @@ class Recommender:
                     raise DataError(
                         f"history {b}: {len(timestamps[b])} timestamps for {len(row)} items"
                     )
+                if any(t is None for t in timestamps[b]):
+                    raise DataError(f"history {b}: a timestamp is missing (give all or none)")
                 times[b, -n:] = np.asarray(timestamps[b], dtype=np.int64)[-n:]
         lengths = np.array([min(len(r), max_len) for r in rows], dtype=np.int64)
         batch = HistoryBatch(items=items, behaviours=behs, timestamps=times, lengths=lengths)

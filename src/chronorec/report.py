@@ -132,9 +132,11 @@ def _slice_bars(slices: dict[str, dict[str, float]], prefix: str, title: str) ->
 
 def plot_embeddings(xy: np.ndarray, colour: np.ndarray | None, label: str) -> str:
     fig, ax = _figure(6.4, 5.0)
-    sc = ax.scatter(xy[:, 0], xy[:, 1], c=colour, s=4, cmap="viridis", alpha=0.7)
     if colour is not None:
+        sc = ax.scatter(xy[:, 0], xy[:, 1], c=colour, s=4, cmap="viridis", alpha=0.7)
         fig.colorbar(sc, ax=ax, label=label)
+    else:  # a catalogue without prices: one colour
+        ax.scatter(xy[:, 0], xy[:, 1], s=4, alpha=0.7)
     ax.set_title("Item embeddings (2-D PCA of the model's item vectors)")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -167,7 +169,8 @@ def _evaluate_all(
 def _embedding_map(rec: Recommender, ds: PreparedDataset) -> tuple[np.ndarray, np.ndarray | None]:
     assert rec.model is not None
     with torch.no_grad():
-        table = rec.model.item_table()[1:].float()  # (n_items, D)
+        # detached: an ID tower returns its embedding parameter itself
+        table = rec.model.item_table()[1:].detach().float()  # (n_items, D)
     centred = table - table.mean(0, keepdim=True)
     _, _, v = torch.pca_lowrank(centred, q=2, center=False)
     xy = (centred @ v[:, :2]).numpy()
@@ -195,8 +198,10 @@ def _examples(
         hist_ids = [ids[i - 1] for i in hist["item"].to_list()]
         last = hist["item"].to_list()[-5:][::-1]
         got, scores = rec.recommend_histories(
-            [hist_ids], k, timestamps=[hist["timestamp"].to_list()], exclude_seen=False
-        )
+            [hist_ids], k,
+            timestamps=[hist["timestamp"].to_list()] if ds.has_timestamps else None,
+            exclude_seen=rec.config.data.exclude_history,  # as the metrics above rank
+        )  # fmt: skip
         recs = [(names[lookup[i]], prices[lookup[i]], float(s))
                 for i, s in zip(got[0], scores[0], strict=True)]  # fmt: skip
         out.append(Example(
