@@ -37,6 +37,7 @@ LOSSES = ("ce", "sampled", "bce")
 SCORES = ("dot", "cosine")
 SPLITS = ("leave-one-out", "temporal")
 PRECISIONS = ("auto", "bf16", "fp32")
+LR_DECAYS = ("none", "linear", "cosine")
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.98)
     warmup_steps: int = 100
+    # After warm-up, decay the learning rate to 0 over the run: by the share of the max_minutes
+    # wall-time budget spent when one is set, else by the share of max_epochs done.
+    lr_decay: str = "none"
     clip_norm: float = 1.0
     max_epochs: int = 200
     eval_every: int = 1  # epochs between validation runs
@@ -104,6 +108,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _choice("train.loss", self.loss, LOSSES)
         _choice("train.precision", self.precision, PRECISIONS)
+        _choice("train.lr_decay", self.lr_decay, LR_DECAYS)
         for key in ("n_negatives", "batch_size", "max_epochs", "eval_every", "patience"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"train.{key} must be >= 1, not {getattr(self, key)}")

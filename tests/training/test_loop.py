@@ -14,6 +14,7 @@ from chronorec.errors import ChronorecError
 from chronorec.recommender import Recommender
 from chronorec.training import training_windows
 from chronorec.training.checkpoint import load_train_state
+from chronorec.training.loop import lr_decay_factor
 
 
 def tiny(name: str = "transformer", **train: object) -> RunConfig:
@@ -127,6 +128,30 @@ def test_max_minutes_stops_early_and_keeps_the_best(successor, tmp_path):
     assert rec.result is not None
     assert rec.result.stopped == "max_minutes" and rec.result.epochs < 10_000
     assert rec.result.best_epoch >= 1 and (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_lr_decay_factor_known_values():
+    assert lr_decay_factor("none", 0.7) == 1.0
+    assert lr_decay_factor("linear", 0.25) == pytest.approx(0.75)
+    assert lr_decay_factor("cosine", 0.5) == pytest.approx(0.5)
+    assert lr_decay_factor("cosine", 1.5) == pytest.approx(0.0)  # past the budget: clamped
+    assert lr_decay_factor("linear", -1.0) == 1.0
+
+
+@pytest.mark.parametrize(("decay", "last_lr"), [("none", 1e-2), ("linear", 0.0)])
+def test_lr_decays_to_zero_at_the_last_epoch(successor, tmp_path, decay, last_lr):
+    cfg = tiny(max_epochs=3, warmup_steps=1, lr_decay=decay)
+    Recommender(cfg).fit(successor, run_dir=tmp_path / decay, progress=False)
+    optimizer = load_train_state(tmp_path / decay / "train_state.pt")["optimizer"]
+    assert optimizer["param_groups"][0]["lr"] == pytest.approx(last_lr, abs=1e-12)
+
+
+def test_lr_decay_by_wall_time_budget(successor, tmp_path):
+    cfg = tiny(max_epochs=10_000, max_minutes=0.02, patience=10_000, lr_decay="linear")
+    Recommender(cfg).fit(successor, run_dir=tmp_path / "run", progress=False)
+    optimizer = load_train_state(tmp_path / "run" / "train_state.pt")["optimizer"]
+    # the budget ran out, so the last step's rate is near 0 (not the 1e-2 it starts from)
+    assert optimizer["param_groups"][0]["lr"] < 1e-3
 
 
 def test_early_stopping_on_validation_ndcg(successor):

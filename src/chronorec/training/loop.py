@@ -86,6 +86,19 @@ def length_bucketed_batches(
         yield batches[b]
 
 
+def lr_decay_factor(kind: str, progress: float) -> float:
+    """Learning-rate multiplier after warm-up at ``progress`` in [0, 1] of the run: 1 for
+    "none", falling to 0 at the end for "linear" and "cosine". Annealing to zero by the end of a
+    fixed budget is what a budget-limited run wants (Li et al., "Budgeted Training", ICLR 2020);
+    a constant rate leaves the last epochs noisy."""
+    p = min(max(progress, 0.0), 1.0)
+    if kind == "linear":
+        return 1.0 - p
+    if kind == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * p))
+    return 1.0
+
+
 def cpu_has_amx() -> bool:
     """bfloat16 matmuls pay only on CPUs with AMX tiles; elsewhere they are slower than float32."""
     try:
@@ -155,12 +168,26 @@ def train(
         model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay
     )
     warmup = max(cfg.warmup_steps, 1)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
+    steps_total = math.inf  # set once the training windows are known
+
+    def lr_factor(step: int) -> float:
+        """Rate multiplier for optimizer step ``step`` (0-based). Decay follows the share of the
+        run done: of the wall-time budget (over all --resume sessions) when there is one, else
+        of max_epochs."""
+        if cfg.max_minutes:
+            budget = prior_seconds + cfg.max_minutes * 60
+            progress = (prior_seconds + time.perf_counter() - started) / budget
+        else:
+            progress = step / steps_total
+        return min(1.0, (step + 1) / warmup) * lr_decay_factor(cfg.lr_decay, progress)
+
+    prior_seconds = 0.0
     state: dict[str, Any] = {
         "epoch": 0, "step": 0, "best": -math.inf, "best_epoch": 0, "best_metrics": {},
         "bad_evals": 0, "history": [], "seconds": 0.0, "tokens": 0,
     }  # fmt: skip
     best_weights: dict[str, torch.Tensor] | None = None
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     if resume:
         if run is None or not (run / ckpt.STATE_FILE).is_file():
             raise FileNotFoundError(f"nothing to resume in {run}: no {ckpt.STATE_FILE}")
@@ -169,6 +196,7 @@ def train(
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["schedule"])
         state = saved["loop"]
+        prior_seconds = state["seconds"]
         log.info(
             "resuming after epoch %d (best %s = %.4f)",
             state["epoch"],
@@ -179,6 +207,7 @@ def train(
     users, ends = training_windows(events.user_lengths(), max_len, cfg.all_windows)
     if users.size == 0:
         raise ValueError("no user has two training events: nothing to learn from")
+    steps_total = cfg.max_epochs * math.ceil(users.size / cfg.batch_size)
     generator = torch.Generator().manual_seed(cfg.seed)
     autocast = _autocast(cfg.precision)
     # A text tower scores an item from its text, so an item with no training events would be
