@@ -30,7 +30,7 @@ def test_bonus_by_hand():
     expected = torch.zeros(1, 7)
     expected[0, 3], expected[0, 5] = 101.0, 10.5
     assert torch.allclose(last, expected)
-    steps = bias(items, behaviours, n_items=6)  # (1, 4, 7)
+    steps = bias(items, behaviours).dense(7)  # (1, 4, 7)
     assert torch.allclose(steps[:, -1], last)
     assert steps[0, 1].tolist() == [0, 0, 0, 1.0, 0, 0, 0]  # only item 3, just seen
     assert steps[0, 0].abs().sum() == 0  # a padding step sees nothing

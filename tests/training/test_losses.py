@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from chronorec.models.repeat import SparseBias
 from chronorec.training import losses
 from chronorec.training.losses import (
     bce_negatives,
@@ -110,3 +111,39 @@ def test_sampled_softmax_logq_counts_the_candidate_pool() -> None:
     )
     expected = -(3 - math.log(math.exp(1) + math.exp(2) + math.exp(3)))
     assert math.isclose(float(loss), expected, rel_tol=1e-6)
+
+
+def _sparse_bias(g: torch.Generator, n: int, k: int, v: int) -> SparseBias:
+    """Random sparse term with repeated columns and padding entries (column 0)."""
+    cols = torch.randint(0, v, (n, k), generator=g)
+    cols[:, 0] = cols[:, 1]  # a repeated column is summed
+    cols[0, 2] = 0  # padding: never a class
+    return SparseBias(cols, torch.randn(n, k, generator=g).requires_grad_())
+
+
+@pytest.mark.parametrize("loss", ["ce", "sampled", "bce"])
+def test_sparse_bias_gives_the_loss_and_gradients_of_its_dense_form(
+    monkeypatch: pytest.MonkeyPatch, loss: str
+) -> None:
+    monkeypatch.setattr(losses, "CHUNK_ELEMENTS", 3 * 11)  # several chunks
+    g = torch.Generator().manual_seed(3)
+    q = torch.randn(7, 4, generator=g, requires_grad=True)
+    table = torch.randn(12, 4, generator=g, requires_grad=True)
+    targets = torch.tensor([1, 9, 3, 3, 5, 2, 11])
+    sparse = _sparse_bias(g, 7, 5, 12)
+    dense = sparse.dense(12)
+    dense[:, 0] = 0.0  # the padding column is not a class in either form
+    run = {
+        "ce": lambda b: full_softmax_ce(q, table, targets, b),
+        "sampled": lambda b: sampled_softmax(q, table, targets, torch.tensor([2, 7, 7, 3]), bias=b),
+        "bce": lambda b: bce_negatives(q, table, targets, torch.randint(1, 12, (7, 3)), b),
+    }[loss]
+    torch.manual_seed(0)
+    got = run(sparse)
+    (grad_w,) = torch.autograd.grad(got, [sparse.weights])
+    torch.manual_seed(0)
+    want = run(dense)
+    (grad_dense,) = torch.autograd.grad(want, [sparse.weights])
+    assert torch.allclose(got, want, atol=1e-6)
+    assert torch.allclose(grad_w, grad_dense, atol=1e-6)
+    assert grad_w[0, 2] == 0  # the padding entry moves nothing

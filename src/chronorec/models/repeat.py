@@ -13,8 +13,47 @@ repeats they go negative (and evaluation that excludes history items never sees 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
+
+
+@dataclass(frozen=True)
+class SparseBias:
+    """An additive logit term kept sparse: ``bias[..., cols[..., k]] += weights[..., k]``.
+
+    A column may appear several times (summed) and column 0 (padding) is never a class. The repeat
+    term of a step has one entry per history step, so ``(N, L)`` pairs stand in for an ``(N, V)``
+    matrix: on the Taobao sample (V = 55,234, L = 100) the dense form of one batch took gigabytes.
+    """
+
+    cols: torch.Tensor  # (..., K) int64 item indices
+    weights: torch.Tensor  # (..., K) float
+
+    def __getitem__(self, index: torch.Tensor) -> SparseBias:
+        """Select rows, e.g. the real positions ``bias[real]`` of a (B, L, K) term -> (N, K)."""
+        return SparseBias(self.cols[index], self.weights[index])
+
+    def dense(self, n_cols: int) -> torch.Tensor:
+        """The full matrix (..., n_cols)."""
+        out = torch.zeros(*self.cols.shape[:-1], n_cols, dtype=self.weights.dtype)
+        return out.scatter_add(-1, self.cols, self.weights)
+
+    def at(self, items: torch.Tensor) -> torch.Tensor:
+        """(N, K) term at one item per row ``items`` (N,) -> (N,)."""
+        return (self.weights * (self.cols == items[:, None])).sum(-1)
+
+    def at_shared(self, items: torch.Tensor) -> torch.Tensor:
+        """(N, K) term at the same ``items`` (M,) for every row (sampled negatives, repeats
+        allowed) -> (N, M), through the M' <= M distinct items, never the whole catalogue."""
+        distinct, inverse = torch.unique(items, return_inverse=True)  # (M',), (M,)
+        size = int(max(int(self.cols.max()), int(distinct.max()))) + 1
+        slot = torch.full((size,), distinct.numel(), dtype=torch.long)  # M' = "not sampled"
+        slot[distinct] = torch.arange(distinct.numel())
+        acc = torch.zeros(self.cols.shape[0], distinct.numel() + 1, dtype=self.weights.dtype)
+        acc = acc.scatter_add(1, slot[self.cols], self.weights)  # (N, M' + 1)
+        return acc[:, inverse]  # (N, M)
 
 
 def distance_buckets(distance: torch.Tensor, n_buckets: int) -> torch.Tensor:
@@ -67,12 +106,12 @@ class RepeatBias(nn.Module):
         keep = (distance >= 0)[None] & (items > 0)[:, None, :]  # (B, L, L)
         return w * keep
 
-    def forward(self, items: torch.Tensor, behaviours: torch.Tensor, n_items: int) -> torch.Tensor:
-        """Bonus for every step: (B, L) -> (B, L, n_items + 1)."""
+    def forward(self, items: torch.Tensor, behaviours: torch.Tensor) -> SparseBias:
+        """Bonus for every step, sparse: (B, L) -> cols and weights (B, L, L), i.e. step t
+        gives ``weights[b, t, s]`` to item ``items[b, s]`` (0 for s > t and for padding)."""
         B, L = items.shape
         w = self.step_weights(items, behaviours)  # (B, L, L)
-        out = torch.zeros(B, L, n_items + 1, dtype=w.dtype, device=w.device)
-        return out.scatter_add(2, items[:, None, :].expand(B, L, L), w)
+        return SparseBias(items[:, None, :].expand(B, L, L), w)
 
     def last(self, items: torch.Tensor, behaviours: torch.Tensor, n_items: int) -> torch.Tensor:
         """Bonus after the last step only (inference): (B, L) -> (B, n_items + 1)."""

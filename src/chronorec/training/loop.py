@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from chronorec.config import TrainConfig
 from chronorec.data.sequences import EventArrays
 from chronorec.models.model import NextItemModel
+from chronorec.models.repeat import SparseBias
 from chronorec.training import checkpoint as ckpt
 from chronorec.training.losses import (
     bce_negatives,
@@ -123,11 +124,11 @@ def _loss(
     table: torch.Tensor,
     targets: torch.Tensor,
     generator: torch.Generator,
-    bias: torch.Tensor | None = None,
+    bias: SparseBias | None = None,
     candidates: torch.Tensor | None = None,
     allowed: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """hidden (N, D) at real positions, targets (N,), optional logit ``bias`` (N, V) -> scalar
+    """hidden (N, D) at real positions, targets (N,), optional sparse logit ``bias`` -> scalar
     loss of ``cfg.loss``. ``candidates`` (C,) are the only items that may be negatives (all when
     None) and ``allowed`` (V,) the same set as a mask, both built once per run."""
     q, e = model.head.prepare(hidden, table)
@@ -251,8 +252,8 @@ def train(
                 h = hidden[real]  # (N, D)
                 tgt = targets[real]  # (N,)
                 bias = None
-                if model.repeat is not None:  # (B, W-1, V) -> (N, V) at the real positions
-                    bias = model.repeat(inputs, behaviours[:, :-1], model.n_items)[real]
+                if model.repeat is not None:  # sparse (B, W-1, W-1) -> (N, W-1) real positions
+                    bias = model.repeat(inputs, behaviours[:, :-1])[real]
                 loss = _loss(model, cfg, h, table, tgt, generator, bias, candidates, allowed)
                 if model.behaviour_head is not None:
                     b_logits = model.behaviour_head(h, table[tgt])  # (N, n_behaviours)

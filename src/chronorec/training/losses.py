@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
+from chronorec.models.repeat import SparseBias
+
 CHUNK_ELEMENTS = 1 << 20  # logits per chunk of the fused cross-entropy (4 MB in float32)
 
 
@@ -20,12 +22,13 @@ def full_softmax_ce(
     q: torch.Tensor,
     table: torch.Tensor,
     targets: torch.Tensor,
-    bias: torch.Tensor | None = None,
+    bias: torch.Tensor | SparseBias | None = None,
     allowed: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy over the whole catalogue (the padding row is never a class). ``bias``
-    (N, V) is added to the logits (the repeat term). ``allowed`` (V,) bool limits the classes to
-    those rows: an item outside it is neither a class nor pushed down as a negative.
+    (N, V), or sparse (N, K), is added to the logits (the repeat term). ``allowed`` (V,) bool
+    limits the classes to those rows: an item outside it is neither a class nor pushed down as a
+    negative.
 
     The (N, V) logits are never held at once: :class:`_ChunkedCatalogueCE` computes them a few
     hundred rows at a time and again in the backward pass. Under bf16 autocast the matmuls run in
@@ -35,7 +38,13 @@ def full_softmax_ce(
     dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else q.dtype
     rows = max(16, CHUNK_ELEMENTS // max(table.shape[0] - 1, 1))
     mask = None if allowed is None else ~allowed[1:]  # (V - 1,) True = not a class
-    loss: torch.Tensor = _ChunkedCatalogueCE.apply(q, table, targets, bias, mask, rows, dtype)
+    cols, weights = None, None
+    if isinstance(bias, SparseBias):  # (N, K): as class indices, padding entries weigh 0
+        cols, weights = (bias.cols - 1).clamp(min=0), bias.weights * (bias.cols > 0)
+        bias = None
+    loss: torch.Tensor = _ChunkedCatalogueCE.apply(
+        q, table, targets, bias, cols, weights, mask, rows, dtype
+    )
     return loss
 
 
@@ -49,62 +58,77 @@ class _ChunkedCatalogueCE(torch.autograd.Function):
         table: torch.Tensor,
         targets: torch.Tensor,
         bias: torch.Tensor | None,
+        cols: torch.Tensor | None,
+        weights: torch.Tensor | None,
         masked: torch.Tensor | None,
         rows: int,
         dtype: torch.dtype,
     ) -> torch.Tensor:
+        """``bias`` (N, V) dense, or ``weights`` (N, K) added at class indices ``cols``."""
         qd, e = q.to(dtype), table[1:].to(dtype)  # (N, D), (V - 1, D)
         cls = targets - 1  # (N,) class index: the padding row is not a class
         lse = torch.empty(q.shape[0], dtype=torch.float32)  # (N,)
         picked = torch.empty(q.shape[0], dtype=torch.float32)  # (N,) target logit
+        sparse = (cols, weights)
         for s in range(0, q.shape[0], rows):
-            logits = _chunk_logits(qd, e, bias, masked, s, rows)  # (n, V - 1) float32
+            logits = _chunk_logits(qd, e, bias, sparse, masked, s, rows)  # (n, V - 1) float32
             lse[s : s + rows] = torch.logsumexp(logits, dim=1)
             picked[s : s + rows] = logits.gather(1, cls[s : s + rows, None])[:, 0]
-        ctx.save_for_backward(qd, e, cls, lse, bias, masked)
+        ctx.save_for_backward(qd, e, cls, lse, bias, cols, weights, masked)
         ctx.rows = rows
         ctx.dtypes = (q.dtype, table.dtype)
         return (lse - picked).mean()
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        qd, e, cls, lse, bias, masked = ctx.saved_tensors
+        qd, e, cls, lse, bias, cols, weights, masked = ctx.saved_tensors
         rows: int = ctx.rows
         q_dtype, table_dtype = ctx.dtypes
         scale = grad.float() / qd.shape[0]
         grad_q = torch.empty(qd.shape, dtype=torch.float32)  # (N, D)
         grad_e = torch.zeros(e.shape, dtype=torch.float32)  # (V - 1, D)
-        grad_bias = None
+        grad_bias, grad_weights = None, None
         if bias is not None and ctx.needs_input_grad[3]:
             grad_bias = torch.zeros(bias.shape, dtype=bias.dtype)  # (N, V)
+        if weights is not None and ctx.needs_input_grad[5]:
+            grad_weights = torch.zeros(weights.shape, dtype=weights.dtype)  # (N, K)
         for s in range(0, qd.shape[0], rows):
-            logits = _chunk_logits(qd, e, bias, masked, s, rows)  # (n, V - 1)
+            logits = _chunk_logits(qd, e, bias, (cols, weights), masked, s, rows)  # (n, V - 1)
             # d loss / d logits = (softmax - one_hot(target)) * grad / N
             p = logits.sub_(lse[s : s + rows, None]).exp_()
             p[torch.arange(p.shape[0]), cls[s : s + rows]] -= 1.0
             p.mul_(scale)
             if grad_bias is not None:
                 grad_bias[s : s + rows, 1:] = p
+            if grad_weights is not None:
+                grad_weights[s : s + rows] = p.gather(1, cols[s : s + rows])
             pd = p.to(e.dtype)
             grad_q[s : s + rows] = pd @ e
             grad_e += (pd.T @ qd[s : s + rows]).float()
         grad_table = torch.nn.functional.pad(grad_e, (0, 0, 1, 0)).to(table_dtype)  # (V, D)
-        return grad_q.to(q_dtype), grad_table, None, grad_bias, None, None, None
+        return (grad_q.to(q_dtype), grad_table, None, grad_bias, None, grad_weights,
+                None, None, None)  # fmt: skip
 
 
 def _chunk_logits(
     q: torch.Tensor,
     e: torch.Tensor,
     bias: torch.Tensor | None,
+    sparse: tuple[torch.Tensor | None, torch.Tensor | None],
     masked: torch.Tensor | None,
     start: int,
     rows: int,
 ) -> torch.Tensor:
-    """float32 logits of rows ``[start, start + rows)``: (n, D) @ (V - 1, D)^T (+ bias), -inf
-    in the ``masked`` (V - 1,) columns."""
+    """float32 logits of rows ``[start, start + rows)``: (n, D) @ (V - 1, D)^T (+ bias, dense
+    or as ``sparse`` = (class columns, weights) (N, K)), -inf in the ``masked`` (V - 1,)
+    columns."""
     logits = (q[start : start + rows] @ e.T).float()
     if bias is not None:
         logits += bias[start : start + rows, 1:]
+    cols, weights = sparse
+    if cols is not None and weights is not None:
+        end = start + rows
+        logits.scatter_add_(1, cols[start:end], weights[start:end].float())
     if masked is not None:
         logits.masked_fill_(masked, float("-inf"))
     return logits
@@ -124,7 +148,7 @@ def sampled_softmax(
     negatives: torch.Tensor,
     *,
     logq: bool = True,
-    bias: torch.Tensor | None = None,
+    bias: torch.Tensor | SparseBias | None = None,
     n_classes: int | None = None,
 ) -> torch.Tensor:
     """Softmax over the target and M negatives shared by the batch (``negatives`` (M,)).
@@ -135,7 +159,10 @@ def sampled_softmax(
     """
     pos = (q * table[targets]).sum(-1, keepdim=True)  # (N, 1)
     neg = q @ table[negatives].T  # (N, M)
-    if bias is not None:  # (N, V) additive term, e.g. repeat bonus
+    if isinstance(bias, SparseBias):  # (N, K) additive term, e.g. repeat bonus
+        pos = pos + bias.at(targets)[:, None]
+        neg = neg + bias.at_shared(negatives)
+    elif bias is not None:  # (N, V)
         pos = pos + bias.gather(1, targets[:, None])
         neg = neg + bias[:, negatives]
     if logq:  # negatives drawn uniformly from n_classes items (default: the whole catalogue)
@@ -151,11 +178,15 @@ def bce_negatives(
     table: torch.Tensor,
     targets: torch.Tensor,
     negatives: torch.Tensor,
-    bias: torch.Tensor | None = None,
+    bias: torch.Tensor | SparseBias | None = None,
 ) -> torch.Tensor:
-    """Binary cross-entropy: target = 1, each of its own negatives (``negatives`` (N, M)) = 0."""
+    """Binary cross-entropy: target = 1, each of its own negatives (``negatives`` (N, M)) = 0.
+    A sparse ``bias`` is made dense here: this loss is kept for comparison, not for large
+    catalogues."""
     pos = (q * table[targets]).sum(-1)  # (N,)
     neg = torch.einsum("nd,nmd->nm", q, table[negatives])  # (N, M)
+    if isinstance(bias, SparseBias):
+        bias = bias.dense(table.shape[0])  # (N, V)
     if bias is not None:  # (N, V) additive term, e.g. repeat bonus
         pos = pos + bias.gather(1, targets[:, None])[:, 0]
         neg = neg + bias.gather(1, negatives)
