@@ -117,6 +117,11 @@ class Recommender:
         if not isinstance(dataset, PreparedDataset):
             dataset_path = str(Path(dataset).resolve())
             dataset = load_prepared(dataset)
+        if cfg.train.target == "next-basket" and not dataset.has_timestamps:
+            raise ConfigError(
+                "train.target = 'next-basket' needs timestamps (a basket is the events of one "
+                "timestamp), and this dataset has none"
+            )
         split = split if split is not None else make_split(dataset, cfg)
         if cfg.model.item_repr != "id" and text_vectors is None:
             text_vectors = build_text_vectors(dataset, cfg)

@@ -14,7 +14,7 @@ from chronorec.errors import ChronorecError
 from chronorec.recommender import Recommender
 from chronorec.training import training_windows
 from chronorec.training.checkpoint import load_train_state
-from chronorec.training.loop import lr_decay_factor
+from chronorec.training.loop import lr_decay_factor, target_positions
 
 
 def tiny(name: str = "transformer", **train: object) -> RunConfig:
@@ -128,6 +128,30 @@ def test_max_minutes_stops_early_and_keeps_the_best(successor, tmp_path):
     assert rec.result is not None
     assert rec.result.stopped == "max_minutes" and rec.result.epochs < 10_000
     assert rec.result.best_epoch >= 1 and (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_target_positions_next_event_and_next_basket():
+    # padding, basket {5, 6} at t=10, basket {7} at t=20, basket {8, 9} at t=30
+    items = torch.tensor([[0, 5, 6, 7, 8, 9]])
+    stamps = torch.tensor([[0, 10, 10, 20, 30, 30]])
+    assert target_positions(items, stamps, "next-event").tolist() == [[1, 2, 3, 4, 5]]
+    g = torch.Generator().manual_seed(0)
+    draws = torch.cat([target_positions(items, stamps, "next-basket", g) for _ in range(200)])
+    assert draws[:, [0, 4]].eq(-1).all()  # padding; the last basket has no next one in view
+    assert draws[:, 1:3].eq(3).all()  # both events of {5, 6} predict 7
+    assert set(draws[:, 3].tolist()) == {4, 5}  # 7 predicts 8 or 9, drawn anew each time
+
+
+def test_next_basket_training_needs_timestamps(successor):
+    import dataclasses
+
+    untimed = dataclasses.replace(
+        successor, manifest={**successor.manifest, "has_timestamps": False}
+    )
+    with pytest.raises(ChronorecError, match="next-basket"):
+        Recommender(tiny(target="next-basket")).fit(untimed, progress=False)
+    rec = Recommender(tiny(target="next-basket", max_epochs=2)).fit(successor, progress=False)
+    assert rec.result is not None and np.isfinite(rec.result.history[-1]["loss"])
 
 
 def test_lr_decay_factor_known_values():

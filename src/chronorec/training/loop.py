@@ -72,6 +72,34 @@ def training_windows(
     return np.repeat(users, counts), np.repeat(ends, counts) - k * max_len
 
 
+def target_positions(
+    items: torch.Tensor,
+    timestamps: torch.Tensor,
+    kind: str,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Window (B, W), left-padded -> (B, W - 1): the window position of the event that input
+    step t learns to predict, or -1 where there is none.
+
+    ``next-event``: t + 1. ``next-basket``: a random event of the basket after t's, where a
+    basket is a run of events with one timestamp; the steps of the window's last basket have
+    no target.
+    """
+    B, W = items.shape
+    if kind == "next-event":
+        return torch.arange(1, W).expand(B, W - 1)
+    pad = items == 0  # (B, W)
+    starts = torch.ones_like(pad)  # (B, W) True where a basket starts
+    starts[:, 1:] = (timestamps[:, 1:] != timestamps[:, :-1]) | pad[:, :-1]
+    basket = starts.long().cumsum(1)  # (B, W) non-decreasing basket number
+    first = torch.searchsorted(basket, basket + 1)  # (B, W) start of the next basket
+    size = torch.searchsorted(basket, basket + 1, right=True) - first  # (B, W)
+    u = torch.rand(B, W, generator=generator)
+    pick = first + (u * size).long().clamp(max=(size - 1).clamp(min=0))  # (B, W)
+    none = pad | (first >= W)
+    return pick.masked_fill(none, -1)[:, :-1]
+
+
 def length_bucketed_batches(
     ends: np.ndarray, max_len: int, batch_size: int, rng: np.random.Generator
 ) -> Iterator[np.ndarray]:
@@ -243,7 +271,9 @@ def train(
             items = torch.from_numpy(window.items[:, -width:])  # (B, W)
             behaviours = torch.from_numpy(window.behaviours[:, -width:])
             timestamps = torch.from_numpy(window.timestamps[:, -width:])
-            inputs, targets = items[:, :-1], items[:, 1:]  # (B, W-1) each
+            inputs = items[:, :-1]  # (B, W-1)
+            pos = target_positions(items, timestamps, cfg.target, generator)  # (B, W-1)
+            targets = items.gather(1, pos.clamp(min=0)).masked_fill(pos < 0, 0)  # (B, W-1)
             real = (inputs > 0) & (targets > 0)  # (B, W-1)
 
             with autocast:
@@ -257,7 +287,8 @@ def train(
                 loss = _loss(model, cfg, h, table, tgt, generator, bias, candidates, allowed)
                 if model.behaviour_head is not None:
                     b_logits = model.behaviour_head(h, table[tgt])  # (N, n_behaviours)
-                    b_loss = F.cross_entropy(b_logits, behaviours[:, 1:][real] - 1)
+                    b_target = behaviours.gather(1, pos.clamp(min=0))[real] - 1  # (N,)
+                    b_loss = F.cross_entropy(b_logits, b_target)
                     loss = loss + cfg.behaviour_loss_weight * b_loss
 
             optimizer.zero_grad(set_to_none=True)
