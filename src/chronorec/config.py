@@ -90,6 +90,9 @@ class TrainConfig:
     # After warm-up, decay the learning rate to 0 over the run: by the share of the max_minutes
     # wall-time budget spent when one is set, else by the share of max_epochs done.
     lr_decay: str = "none"
+    # Share of the run at which the decay starts (the rate is constant before it): 0 decays over
+    # the whole run, 0.7 holds the rate for 70% and anneals in the last 30% ("warmup-stable-decay").
+    decay_start: float = 0.0
     clip_norm: float = 1.0
     max_epochs: int = 200
     eval_every: int = 1  # epochs between validation runs
@@ -119,6 +122,8 @@ class TrainConfig:
         for key in ("n_negatives", "batch_size", "max_epochs", "eval_every", "patience"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"train.{key} must be >= 1, not {getattr(self, key)}")
+        if not 0.0 <= self.decay_start < 1.0:
+            raise ConfigError(f"train.decay_start must be in [0, 1), not {self.decay_start}")
         if self.lr <= 0:
             raise ConfigError(f"train.lr must be > 0, not {self.lr}")
         if self.max_minutes is not None and self.max_minutes <= 0:

@@ -160,6 +160,8 @@ def test_lr_decay_factor_known_values():
     assert lr_decay_factor("cosine", 0.5) == pytest.approx(0.5)
     assert lr_decay_factor("cosine", 1.5) == pytest.approx(0.0)  # past the budget: clamped
     assert lr_decay_factor("linear", -1.0) == 1.0
+    assert lr_decay_factor("linear", 0.5, start=0.6) == 1.0  # held until the decay starts
+    assert lr_decay_factor("linear", 0.8, start=0.6) == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize(("decay", "last_lr"), [("none", 1e-2), ("linear", 0.0)])

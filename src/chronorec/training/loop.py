@@ -115,12 +115,12 @@ def length_bucketed_batches(
         yield batches[b]
 
 
-def lr_decay_factor(kind: str, progress: float) -> float:
+def lr_decay_factor(kind: str, progress: float, start: float = 0.0) -> float:
     """Learning-rate multiplier after warm-up at ``progress`` in [0, 1] of the run: 1 for
-    "none", falling to 0 at the end for "linear" and "cosine". Annealing to zero by the end of a
-    fixed budget is what a budget-limited run wants (Li et al., "Budgeted Training", ICLR 2020);
-    a constant rate leaves the last epochs noisy."""
-    p = min(max(progress, 0.0), 1.0)
+    "none", falling from 1 at ``start`` to 0 at the end for "linear" and "cosine". Annealing to
+    zero by the end of a fixed budget is what a budget-limited run wants (Li et al., "Budgeted
+    Training", ICLR 2020); a constant rate leaves the last epochs noisy."""
+    p = min(max((progress - start) / (1.0 - start), 0.0), 1.0)
     if kind == "linear":
         return 1.0 - p
     if kind == "cosine":
@@ -208,7 +208,8 @@ def train(
             progress = (prior_seconds + time.perf_counter() - started) / budget
         else:
             progress = step / steps_total
-        return min(1.0, (step + 1) / warmup) * lr_decay_factor(cfg.lr_decay, progress)
+        decay = lr_decay_factor(cfg.lr_decay, progress, cfg.decay_start)
+        return min(1.0, (step + 1) / warmup) * decay
 
     prior_seconds = 0.0
     state: dict[str, Any] = {
