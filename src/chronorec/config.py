@@ -58,6 +58,9 @@ class ModelConfig:
     behaviour_head: bool = False  # pointwise P(behaviour = b | history, item)
     text_hidden: int = 256  # hidden width of the text adaptor MLP
     repeat: bool = False  # learned bonus for items already in the history (retail repeats)
+    # id+text: share of items whose ID is hidden at each training step, so that the tower also
+    # learns to score an item from its text alone, as it must for a cold item (DropoutNet).
+    id_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         _choice("model.name", self.name, MODEL_NAMES)
@@ -71,8 +74,9 @@ class ModelConfig:
                 f"model.d_model ({self.d_model}) must be divisible by "
                 f"model.n_heads ({self.n_heads})"
             )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"model.dropout must be in [0, 1), not {self.dropout}")
+        for key in ("dropout", "id_dropout"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ConfigError(f"model.{key} must be in [0, 1), not {getattr(self, key)}")
         if self.temperature <= 0:
             raise ConfigError(f"model.temperature must be > 0, not {self.temperature}")
 
