@@ -79,6 +79,11 @@ class ModelConfig:
                 raise ConfigError(f"model.{key} must be in [0, 1), not {getattr(self, key)}")
         if self.temperature <= 0:
             raise ConfigError(f"model.temperature must be > 0, not {self.temperature}")
+        if self.id_dropout and self.item_repr != "id+text":
+            raise ConfigError(
+                f"model.id_dropout only applies to model.item_repr = 'id+text', "
+                f"not {self.item_repr!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,8 @@ class TrainConfig:
                 raise ConfigError(f"train.{key} must be >= 1, not {getattr(self, key)}")
         if not 0.0 <= self.decay_start < 1.0:
             raise ConfigError(f"train.decay_start must be in [0, 1), not {self.decay_start}")
+        if self.decay_start and self.lr_decay == "none":
+            raise ConfigError("train.decay_start needs train.lr_decay = 'linear' or 'cosine'")
         if self.lr <= 0:
             raise ConfigError(f"train.lr must be > 0, not {self.lr}")
         if self.max_minutes is not None and self.max_minutes <= 0:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -140,11 +142,32 @@ def test_target_positions_next_event_and_next_basket():
     assert draws[:, [0, 4]].eq(-1).all()  # padding; the last basket has no next one in view
     assert draws[:, 1:3].eq(3).all()  # both events of {5, 6} predict 7
     assert set(draws[:, 3].tolist()) == {4, 5}  # 7 predicts 8 or 9, drawn anew each time
+    # a batch: rows with different padding; one row is a single basket (no targets at all)
+    items = torch.tensor([[0, 0, 0, 3, 4, 5], [0, 0, 1, 2, 2, 2], [6, 7, 8, 9, 1, 2]])
+    stamps = torch.tensor([[0, 0, 0, 5, 5, 5], [0, 0, 1, 2, 2, 3], [1, 2, 2, 3, 3, 3]])
+    pos = target_positions(items, stamps, "next-basket", g)
+    assert pos[0].tolist() == [-1] * 5
+    assert pos[1, :2].tolist() == [-1, -1] and pos[1, 2] in (3, 4) and pos[1, 3:].tolist() == [5, 5]
+    assert pos[2, 0] in (1, 2) and set(pos[2, 1:3].tolist()) <= {3, 4, 5}
+    assert pos[2, 3:].tolist() == [-1, -1]
+
+
+def test_next_basket_training_skips_windows_without_targets(successor):
+    """Users whose events share one timestamp have no next basket: their windows are skipped,
+    the rest train, and the loss stays finite."""
+    one_basket = successor.events["user"] <= 40
+    events = successor.events.with_columns(
+        timestamp=pl.when(one_basket).then(pl.lit(7, dtype=pl.Int64)).otherwise(pl.col("timestamp"))
+    )
+    data = dataclasses.replace(successor, events=events)
+    cfg = tiny(target="next-basket", max_epochs=2, batch_size=4, loss="sampled", n_negatives=4)
+    cfg = cfg.replace(model=dataclasses.replace(cfg.model, repeat=True))
+    rec = Recommender(cfg).fit(data, progress=False)
+    assert rec.result is not None
+    assert all(np.isfinite(h["loss"]) and h["tokens"] > 0 for h in rec.result.history)
 
 
 def test_next_basket_training_needs_timestamps(successor):
-    import dataclasses
-
     untimed = dataclasses.replace(
         successor, manifest={**successor.manifest, "has_timestamps": False}
     )
@@ -176,8 +199,9 @@ def test_lr_decay_by_wall_time_budget(successor, tmp_path):
     cfg = tiny(max_epochs=10_000, max_minutes=0.02, patience=10_000, lr_decay="linear")
     Recommender(cfg).fit(successor, run_dir=tmp_path / "run", progress=False)
     optimizer = load_train_state(tmp_path / "run" / "train_state.pt")["optimizer"]
-    # the budget ran out, so the last step's rate is near 0 (not the 1e-2 it starts from)
-    assert optimizer["param_groups"][0]["lr"] < 1e-3
+    # the budget ran out, so the last step's rate is well below the 1e-2 it starts from (loose:
+    # validation after the last step may take a while on a busy machine)
+    assert optimizer["param_groups"][0]["lr"] < 5e-3
 
 
 def test_early_stopping_on_validation_ndcg(successor):

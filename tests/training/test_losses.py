@@ -32,14 +32,14 @@ def test_full_softmax_ce_ignores_the_padding_row():
 def test_chunked_full_softmax_ce_matches_plain_cross_entropy_and_its_gradients(
     monkeypatch: pytest.MonkeyPatch, with_bias: bool
 ) -> None:
-    # 7 rows of 9 items in chunks of 2 rows (the last chunk is short): loss and every gradient
-    # equal those of F.cross_entropy over the materialised logits.
+    # 40 rows of 9 items in chunks of 16 rows (the smallest chunk; the last one is short): loss
+    # and every gradient equal those of F.cross_entropy over the materialised logits.
     monkeypatch.setattr(losses, "CHUNK_ELEMENTS", 2 * 9)
     g = torch.Generator().manual_seed(0)
-    q = torch.randn(7, 4, generator=g, requires_grad=True)
+    q = torch.randn(40, 4, generator=g, requires_grad=True)
     table = torch.randn(10, 4, generator=g, requires_grad=True)
-    bias = torch.randn(7, 10, generator=g, requires_grad=True) if with_bias else None
-    targets = torch.tensor([1, 9, 3, 3, 5, 2, 8])
+    bias = torch.randn(40, 10, generator=g, requires_grad=True) if with_bias else None
+    targets = torch.randint(1, 10, (40,), generator=g)
 
     loss = full_softmax_ce(q, table, targets, bias)
     grads = torch.autograd.grad(loss, [q, table] + ([bias] if bias is not None else []))
@@ -125,18 +125,18 @@ def _sparse_bias(g: torch.Generator, n: int, k: int, v: int) -> SparseBias:
 def test_sparse_bias_gives_the_loss_and_gradients_of_its_dense_form(
     monkeypatch: pytest.MonkeyPatch, loss: str
 ) -> None:
-    monkeypatch.setattr(losses, "CHUNK_ELEMENTS", 3 * 11)  # several chunks
+    monkeypatch.setattr(losses, "CHUNK_ELEMENTS", 3 * 11)  # chunks of 16 rows: 3 chunks
     g = torch.Generator().manual_seed(3)
-    q = torch.randn(7, 4, generator=g, requires_grad=True)
+    q = torch.randn(40, 4, generator=g, requires_grad=True)
     table = torch.randn(12, 4, generator=g, requires_grad=True)
-    targets = torch.tensor([1, 9, 3, 3, 5, 2, 11])
-    sparse = _sparse_bias(g, 7, 5, 12)
+    targets = torch.randint(1, 12, (40,), generator=g)
+    sparse = _sparse_bias(g, 40, 5, 12)
     dense = sparse.dense(12)
     dense[:, 0] = 0.0  # the padding column is not a class in either form
     run = {
         "ce": lambda b: full_softmax_ce(q, table, targets, b),
         "sampled": lambda b: sampled_softmax(q, table, targets, torch.tensor([2, 7, 7, 3]), bias=b),
-        "bce": lambda b: bce_negatives(q, table, targets, torch.randint(1, 12, (7, 3)), b),
+        "bce": lambda b: bce_negatives(q, table, targets, torch.randint(1, 12, (40, 3)), b),
     }[loss]
     torch.manual_seed(0)
     got = run(sparse)

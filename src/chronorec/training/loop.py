@@ -201,8 +201,9 @@ def train(
 
     def lr_factor(step: int) -> float:
         """Rate multiplier for optimizer step ``step`` (0-based). Decay follows the share of the
-        run done: of the wall-time budget (over all --resume sessions) when there is one, else
-        of max_epochs."""
+        run done: of the wall-time budget when there is one, else of max_epochs. A resumed run's
+        budget is the time already trained plus its new max_minutes, so the anneal continues
+        from where that total puts it."""
         if cfg.max_minutes:
             budget = prior_seconds + cfg.max_minutes * 60
             progress = (prior_seconds + time.perf_counter() - started) / budget
@@ -276,6 +277,8 @@ def train(
             pos = target_positions(items, timestamps, cfg.target, generator)  # (B, W-1)
             targets = items.gather(1, pos.clamp(min=0)).masked_fill(pos < 0, 0)  # (B, W-1)
             real = (inputs > 0) & (targets > 0)  # (B, W-1)
+            if not real.any():  # next-basket: windows inside a single basket teach nothing
+                continue
 
             with autocast:
                 table = model.item_table()  # (V, D)
