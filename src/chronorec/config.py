@@ -58,9 +58,6 @@ class ModelConfig:
     behaviour_head: bool = False  # pointwise P(behaviour = b | history, item)
     text_hidden: int = 256  # hidden width of the text adaptor MLP
     repeat: bool = False  # learned bonus for items already in the history (retail repeats)
-    # id+text: share of items whose ID is hidden at each training step, so that the tower also
-    # learns to score an item from its text alone, as it must for a cold item (DropoutNet).
-    id_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         _choice("model.name", self.name, MODEL_NAMES)
@@ -74,16 +71,10 @@ class ModelConfig:
                 f"model.d_model ({self.d_model}) must be divisible by "
                 f"model.n_heads ({self.n_heads})"
             )
-        for key in ("dropout", "id_dropout"):
-            if not 0.0 <= getattr(self, key) < 1.0:
-                raise ConfigError(f"model.{key} must be in [0, 1), not {getattr(self, key)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout must be in [0, 1), not {self.dropout}")
         if self.temperature <= 0:
             raise ConfigError(f"model.temperature must be > 0, not {self.temperature}")
-        if self.id_dropout and self.item_repr != "id+text":
-            raise ConfigError(
-                f"model.id_dropout only applies to model.item_repr = 'id+text', "
-                f"not {self.item_repr!r}"
-            )
 
 
 @dataclass(frozen=True)

@@ -190,25 +190,3 @@ def test_byte_dropout_drops_the_rounded_share_and_keeps_the_expected_value() -> 
     assert abs(float(y.mean()) - 1.0) < 0.01  # kept elements are scaled up
     assert torch.equal(drop.eval()(x), x)
     assert torch.equal(Dropout(0.0).train()(x), x)
-
-
-def test_id_dropout_hides_ids_in_training_only(random_text):
-    """With id_dropout, some warm rows of an id+text table are scored from text alone in
-    training (as a cold item would be); in eval every known id is used."""
-    from chronorec.models.tower import ItemTower
-
-    torch.manual_seed(0)
-    tower = ItemTower(50, 8, "id+text", text_vectors=torch.from_numpy(random_text(50)),
-                      id_dropout=0.5)  # fmt: skip
-    text_only = ItemTower(50, 8, "id+text", text_vectors=tower.text_vectors)
-    text_only.load_state_dict(tower.state_dict())
-    text_only.set_known_items(torch.tensor([], dtype=torch.long))
-    with torch.no_grad():
-        tower.eval()
-        full = tower()
-        tower.train()
-        dropped = tower()
-        cold = text_only.eval()()
-    as_cold = torch.isclose(dropped, cold).all(-1)[1:]  # rows scored from text alone
-    assert 10 < int(as_cold.sum()) < 40  # about half of 50
-    assert not torch.isclose(full, cold).all(-1)[1:].any()

@@ -31,7 +31,6 @@ def test_round_trip_through_a_dict():
         ("model.name=rnn", "is not one of"),
         ("train.lr", "expected section.key=value"),
         ("model.n_heads=7", "divisible"),
-        ("model.id_dropout=0.2", "only applies to model.item_repr = 'id\\+text'"),
         ("train.decay_start=0.5", "needs train.lr_decay"),
         ("train.target=next-invoice", "is not one of"),
     ],

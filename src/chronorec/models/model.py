@@ -47,7 +47,6 @@ class NextItemModel(nn.Module):
             text_vectors=text_vectors,
             text_hidden=cfg.text_hidden,
             dropout=cfg.dropout,
-            id_dropout=cfg.id_dropout,
         )
         self.behaviour_emb = nn.Embedding(n_behaviours + 1, D, padding_idx=0)
         self.time_emb = nn.Embedding(cfg.n_time_buckets, D, padding_idx=0)

@@ -44,11 +44,9 @@ class ItemTower(nn.Module):
         text_vectors: torch.Tensor | None = None,
         text_hidden: int = 256,
         dropout: float = 0.0,
-        id_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.item_repr = item_repr
-        self.id_dropout = id_dropout
         self.n_items = n_items
         self.id_emb: nn.Embedding | None = None
         self.adaptor: TextAdaptor | None = None
@@ -92,10 +90,7 @@ class ItemTower(nn.Module):
             table = text
         else:
             assert self.id_emb is not None and self.gate is not None
-            known = self.id_known  # (V,)
-            if self.training and self.id_dropout > 0:
-                known = known * (torch.rand(known.shape) >= self.id_dropout)
-            ids = self.id_emb.weight * known[:, None]  # (V, D)
+            ids = self.id_emb.weight * self.id_known[:, None]  # (V, D)
             g = torch.sigmoid(self.gate(torch.cat([ids, text], dim=-1)))  # (V, D)
             table = g * ids + (1.0 - g) * text
         return F.pad(table[1:], (0, 0, 1, 0))  # padding row back to zeros
