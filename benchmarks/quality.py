@@ -72,9 +72,9 @@ def train_flops_per_token(rec: Recommender) -> float:
     return 6.0 * (V * D + linear + attention)
 
 
-def epoch_line(record: dict) -> tuple[int, float, float]:
-    """(epoch, train loss, valid NDCG@10) of one history record."""
-    valid = record.get("valid", {}).get("ndcg@10", float("nan"))
+def epoch_line(record: dict, metric: str) -> tuple[int, float, float]:
+    """(epoch, train loss, validation ``metric``) of one history record."""
+    valid = record.get("valid", {}).get(metric, float("nan"))
     return record["epoch"], round(record["loss"], 4), round(valid, 4)
 
 
@@ -106,7 +106,7 @@ def run_one(
         "best_epoch": r.best_epoch, "epochs": r.epochs, "wall_minutes": wall,
         "tokens_per_s": r.tokens_per_s, "gflops": r.tokens_per_s * train_flops_per_token(rec) / 1e9,
         "valid": r.best_metrics, "test": test.metrics,
-        "history": [epoch_line(h) for h in r.history],
+        "history": [epoch_line(h, cfg.train.select_metric) for h in r.history],
     }  # fmt: skip
     if dataset == "ml-1m":
         detail["note"] = ml1m_penultimate_note(rec, test)
@@ -243,10 +243,11 @@ def main() -> None:
     peak32, peak16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
     first = details[0] if details else {}
     exclude = run_cfg.data.exclude_history
+    metric = run_cfg.train.select_metric
     notes = (
         f"Full ranking over all items, test split of the run config "
         f"({'history excluded' if exclude else 'history kept'}); "
-        f"best checkpoint by validation NDCG@10 within --max-minutes {args.max_minutes:g}. "
+        f"best checkpoint by validation {metric} within --max-minutes {args.max_minutes:g}. "
         f"Machine matmul throughput with {threads} threads: {peak32:.0f} GFLOP/s fp32, "
         f"{peak16:.0f} GFLOP/s bf16 (1024^3); est. GFLOP/s = tokens/s x model FLOPs per token. "
         f"{args.jobs} run(s) at a time, {threads} torch thread(s) each. "
@@ -256,7 +257,7 @@ def main() -> None:
             for d in details
             if d.get("note")
         )  # fmt: skip
-        + f"Per-epoch (epoch, train loss, valid NDCG@10) of the first run: {first.get('history')}"
+        + f"Per-epoch (epoch, train loss, valid {metric}) of the first run: {first.get('history')}"
     )
     table = markdown_table(header, rows)
     if args.no_append:

@@ -38,7 +38,9 @@ SCORES = ("dot", "cosine")
 SPLITS = ("leave-one-out", "temporal")
 PRECISIONS = ("auto", "bf16", "fp32")
 LR_DECAYS = ("none", "linear", "cosine")
-TARGETS = ("next-event", "next-basket")
+SELECT_METRICS = ("ndcg", "hr", "mrr", "recall")
+SELECT_KS = ("1", "5", "10", "20", "50")
+TARGETS = ("next-event", "next-basket", "next-window")
 
 
 @dataclass(frozen=True)
@@ -109,8 +111,13 @@ class TrainConfig:
     # What each step learns to predict: the next event, or an item of the next basket (events
     # with one timestamp, e.g. the lines of one invoice; drawn anew each epoch). In retail the
     # next invoice line is mostly another item of the same basket, while what is asked is the
-    # items of later baskets.
+    # items of later baskets. "next-window": an event drawn from the later baskets of the next
+    # target_days days (what a test window of days asks for).
     target: str = "next-event"
+    target_days: float = 30.0
+    # validation metric for early stopping and the kept checkpoint (a key of the evaluator's
+    # metrics, e.g. "recall@20" when the task is judged by Recall@20)
+    select_metric: str = "ndcg@10"
     behaviour_loss_weight: float = 0.5  # weight of the behaviour-head loss when the head is on
     eval_batch_size: int = 256
 
@@ -128,6 +135,14 @@ class TrainConfig:
             raise ConfigError("train.decay_start needs train.lr_decay = 'linear' or 'cosine'")
         if self.lr <= 0:
             raise ConfigError(f"train.lr must be > 0, not {self.lr}")
+        if self.target_days <= 0:
+            raise ConfigError(f"train.target_days must be > 0, not {self.target_days}")
+        name, _, k = self.select_metric.partition("@")
+        if name not in SELECT_METRICS or k not in SELECT_KS:
+            raise ConfigError(
+                f"train.select_metric must be one of {', '.join(SELECT_METRICS)} at K in "
+                f"{', '.join(SELECT_KS)} (e.g. 'ndcg@10'), not {self.select_metric!r}"
+            )
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ConfigError(f"train.max_minutes must be > 0, not {self.max_minutes}")
 

@@ -110,17 +110,17 @@ class Recommender:
         progress: bool = True,
     ) -> Recommender:
         """Train on ``split.train`` (default: the split named by the config), early-stopping on
-        validation NDCG@10. With ``run_dir`` every epoch is checkpointed there and ``resume``
-        continues an interrupted run."""
+        the validation metric ``train.select_metric`` (NDCG@10 by default). With ``run_dir``
+        every epoch is checkpointed there and ``resume`` continues an interrupted run."""
         cfg = self.config
         dataset_path = None
         if not isinstance(dataset, PreparedDataset):
             dataset_path = str(Path(dataset).resolve())
             dataset = load_prepared(dataset)
-        if cfg.train.target == "next-basket" and not dataset.has_timestamps:
+        if cfg.train.target != "next-event" and not dataset.has_timestamps:
             raise ConfigError(
-                "train.target = 'next-basket' needs timestamps (a basket is the events of one "
-                "timestamp), and this dataset has none"
+                f"train.target = {cfg.train.target!r} needs timestamps (a basket is the events "
+                "of one timestamp), and this dataset has none"
             )
         split = split if split is not None else make_split(dataset, cfg)
         if cfg.model.item_repr != "id" and text_vectors is None:

@@ -33,6 +33,9 @@ def test_round_trip_through_a_dict():
         ("model.n_heads=7", "divisible"),
         ("train.decay_start=0.5", "needs train.lr_decay"),
         ("train.target=next-invoice", "is not one of"),
+        ("train.target_days=0", "target_days must be > 0"),
+        ("train.select_metric=ndcg@7", "select_metric must be one of"),
+        ("train.select_metric=auc", "select_metric must be one of"),
     ],
 )
 def test_bad_overrides_name_the_problem(override, message):

@@ -12,11 +12,13 @@ import torch
 from safetensors.torch import load_file
 
 from chronorec.config import ModelConfig, RunConfig, TrainConfig
+from chronorec.data.sequences import EventArrays
 from chronorec.errors import ChronorecError
+from chronorec.models.model import NextItemModel
 from chronorec.recommender import Recommender
 from chronorec.training import training_windows
 from chronorec.training.checkpoint import load_train_state
-from chronorec.training.loop import lr_decay_factor, target_positions
+from chronorec.training.loop import lr_decay_factor, target_positions, train
 
 
 def tiny(name: str = "transformer", **train: object) -> RunConfig:
@@ -150,6 +152,43 @@ def test_target_positions_next_event_and_next_basket():
     assert pos[1, :2].tolist() == [-1, -1] and pos[1, 2] in (3, 4) and pos[1, 3:].tolist() == [5, 5]
     assert pos[2, 0] in (1, 2) and set(pos[2, 1:3].tolist()) <= {3, 4, 5}
     assert pos[2, 3:].tolist() == [-1, -1]
+
+
+def test_target_positions_next_window():
+    # baskets {1} t=0, {2, 3} t=1 day, {4} t=2 days, {5} t=10 days; a 3-day window
+    day = 86_400
+    items = torch.tensor([[0, 1, 2, 3, 4, 5]])
+    stamps = torch.tensor([[0, 0, day, day, 2 * day, 10 * day]])
+    g = torch.Generator().manual_seed(0)
+    draws = torch.cat(
+        [target_positions(items, stamps, "next-window", g, 3 * day) for _ in range(300)]
+    )
+    assert draws[:, 0].eq(-1).all()  # padding
+    assert set(draws[:, 1].tolist()) == {2, 3, 4}  # t=0 sees days 1 and 2, not day 10
+    assert set(draws[:, 2].tolist()) == set(draws[:, 3].tolist()) == {4}  # not its own basket
+    assert draws[:, 4].eq(-1).all()  # day 2: the next event is 8 days later
+    # a window wide enough to reach day 10 from day 2; the last basket never has a target
+    wide = target_positions(items, stamps, "next-window", g, 8 * day)
+    assert wide[0, 4] == 5
+    # padded with timestamp 0 before a real event at timestamp 0: padding is never a target
+    items = torch.tensor([[0, 0, 7, 8]])
+    stamps = torch.tensor([[0, 0, 0, 5]])
+    assert target_positions(items, stamps, "next-window", g, 10).tolist() == [[-1, -1, 3]]
+
+
+@pytest.mark.parametrize("metric, best_epoch", [("ndcg@10", 1), ("recall@20", 2)])
+def test_select_metric_picks_the_kept_checkpoint(successor, metric, best_epoch):
+    """Early stopping and the kept weights follow train.select_metric: with scripted validation
+    scores whose NDCG@10 peaks at epoch 1 and Recall@20 at epoch 2, each choice keeps its own."""
+    scripted = iter([{"ndcg@10": 0.5, "recall@20": 0.1}, {"ndcg@10": 0.2, "recall@20": 0.9},
+                     {"ndcg@10": 0.1, "recall@20": 0.3}])  # fmt: skip
+    cfg = tiny(max_epochs=3, select_metric=metric)
+    n_behaviours = int(successor.events["behaviour"].max())  # type: ignore[arg-type]
+    model = NextItemModel(cfg.model, successor.n_items, n_behaviours, None)
+    events = EventArrays.from_events(successor.events, n_users=successor.n_users)
+    result = train(model, events, cfg.train, validate=lambda m: next(scripted), progress=False)
+    assert result.best_epoch == best_epoch
+    assert result.best_metrics[metric] == {"ndcg@10": 0.5, "recall@20": 0.9}[metric]
 
 
 def test_next_basket_training_skips_windows_without_targets(successor):

@@ -15,8 +15,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train a sequence model (lstm, gru, transformer, hstu) on a prepared dataset",
         description="Train with every position of each history at once, early-stopping on "
-        "validation NDCG@10 (full ranking). Each epoch writes a checkpoint to --out; the best "
-        "weights are model.safetensors.",
+        "validation NDCG@10 (full ranking; --set train.select_metric=recall@20 picks another). "
+        "Each epoch writes a checkpoint to --out; the best weights are model.safetensors.",
     )
     p.add_argument("dir", type=Path, help="prepared dataset directory")
     p.add_argument("--model", choices=MODEL_NAMES, help="sequence model (default: transformer)")

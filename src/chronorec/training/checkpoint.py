@@ -3,7 +3,7 @@
 A run directory holds::
 
     config.json        the whole RunConfig + what the model was built for (items, behaviours, data)
-    model.safetensors  the best weights so far (by validation NDCG@10)
+    model.safetensors  the best weights so far (by train.select_metric, default NDCG@10)
     metrics.json       per-epoch history, the best epoch and its validation metrics
     items.parquet      item index -> the dataset's own item id (+ a display name)
     last.safetensors   the latest weights   } for --resume

@@ -40,7 +40,6 @@ from chronorec.training.losses import (
 log = logging.getLogger(__name__)
 
 Validate = Callable[[NextItemModel], dict[str, float]]
-EARLY_STOP_METRIC = "ndcg@10"
 
 
 @dataclass
@@ -77,13 +76,16 @@ def target_positions(
     timestamps: torch.Tensor,
     kind: str,
     generator: torch.Generator | None = None,
+    window_seconds: int = 0,
 ) -> torch.Tensor:
     """Window (B, W), left-padded -> (B, W - 1): the window position of the event that input
     step t learns to predict, or -1 where there is none.
 
     ``next-event``: t + 1. ``next-basket``: a random event of the basket after t's, where a
     basket is a run of events with one timestamp; the steps of the window's last basket have
-    no target.
+    no target. ``next-window``: a random event after t's basket and at most ``window_seconds``
+    after t (PinnerFormer's dense all-action loss): what a user will do over the coming days,
+    which is what a test window of days asks for.
     """
     B, W = items.shape
     if kind == "next-event":
@@ -93,10 +95,18 @@ def target_positions(
     starts[:, 1:] = (timestamps[:, 1:] != timestamps[:, :-1]) | pad[:, :-1]
     basket = starts.long().cumsum(1)  # (B, W) non-decreasing basket number
     first = torch.searchsorted(basket, basket + 1)  # (B, W) start of the next basket
-    size = torch.searchsorted(basket, basket + 1, right=True) - first  # (B, W)
+    if kind == "next-basket":
+        end = torch.searchsorted(basket, basket + 1, right=True)  # (B, W) past the next basket
+    elif kind == "next-window":
+        # padding (at the left) takes the smallest timestamp, so every row stays sorted
+        stamps = timestamps.masked_fill(pad, torch.iinfo(timestamps.dtype).min).contiguous()
+        end = torch.searchsorted(stamps, stamps + window_seconds, right=True)  # (B, W)
+    else:
+        raise ValueError(f"unknown target kind {kind!r}")
+    size = end - first  # (B, W) candidate events for each step
     u = torch.rand(B, W, generator=generator)
     pick = first + (u * size).long().clamp(max=(size - 1).clamp(min=0))  # (B, W)
-    none = pad | (first >= W)
+    none = pad | (size <= 0)
     return pick.masked_fill(none, -1)[:, :-1]
 
 
@@ -231,7 +241,7 @@ def train(
         log.info(
             "resuming after epoch %d (best %s = %.4f)",
             state["epoch"],
-            EARLY_STOP_METRIC,
+            cfg.select_metric,
             state["best"],
         )
 
@@ -240,6 +250,7 @@ def train(
         raise ValueError("no user has two training events: nothing to learn from")
     steps_total = cfg.max_epochs * math.ceil(users.size / cfg.batch_size)
     generator = torch.Generator().manual_seed(cfg.seed)
+    horizon = int(cfg.target_days * 86400)  # next-window targets: seconds ahead
     autocast = _autocast(cfg.precision)
     # A text tower scores an item from its text, so an item with no training events would be
     # pushed down as a negative through its text vector and ranked last once it appears (the
@@ -274,7 +285,7 @@ def train(
             behaviours = torch.from_numpy(window.behaviours[:, -width:])
             timestamps = torch.from_numpy(window.timestamps[:, -width:])
             inputs = items[:, :-1]  # (B, W-1)
-            pos = target_positions(items, timestamps, cfg.target, generator)  # (B, W-1)
+            pos = target_positions(items, timestamps, cfg.target, generator, horizon)  # (B, W-1)
             targets = items.gather(1, pos.clamp(min=0)).masked_fill(pos < 0, 0)  # (B, W-1)
             real = (inputs > 0) & (targets > 0)  # (B, W-1)
             if not real.any():  # next-basket: windows inside a single basket teach nothing
@@ -331,7 +342,7 @@ def train(
         if validate is not None and (epoch % cfg.eval_every == 0 or last_epoch):
             metrics = validate(model)
             record["valid"] = metrics
-            score = metrics[EARLY_STOP_METRIC]
+            score = metrics[cfg.select_metric]
             if score > state["best"]:
                 state.update(best=score, best_epoch=epoch, best_metrics=metrics, bad_evals=0)
                 if run is not None:
@@ -348,7 +359,7 @@ def train(
             valid = record.get("valid", {})
             tqdm.write(
                 f"epoch {epoch}: loss {record['loss']:.4f}, {record['tokens_per_s']:,.0f} tok/s"
-                + (f", valid {EARLY_STOP_METRIC} {valid[EARLY_STOP_METRIC]:.4f}" if valid else "")
+                + (f", valid {cfg.select_metric} {valid[cfg.select_metric]:.4f}" if valid else "")
             )
 
         if run is not None:
