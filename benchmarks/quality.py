@@ -31,7 +31,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DATASETS, append_report, markdown_table  # noqa: E402
 
-from chronorec.config import load_config  # noqa: E402
+from chronorec.config import RunConfig, load_config  # noqa: E402
+from chronorec.errors import ChronorecError  # noqa: E402
 from chronorec.evaluation.evaluator import EvalResult  # noqa: E402
 from chronorec.evaluation.metrics import ndcg  # noqa: E402
 from chronorec.recommender import Recommender, make_split  # noqa: E402
@@ -78,6 +79,21 @@ def epoch_line(record: dict, metric: str) -> tuple[int, float, float]:
     return record["epoch"], round(record["loss"], 4), round(valid, 4)
 
 
+def job_config(
+    config: Path | None,
+    overrides: list[str],
+    max_minutes: float,
+    model: str,
+    item_repr: str,
+    seed: int,
+) -> RunConfig:
+    """The config of one run: file, overrides, then this run's model, item_repr and seed."""
+    return load_config(config, [
+        *overrides, f'model.name="{model}"', f'model.item_repr="{item_repr}"',
+        f"train.seed={seed}", f"train.max_minutes={max_minutes}",
+    ])  # fmt: skip
+
+
 def run_one(
     dataset: str,
     data: Path,
@@ -90,10 +106,7 @@ def run_one(
     seed: int,
 ) -> dict:
     """Train one (model, item_repr, seed), evaluate on test; a JSON-ready summary."""
-    cfg = load_config(config, [
-        *overrides, f'model.name="{model}"', f'model.item_repr="{item_repr}"',
-        f"train.seed={seed}", f"train.max_minutes={max_minutes}",
-    ])  # fmt: skip
+    cfg = job_config(config, overrides, max_minutes, model, item_repr, seed)
     run_dir = None if runs is None else runs / f"{model}-{item_repr}-{seed}"
     started = time.perf_counter()
     rec = Recommender(cfg).fit(data, run_dir=run_dir, progress=False)
@@ -125,7 +138,7 @@ def run_one(
 FULL_HISTORY = 2_000  # a window covering every user's whole history in these datasets
 
 
-def baseline_metrics(data: Path, config: Path | None, overrides: list[str]) -> dict[str, dict]:
+def baseline_metrics(data: Path, cfg: RunConfig) -> dict[str, dict]:
     """Test metrics of every non-learned baseline on the split and exclusion of the run config,
     over the model's history window and over the whole history (text-KNN when the catalogue
     has text)."""
@@ -133,7 +146,6 @@ def baseline_metrics(data: Path, config: Path | None, overrides: list[str]) -> d
     from chronorec.evaluation import evaluate, fit_baselines
     from chronorec.recommender import build_text_vectors
 
-    cfg = load_config(config, overrides)
     ds = load_prepared(data)
     split = make_split(ds, cfg)
     vectors = build_text_vectors(ds, cfg) if ds.text_columns else None
@@ -207,6 +219,10 @@ def main() -> None:
             for seed in args.seeds]  # fmt: skip
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     overrides = [*args.overrides, *([f"train.threads={threads}"] if args.jobs > 1 else [])]
+    try:  # a bad override fails here, before any training, naming the key
+        configs = [job_config(args.config, overrides, args.max_minutes, *job) for job in jobs]
+    except ChronorecError as exc:
+        sys.exit(f"error: {exc}")
     run_job = functools.partial(run_one, args.dataset, data, args.config, overrides,
                                 args.max_minutes, args.runs)  # fmt: skip
     if args.jobs > 1:  # separate processes, each with cores // jobs torch threads
@@ -232,12 +248,12 @@ def main() -> None:
                          f"**{mean[0]:.4f}**", f"**{mean[1]:.4f}**", f"{mean[2]:.4f}",
                          f"{mean[3]:.4f}", f"{mean[4]:.1f}", f"{mean[5]:.1f}", "", ""])  # fmt: skip
     if args.baselines:
-        for name, m in baseline_metrics(data, args.config, overrides).items():
+        for name, m in baseline_metrics(data, configs[0]).items():
             rows.append([args.dataset, f"baseline: {name}", "-", "-", f"{m['ndcg@10']:.4f}",
                          f"{m['hr@10']:.4f}", f"{m['mrr@10']:.4f}", f"{m['recall@20']:.4f}",
                          "-", "-", "-", "-"])  # fmt: skip
 
-    run_cfg = load_config(args.config, overrides)
+    run_cfg = configs[0]
     threads = run_cfg.train.threads or threads
     torch.set_num_threads(threads)
     peak32, peak16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
