@@ -34,6 +34,7 @@ class TextAdaptor(nn.Module):
 
 class ItemTower(nn.Module):
     id_known: torch.Tensor  # (V,) buffer of id+text towers
+    text_vectors: torch.Tensor  # (V, d_text) buffer of text and id+text towers
 
     def __init__(
         self,
@@ -69,7 +70,7 @@ class ItemTower(nn.Module):
             self.gate = nn.Linear(2 * d_model, d_model)
             # 1 for items with training events. An item without any has no learned id: under a
             # full softmax its id row is only ever pushed away as a negative, which ranked every
-            # cold item last; masked, it is scored from its text alone (as the service does).
+            # cold item last; masked, it is its text alone (as a new item in the service is).
             self.register_buffer("id_known", torch.ones(n_items + 1))
 
     @torch.no_grad()
@@ -79,18 +80,33 @@ class ItemTower(nn.Module):
             self.id_known.zero_()
             self.id_known[items] = 1.0
 
+    def text_rows(
+        self,
+        vectors: torch.Tensor,
+        ids: torch.Tensor | None = None,
+        known: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Table rows ``(N, D)`` from text vectors ``(N, d_text)``; for id+text also the id rows
+        ``ids`` (N, D) and ``known`` (N,), 1 where the item has a learned id. The gate mixes id
+        and text for known items; an item without a learned id (cold) is its text alone."""
+        assert self.adaptor is not None
+        text = self.adaptor(vectors)  # (N, D)
+        if self.item_repr == "text":
+            return text
+        assert self.gate is not None
+        if ids is None or known is None:  # new items: no learned id
+            return text
+        k = known[:, None]  # (N, 1)
+        ids = ids * k
+        g = torch.sigmoid(self.gate(torch.cat([ids, text], dim=-1))) * k  # (N, D)
+        return g * ids + (1.0 - g) * text
+
     def forward(self) -> torch.Tensor:
         """The catalogue table ``(n_items + 1, D)``; row 0 (padding) is all zeros."""
         if self.item_repr == "id":
             assert self.id_emb is not None
             return self.id_emb.weight  # (V, D)
-        assert self.adaptor is not None
-        text = self.adaptor(self.text_vectors)  # (V, D)
-        if self.item_repr == "text":
-            table = text
-        else:
-            assert self.id_emb is not None and self.gate is not None
-            ids = self.id_emb.weight * self.id_known[:, None]  # (V, D)
-            g = torch.sigmoid(self.gate(torch.cat([ids, text], dim=-1)))  # (V, D)
-            table = g * ids + (1.0 - g) * text
+        ids = None if self.id_emb is None else self.id_emb.weight
+        known = self.id_known if self.item_repr == "id+text" else None
+        table = self.text_rows(self.text_vectors, ids, known)  # (V, D)
         return F.pad(table[1:], (0, 0, 1, 0))  # padding row back to zeros

@@ -612,16 +612,10 @@ class Engine:
 
 
 def tower_rows(model: Any, text: torch.Tensor) -> torch.Tensor:
-    """Item-table rows ``(N, D)`` for new items from their text vectors ``(N, d_text)``: the
-    tower's own adaptor (and, for id+text, its gate with an all-zero id embedding, as an item the
-    model never saw in training has no learned id)."""
-    tower = model.tower
-    t = tower.adaptor(text.float())  # (N, D)
-    if tower.item_repr == "text":
-        return t
-    ids = torch.zeros_like(t)
-    g = torch.sigmoid(tower.gate(torch.cat([ids, t], dim=-1)))  # (N, D)
-    return g * ids + (1.0 - g) * t
+    """Item-table rows ``(N, D)`` for new items from their text vectors ``(N, d_text)``, through
+    the tower's own adaptor; an item the model never saw in training has no learned id, so an
+    id+text tower gives it its text alone (as it does its cold catalogue items)."""
+    return model.tower.text_rows(text.float())
 
 
 def run_version(run_dir: str | Path) -> str:
