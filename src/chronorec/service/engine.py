@@ -613,8 +613,8 @@ class Engine:
 
 def tower_rows(model: Any, text: torch.Tensor) -> torch.Tensor:
     """Item-table rows ``(N, D)`` for new items from their text vectors ``(N, d_text)``, through
-    the tower's own adaptor; an item the model never saw in training has no learned id, so an
-    id+text tower gives it its text alone (as it does its cold catalogue items)."""
+    the tower's own adaptor (and, for id+text, its gate with an all-zero id, as for the cold
+    items of its catalogue: an item the model never saw in training has no learned id)."""
     return model.tower.text_rows(text.float())
 
 
