@@ -58,16 +58,21 @@ class ModelConfig:
     use_behaviour: bool = True  # add a behaviour-type embedding to each step
     use_time: bool = True  # add a time-gap bucket embedding to each step (HSTU: also a bias)
     behaviour_head: bool = False  # pointwise P(behaviour = b | history, item)
-    text_hidden: int = 256  # hidden width of the text adaptor MLP
+    text_hidden: int = 256  # hidden width of the text adaptor MLP; 0 = whitening (linear) only
+    # text and id+text: add a score term q(h) . text_i over the frozen, normalised text vectors
+    # (their full width, not the d_model adaptor output)
+    text_score: bool = False
     repeat: bool = False  # learned bonus for items already in the history (retail repeats)
 
     def __post_init__(self) -> None:
         _choice("model.name", self.name, MODEL_NAMES)
         _choice("model.item_repr", self.item_repr, ITEM_REPRS)
         _choice("model.score", self.score, SCORES)
-        for key in ("d_model", "n_layers", "n_heads", "max_len", "n_time_buckets", "text_hidden"):
+        for key in ("d_model", "n_layers", "n_heads", "max_len", "n_time_buckets"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"model.{key} must be >= 1, not {getattr(self, key)}")
+        if self.text_hidden < 0:
+            raise ConfigError(f"model.text_hidden must be >= 0, not {self.text_hidden}")
         if self.name in ("transformer", "hstu") and self.d_model % self.n_heads:
             raise ConfigError(
                 f"model.d_model ({self.d_model}) must be divisible by "
@@ -77,6 +82,8 @@ class ModelConfig:
             raise ConfigError(f"model.dropout must be in [0, 1), not {self.dropout}")
         if self.temperature <= 0:
             raise ConfigError(f"model.temperature must be > 0, not {self.temperature}")
+        if self.text_score and self.item_repr == "id":
+            raise ConfigError("model.text_score needs item text: model.item_repr text or id+text")
 
 
 @dataclass(frozen=True)

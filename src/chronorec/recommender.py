@@ -209,8 +209,8 @@ class Recommender:
             table,
             last_only=True,
         )  # (B, 1, D)
-        scores = model.scores(hidden[:, -1], table)  # (B, V)
         items = torch.from_numpy(batch.items)
+        scores = model.scores(hidden[:, -1], items[:, -1], table)  # (B, V)
         bonus = model.repeat_bonus(items, torch.from_numpy(batch.behaviours))  # (B, V) or None
         return scores if bonus is None else scores + bonus
 

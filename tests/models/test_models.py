@@ -44,6 +44,40 @@ def test_text_towers_learn_the_successor_pattern(successor, item_repr, random_te
     assert rec.evaluate("test")["hr@1"] == 1.0
 
 
+def test_linear_text_adaptor_has_no_mlp_and_learns_the_successor_pattern(successor, random_text):
+    cfg = tiny_config("transformer", "text")
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, text_hidden=0))
+    rec = Recommender(cfg).fit(successor, text_vectors=random_text(successor.n_items, dim=32),
+                               progress=False)  # fmt: skip
+    adaptor = rec.model.tower.adaptor
+    assert adaptor.mlp is None
+    assert not any("mlp" in name for name, _ in adaptor.named_parameters())
+    assert rec.evaluate("test")["hr@1"] == 1.0
+
+
+def test_text_score_term_starts_as_text_knn_of_the_last_item_and_learns(successor, random_text):
+    from chronorec.models.model import TEXT_LAST_INIT
+
+    cfg = tiny_config("gru", "text")
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, text_score=True))
+    text = random_text(successor.n_items, dim=24)
+    model = NextItemModel(cfg.model, successor.n_items, 2, text_vectors=torch.as_tensor(text))
+    hidden = torch.randn(5, cfg.model.d_model)
+    last = torch.tensor([1, 2, 3, 4, 20])
+    with torch.no_grad():  # zero-initialised query map: plain scores + text-KNN of the last item
+        plain = hidden @ model.item_table().T
+        unit = torch.nn.functional.normalize(torch.as_tensor(text), dim=-1)
+        knn = unit[last] @ unit.T  # (5, V) cosine to the last item's text
+        want = plain + TEXT_LAST_INIT * knn
+        torch.testing.assert_close(model.scores(hidden, last)[:, 1:], want[:, 1:])
+    rec = Recommender(cfg).fit(successor, text_vectors=text, progress=False)
+    assert rec.model is not None and rec.model.text_query is not None
+    assert rec.model.text_query.weight.abs().sum() > 0
+    q, e = rec.model.score_inputs(hidden, rec.model.item_table(), last)
+    assert q.shape == (5, cfg.model.d_model + 24) and e.shape == (successor.n_items + 1, q.shape[1])
+    assert rec.evaluate("test")["hr@1"] == 1.0
+
+
 def _model(name: str, item_repr: str = "id") -> NextItemModel:
     torch.manual_seed(0)
     cfg = tiny_config(name, item_repr).model
@@ -103,7 +137,7 @@ def test_last_only_forward_equals_the_last_step_of_the_full_forward(name):
 def test_scores_cover_the_catalogue_and_never_rank_padding():
     model = _model("transformer")
     with torch.no_grad():
-        s = model.scores(model(*_inputs([[0, 1, 2]]))[:, -1])
+        s = model.scores(model(*_inputs([[0, 1, 2]]))[:, -1], torch.tensor([2]))
     assert s.shape == (1, 21)
     assert s[0, 0] == float("-inf") and torch.isfinite(s[0, 1:]).all()
 
@@ -134,7 +168,7 @@ def test_cosine_head_bounds_scores_by_the_temperature():
         ModelConfig(**{**cfg.__dict__, "score": "cosine", "temperature": 0.1}), 20, 2
     ).eval()
     with torch.no_grad():
-        s = model.scores(model(*_inputs([[0, 1, 2, 3]]))[:, -1])[:, 1:]
+        s = model.scores(model(*_inputs([[0, 1, 2, 3]]))[:, -1], torch.tensor([3]))[:, 1:]
     assert float(s.abs().max()) <= 10.0 + 1e-4
 
 

@@ -7,10 +7,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from helpers import TOKEN
+from helpers import TOKEN, two_shop_dataset, write_tiny_bert
 
 from chronorec.config import ModelConfig, RunConfig, TrainConfig
 from chronorec.errors import ConfigError
@@ -261,6 +262,37 @@ def test_repeat_model_serves_the_offline_scores(dataset_dir: Path, tmp_path: Pat
             got = c.get(f"/users/{user}/recommendations?k=6&exclude_seen=false").json()["items"]
             assert [x["item_id"] for x in got] == want_ids[0]
             np.testing.assert_allclose([x["score"] for x in got], want_scores[0], atol=1e-4)
+
+
+def test_text_score_model_serves_the_offline_scores_and_a_posted_copy_scores_as_its_original(
+    dataset_dir: Path, tmp_path: Path
+) -> None:
+    """The text score term (a query against the full text vectors) in the service: served top-k
+    equals offline recommend, and an item posted with a catalogue item's text scores as it."""
+    bert = write_tiny_bert(tmp_path / "bert")
+    cfg = RunConfig(
+        model=ModelConfig(name="gru", item_repr="text", d_model=16, n_layers=1, max_len=8,
+                          dropout=0.0, text_hidden=0, text_score=True),
+        train=TrainConfig(max_epochs=3, batch_size=16, lr=1e-2, threads=1, warmup_steps=1),
+        text={"model": str(bert), "cache_dir": str(tmp_path / "tcache"), "progress": False},
+    )  # fmt: skip
+    rec = Recommender(cfg).fit(dataset_dir, progress=False)
+    assert rec.model is not None and rec.model.text_query is not None
+    assert rec.model.text_query.weight.abs().sum() > 0
+    run = rec.save(tmp_path / "run")
+    settings = ServiceSettings(run_dir=str(run), db_url=f"sqlite:///{tmp_path}/e.db", token=TOKEN)
+    title = two_shop_dataset().items.filter(pl.col("item_id") == "i3")["title"].item()
+    with TestClient(create_app(settings)) as c:
+        for user in ("u1", "u2", "u5"):
+            want_ids, want_scores = rec.recommend([user], k=6, exclude_seen=False)
+            got = c.get(f"/users/{user}/recommendations?k=6&exclude_seen=false").json()["items"]
+            assert [x["item_id"] for x in got] == want_ids[0]
+            np.testing.assert_allclose([x["score"] for x in got], want_scores[0], atol=1e-4)
+        item = {"item_id": "i3-copy", "title": title}
+        assert c.post("/items", json=item, headers=AUTH).status_code == 201
+        got = c.get("/users/u1/recommendations?k=30&exclude_seen=false").json()["items"]
+        score = {x["item_id"]: x["score"] for x in got}
+        assert score["i3-copy"] == pytest.approx(score["i3"], abs=1e-3)
 
 
 def test_shared_exclusive_lock_lets_searches_overlap_and_adds_wait() -> None:

@@ -31,6 +31,8 @@ def test_round_trip_through_a_dict():
         ("model.name=rnn", "is not one of"),
         ("train.lr", "expected section.key=value"),
         ("model.n_heads=7", "divisible"),
+        ("model.text_hidden=-1", "text_hidden must be >= 0"),
+        ("model.text_score=true", "text_score needs item text"),
         ("train.decay_start=0.5", "needs train.lr_decay"),
         ("train.target=next-invoice", "is not one of"),
         ("train.target_days=0", "target_days must be > 0"),

@@ -15,14 +15,21 @@ class ScoreHead(nn.Module):
         self.kind = kind
         self.temperature = temperature
 
+    def query(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden (..., D) -> the query side of ``scores = q @ e.T``."""
+        if self.kind == "cosine":
+            return F.normalize(hidden, dim=-1) / self.temperature
+        return hidden
+
+    def rows(self, table: torch.Tensor) -> torch.Tensor:
+        """item rows (V, D) -> the item side of ``scores = q @ e.T``."""
+        return F.normalize(table, dim=-1) if self.kind == "cosine" else table
+
     def prepare(
         self, hidden: torch.Tensor, table: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(q, e)`` with ``scores = q @ e.T``; losses take these directly."""
-        if self.kind == "cosine":
-            q = F.normalize(hidden, dim=-1) / self.temperature  # (..., D)
-            return q, F.normalize(table, dim=-1)  # (V, D)
-        return hidden, table
+        return self.query(hidden), self.rows(table)
 
     def forward(self, hidden: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         q, e = self.prepare(hidden, table)  # (..., D), (V, D)

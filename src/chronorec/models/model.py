@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from chronorec.config import ModelConfig
 from chronorec.models.gru import GRUEncoder
@@ -18,6 +19,8 @@ from chronorec.models.lstm import LSTMEncoder
 from chronorec.models.repeat import RepeatBias
 from chronorec.models.tower import ItemTower
 from chronorec.models.transformer import TransformerEncoder
+
+TEXT_LAST_INIT = 5.0  # a cosine of 1 to the last item's text starts as a logit gap of 5
 
 ENCODERS: dict[str, type[nn.Module]] = {
     "lstm": LSTMEncoder,
@@ -58,6 +61,16 @@ class NextItemModel(nn.Module):
         self.head = ScoreHead(cfg.score, cfg.temperature)
         self.behaviour_head = BehaviourHead(D, n_behaviours) if cfg.behaviour_head else None
         self.repeat = RepeatBias(n_behaviours) if cfg.repeat else None
+        # Text score term: a query against the frozen text vectors at their full width, so that
+        # items keep every distinction of the encoder (the adaptor squeezes them into D): a
+        # learned map of the hidden state plus the last history item's own text vector, scaled
+        # (item-KNN on text, a strong baseline on sparse catalogues, is the model's start).
+        self.text_query: nn.Linear | None = None
+        self.text_last: nn.Parameter | None = None
+        if cfg.text_score:
+            self.text_query = nn.Linear(D, self.tower.text_vectors.shape[1], bias=False)
+            nn.init.zeros_(self.text_query.weight)
+            self.text_last = nn.Parameter(torch.tensor(TEXT_LAST_INIT))
 
     def item_table(self) -> torch.Tensor:
         """All item vectors ``(n_items + 1, D)``; row 0 is padding."""
@@ -85,11 +98,51 @@ class NextItemModel(nn.Module):
             x = x + self.time_emb(time_gap_buckets(timestamps, mask, self.cfg.n_time_buckets))
         return self.encoder(x, mask, timestamps, last_only=last_only)  # (B, L | 1, D)
 
-    def scores(self, hidden: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
-        """hidden (..., D) -> scores over the catalogue (..., n_items + 1); column 0 is -inf."""
+    def score_query(
+        self, hidden: torch.Tensor, last_text: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """hidden (..., D) -> the query (..., Q) with ``scores = query @ score_rows(...).T``.
+        With the text score term also the text vectors (..., d_text) of each history's last
+        item (None for an empty history)."""
+        q = self.head.query(hidden)  # (..., D)
+        if self.text_query is None or self.text_last is None:
+            return q
+        t = self.text_query(hidden)  # (..., d_text)
+        if last_text is not None:
+            t = t + self.text_last * F.normalize(last_text.to(t.dtype), dim=-1)
+        return torch.cat([q, t], dim=-1)  # (..., D + d_text)
+
+    def last_text(self, items: torch.Tensor) -> torch.Tensor | None:
+        """The catalogue text vectors of items (...,) for :meth:`score_query`; None without the
+        text score term."""
+        return None if self.text_query is None else self.tower.text_vectors[items]
+
+    def score_rows(self, table: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+        """Item-table rows (N, D) -> the rows (N, Q) that queries score against; with the text
+        score term also their text vectors ``text`` (N, d_text) (default: the catalogue's)."""
+        e = self.head.rows(table)  # (N, D)
+        if self.text_query is None:
+            return e
+        if text is None:
+            text = self.tower.text_vectors
+        return torch.cat([e, F.normalize(text.to(e.dtype), dim=-1)], dim=-1)  # (N, D + d_text)
+
+    def score_inputs(
+        self, hidden: torch.Tensor, table: torch.Tensor, last: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """hidden (..., D) after the history items ``last`` (...,) -> ``(q, e)`` with
+        ``scores = q @ e.T`` over the catalogue table; losses take these."""
+        return self.score_query(hidden, self.last_text(last)), self.score_rows(table)
+
+    def scores(
+        self, hidden: torch.Tensor, last: torch.Tensor, table: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """hidden (..., D) after the history items ``last`` (...,) -> scores over the catalogue
+        (..., n_items + 1); column 0 is -inf."""
         if table is None:
             table = self.item_table()
-        s = self.head(hidden, table)  # (..., V)
+        q, e = self.score_inputs(hidden, table, last)
+        s = q @ e.T  # (..., V)
         s[..., 0] = float("-inf")
         return s
 

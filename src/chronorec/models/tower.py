@@ -16,20 +16,23 @@ from chronorec.models.dropout import Dropout
 
 
 class TextAdaptor(nn.Module):
-    """Parametric whitening ``(x - b) W`` followed by a residual MLP (as in UniSRec, one expert)."""
+    """Parametric whitening ``(x - b) W`` followed by a residual MLP (as in UniSRec, one expert);
+    ``hidden = 0`` keeps the whitening alone (a linear map of the text vectors)."""
 
     def __init__(self, d_text: int, d_model: int, hidden: int, dropout: float) -> None:
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(d_text))
         self.whiten = nn.Linear(d_text, d_model, bias=False)
-        self.mlp = nn.Sequential(
-            nn.Linear(d_model, hidden), nn.GELU(), Dropout(dropout), nn.Linear(hidden, d_model)
-        )
+        self.mlp: nn.Module | None = None
+        if hidden > 0:
+            self.mlp = nn.Sequential(
+                nn.Linear(d_model, hidden), nn.GELU(), Dropout(dropout), nn.Linear(hidden, d_model)
+            )
         self.norm = nn.LayerNorm(d_model)
 
     def forward(self, vectors: torch.Tensor) -> torch.Tensor:
         w = self.whiten(vectors - self.bias)  # (V, D)
-        return self.norm(w + self.mlp(w))  # (V, D)
+        return self.norm(w if self.mlp is None else w + self.mlp(w))  # (V, D)
 
 
 class ItemTower(nn.Module):

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from chronorec.data.sequences import EventArrays
 from chronorec.recommender import Recommender
@@ -101,8 +100,6 @@ class Engine:
         self.encoder = encoder
         self.max_len = rec.config.model.max_len
         self.behaviours = [b.lower() for b in rec.meta.get("behaviours", [])] or ["event"]
-        self._cosine = self.model.head.kind == "cosine"
-        self._temperature = self.model.head.temperature
 
         # catalogue: row i (1..n) is item_ids[i - 1]; new items are appended
         self.item_ids: list[str] = list(rec.item_ids())
@@ -111,7 +108,9 @@ class Engine:
         with torch.no_grad():
             raw = self.model.item_table().detach().clone()  # (V, D)
         self._raw = raw
-        self._prep = F.normalize(raw, dim=-1) if self._cosine else raw  # (V, D)
+        # the rows queries score against: the same tensor as raw for a plain dot product
+        self._shared = self.model.head.kind == "dot" and self.model.text_query is None
+        self._prep = raw if self._shared else self.model.score_rows(raw).detach()  # (V, Q)
         self._n_rows = raw.shape[0]
         self._items_lock = threading.Lock()
 
@@ -276,18 +275,19 @@ class Engine:
 
     def _append_item(self, item_id: str, name: str, text_vector: np.ndarray) -> None:
         with torch.no_grad():
-            raw = tower_rows(self.model, torch.from_numpy(np.asarray(text_vector))[None])  # (1, D)
-        prep = F.normalize(raw, dim=-1) if self._cosine else raw
+            text = torch.from_numpy(np.asarray(text_vector, dtype=np.float32))[None]  # (1, d_text)
+            raw = tower_rows(self.model, text)  # (1, D)
+            prep = self.model.score_rows(raw, text)  # (1, Q)
         with self._items_lock:
             n = self._n_rows
             if n == self._raw.shape[0]:  # grow by doubling; readers keep their old views
                 cap = max(2 * n, 16)
                 self._raw = _grow(self._raw, cap)
-                self._prep = self._raw if not self._cosine else _grow(self._prep, cap)
+                self._prep = self._raw if self._shared else _grow(self._prep, cap)
                 with self._pop_lock:
                     self._pop = np.concatenate([self._pop, np.zeros(cap - n)])
             self._raw[n] = raw[0]
-            if self._cosine:
+            if not self._shared:
                 self._prep[n] = prep[0]
             self.item_ids.append(item_id)
             self.names.append(name)
@@ -363,7 +363,7 @@ class Engine:
         )
         new = UserState(
             hidden,
-            self._query(hidden),
+            self._query(hidden, int(rows[-1])),
             np.union1d(state.seen, rows),
             state.n_events + len(events),
             int(ts[-1]),
@@ -464,12 +464,13 @@ class Engine:
         L = self.max_len
         seen = np.unique(items)
         if n == 0:
-            zero = torch.zeros(self._raw.shape[1])
-            return UserState(zero, zero, seen, 0, steppable=self._stepper is not None)
+            zero, none = torch.zeros(self._raw.shape[1]), torch.zeros(self._prep.shape[1])
+            return UserState(zero, none, seen, 0, steppable=self._stepper is not None)
         raw, _ = self._tables()
         if self._stepper is not None and n <= L:
             hidden, carry = self._stepper.run(self._stepper.inputs(raw, items, behs, ts))
-            return UserState(hidden, self._query(hidden), seen, n, int(ts[-1]), carry, True)
+            query = self._query(hidden, int(items[-1]))
+            return UserState(hidden, query, seen, n, int(ts[-1]), carry, True)
         m = min(n, L)
         batch = np.zeros((3, 1, L), dtype=np.int64)  # items, behaviours, timestamps; left-padded
         batch[0, 0, -m:] = items[-m:]
@@ -482,11 +483,17 @@ class Engine:
         if bonus is not None:
             rows = np.unique(items[-m:])
             repeat = (rows, bonus[0, torch.from_numpy(rows)].numpy().astype(np.float32))
-        return UserState(hidden, self._query(hidden), seen, n, int(ts[-1]), repeat=repeat)
+        query = self._query(hidden, int(items[-1]))
+        return UserState(hidden, query, seen, n, int(ts[-1]), repeat=repeat)
 
-    def _query(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The hidden state as the score head reads it: ``scores = query · prepared table``."""
-        return F.normalize(hidden, dim=-1) / self._temperature if self._cosine else hidden
+    @torch.no_grad()
+    def _query(self, hidden: torch.Tensor, last: int) -> torch.Tensor:
+        """The hidden state after item row ``last`` as the score head reads it:
+        ``scores = query · prepared table``."""
+        last_text = None
+        if self.model.text_query is not None:  # prepared rows end with the normalised text
+            last_text = self._prep[last, -self.model.text_query.out_features :]
+        return self.model.score_query(hidden, last_text)
 
     # ------------------------------------------------------------------ ranking
 

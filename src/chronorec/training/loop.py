@@ -159,6 +159,7 @@ def _loss(
     model: NextItemModel,
     cfg: TrainConfig,
     hidden: torch.Tensor,
+    last: torch.Tensor,
     table: torch.Tensor,
     targets: torch.Tensor,
     generator: torch.Generator,
@@ -166,10 +167,11 @@ def _loss(
     candidates: torch.Tensor | None = None,
     allowed: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """hidden (N, D) at real positions, targets (N,), optional sparse logit ``bias`` -> scalar
-    loss of ``cfg.loss``. ``candidates`` (C,) are the only items that may be negatives (all when
-    None) and ``allowed`` (V,) the same set as a mask, both built once per run."""
-    q, e = model.head.prepare(hidden, table)
+    """hidden (N, D) at real positions after the input items ``last`` (N,), targets (N,),
+    optional sparse logit ``bias`` -> scalar loss of ``cfg.loss``. ``candidates`` (C,) are the
+    only items that may be negatives (all when None) and ``allowed`` (V,) the same set as a mask,
+    both built once per run."""
+    q, e = model.score_inputs(hidden, table, last)
     if cfg.loss == "ce":
         return full_softmax_ce(q, e, targets, bias, allowed)
     n = model.n_items if candidates is None else int(candidates.numel())
@@ -299,7 +301,8 @@ def train(
                 bias = None
                 if model.repeat is not None:  # sparse (B, W-1, W-1) -> (N, W-1) real positions
                     bias = model.repeat(inputs, behaviours[:, :-1])[real]
-                loss = _loss(model, cfg, h, table, tgt, generator, bias, candidates, allowed)
+                last = inputs[real]  # (N,) the input item at each real position
+                loss = _loss(model, cfg, h, last, table, tgt, generator, bias, candidates, allowed)
                 if model.behaviour_head is not None:
                     b_logits = model.behaviour_head(h, table[tgt])  # (N, n_behaviours)
                     b_target = behaviours.gather(1, pos.clamp(min=0))[real] - 1  # (N,)
