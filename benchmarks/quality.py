@@ -125,6 +125,7 @@ def run_one(
         detail["note"] = ml1m_penultimate_note(rec, test)
     if cfg.data.cold_fraction > 0 and "cold" in test.slices:
         cold, warm = test.slices["cold"], test.slices.get("warm", {})
+        detail["cold_warm"] = [cold["ndcg@10"], warm.get("ndcg@10", float("nan"))]
         detail["note"] = (
             f"cold-start protocol ({cfg.data.cold_fraction:.0%} of items hidden from training): "
             f"test NDCG@10 {cold['ndcg@10']:.4f} on {int(cold['n_targets'])} cold targets, "
@@ -133,6 +134,23 @@ def run_one(
         )
     print(json.dumps(detail), flush=True)
     return detail
+
+
+def cold_warm_means(details: list[dict]) -> str:
+    """Mean cold- and warm-target test NDCG@10 per (model, item_repr) over its seeds."""
+    groups: dict[tuple[str, str], list[list[float]]] = {}
+    for d in details:
+        if "cold_warm" in d:
+            groups.setdefault((d["model"], d["item_repr"]), []).append(d["cold_warm"])
+    out = ""
+    for (model, item_repr), vals in groups.items():
+        if len(vals) > 1:
+            cold, warm = np.mean(vals, axis=0)
+            out += (
+                f"{model}/{item_repr}, mean of {len(vals)}: cold-target NDCG@10 {cold:.4f}, "
+                f"warm {warm:.4f} (ratio {cold / max(warm, 1e-12):.2f}). "
+            )
+    return out
 
 
 FULL_HISTORY = 2_000  # a window covering every user's whole history in these datasets
@@ -273,6 +291,7 @@ def main() -> None:
             for d in details
             if d.get("note")
         )  # fmt: skip
+        + cold_warm_means(details)
         + f"Per-epoch (epoch, train loss, valid {metric}) of the first run: {first.get('history')}"
     )
     table = markdown_table(header, rows)
