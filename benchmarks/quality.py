@@ -136,6 +136,25 @@ def run_one(
     return detail
 
 
+def ensemble_rows(dataset: str, data: Path, runs: Path, details: list[dict]) -> list[list]:
+    """One table row per (model, item_repr) with several seeds: the test metrics of its saved
+    seed runs ranked as one ensemble (mean z-scored scores, ``chronorec.ensemble``)."""
+    from chronorec.ensemble import Ensemble
+
+    groups: dict[tuple[str, str], list[Path]] = {}
+    for d in details:
+        key = (d["model"], d["item_repr"])
+        groups.setdefault(key, []).append(runs / f"{d['model']}-{d['item_repr']}-{d['seed']}")
+    rows = []
+    for (model, item_repr), paths in groups.items():
+        if len(paths) > 1:
+            m = Ensemble.load(paths, dataset=data).evaluate("test").metrics
+            rows.append([dataset, model, item_repr, f"ensemble of {len(paths)}",
+                         f"{m['ndcg@10']:.4f}", f"{m['hr@10']:.4f}", f"{m['mrr@10']:.4f}",
+                         f"{m['recall@20']:.4f}", "-", "-", "-", "-"])  # fmt: skip
+    return rows
+
+
 def cold_warm_means(details: list[dict]) -> str:
     """Mean cold- and warm-target test NDCG@10 per (model, item_repr) over its seeds."""
     groups: dict[tuple[str, str], list[list[float]]] = {}
@@ -220,9 +239,16 @@ def main() -> None:
         "--baselines", action="store_true", help="add the non-learned baselines, same split"
     )
     parser.add_argument(
+        "--ensemble",
+        action="store_true",
+        help="also evaluate the seeds of each (model, item_repr) as one ensemble (needs --runs)",
+    )
+    parser.add_argument(
         "--no-append", action="store_true", help="print, do not touch BENCHMARKS.md"
     )
     args = parser.parse_args()
+    if args.ensemble and args.runs is None:
+        parser.error("--ensemble needs --runs (the ensemble is built from the saved runs)")
 
     data = args.data or args.cache / args.dataset
     if not (data / "manifest.json").is_file():
@@ -265,6 +291,8 @@ def main() -> None:
             rows.append([args.dataset, model, item_repr, f"mean of {len(vals)}",
                          f"**{mean[0]:.4f}**", f"**{mean[1]:.4f}**", f"{mean[2]:.4f}",
                          f"{mean[3]:.4f}", f"{mean[4]:.1f}", f"{mean[5]:.1f}", "", ""])  # fmt: skip
+    if args.ensemble:
+        rows += ensemble_rows(args.dataset, data, args.runs, details)
     if args.baselines:
         for name, m in baseline_metrics(data, configs[0]).items():
             rows.append([args.dataset, f"baseline: {name}", "-", "-", f"{m['ndcg@10']:.4f}",

@@ -15,7 +15,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "History items are excluded or not as the run's config says (data.exclude_history); "
         "the output names which.",
     )
-    p.add_argument("run", type=Path, help="run directory written by `chronorec train`")
+    p.add_argument(
+        "run",
+        type=Path,
+        nargs="+",
+        help="run directory written by `chronorec train`; several runs (same catalogue and "
+        "split) are evaluated as one ensemble: the mean of their per-history z-scored scores",
+    )
     p.add_argument("--split", choices=("valid", "test"), default="test")
     p.add_argument("--data", type=Path, help="prepared dataset (default: the one trained on)")
     group = p.add_mutually_exclusive_group()
@@ -37,19 +43,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from chronorec.ensemble import Ensemble
     from chronorec.recommender import Recommender
 
-    rec = Recommender.load(args.run, dataset=args.data)
-    result = rec.evaluate(args.split, exclude_history=args.exclude)
+    scorer: Recommender | Ensemble
+    if len(args.run) == 1:
+        scorer = Recommender.load(args.run[0], dataset=args.data)
+        model, item_repr = scorer.config.model.name, scorer.config.model.item_repr
+    else:
+        scorer = Ensemble.load(args.run, dataset=args.data)
+        model = f"ensemble of {len(args.run)}"
+        item_repr = "+".join(sorted({r.config.model.item_repr for r in scorer.members}))
+    result = scorer.evaluate(args.split, exclude_history=args.exclude)
     if args.json:
         out = result.to_dict()
-        out.update(split=args.split, model=rec.config.model.name,
-                   item_repr=rec.config.model.item_repr)  # fmt: skip
+        out.update(split=args.split, model=model, item_repr=item_repr)
+        if len(args.run) > 1:
+            out["runs"] = [str(r) for r in args.run]
         print(json.dumps(out))
         return 0
     m = result.metrics
     print(
-        f"{rec.config.model.name} ({rec.config.model.item_repr}) on {args.split}: "
+        f"{model} ({item_repr}) on {args.split}: "
         f"{result.n_queries:,} queries, {result.n_targets:,} targets, full ranking, "
         f"history {'excluded' if result.exclude_history else 'kept'}, "
         f"{result.seconds:.2f}s"

@@ -1,0 +1,73 @@
+"""Ensembles of runs: standardised score averaging, the same metrics path as one run, clear
+errors for runs that do not belong together, and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from chronorec.cli import main
+from chronorec.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from chronorec.ensemble import Ensemble, standardise
+from chronorec.errors import ConfigError
+from chronorec.recommender import Recommender
+
+
+def _fit(successor, seed: int, name: str = "gru", max_len: int = 8, **data: object) -> Recommender:
+    cfg = RunConfig(
+        model=ModelConfig(name=name, d_model=16, n_layers=1, n_heads=2, max_len=max_len,
+                          dropout=0.0),
+        train=TrainConfig(max_epochs=3, batch_size=16, lr=1e-2, threads=1, warmup_steps=1,
+                          seed=seed),
+        data=DataConfig(**data),  # type: ignore[arg-type]
+    )  # fmt: skip
+    return Recommender(cfg).fit(successor, progress=False)
+
+
+def test_standardise_by_hand() -> None:
+    s = torch.tensor([[float("-inf"), 1.0, 2.0, 3.0], [float("-inf"), 5.0, 5.0, 8.0]])
+    z = standardise(s)
+    assert z[0, 0] == float("-inf") and z[1, 0] == float("-inf")
+    torch.testing.assert_close(z[0, 1:], torch.tensor([-1.0, 0.0, 1.0]) * 1.5**0.5)
+    torch.testing.assert_close(z[1, 1:], torch.tensor([-1.0, -1.0, 2.0]) / 2**0.5)
+
+
+def test_ensemble_scores_are_the_mean_of_standardised_member_scores(successor) -> None:
+    a, b = _fit(successor, 0), _fit(successor, 1, name="transformer", max_len=6)
+    ens = Ensemble([a, b])
+    assert ens.max_len == 8
+    arrays = a._arrays
+    assert arrays is not None
+    batch = arrays.histories(np.arange(1, 6), arrays.user_lengths()[1:6], 8)  # users 1..5
+    got = ens.score(batch)
+    short = type(batch)(batch.items[:, -6:], batch.behaviours[:, -6:], batch.timestamps[:, -6:],
+                        np.minimum(batch.lengths, 6))  # fmt: skip
+    want = (standardise(a.score(batch)) + standardise(b.score(short))) / 2
+    torch.testing.assert_close(got, want)
+    # one member: a monotone map of its scores per history, so the same metrics as the run
+    one, run = Ensemble([a]).evaluate("test").metrics, a.evaluate("test").metrics
+    assert one == pytest.approx(run)
+
+
+def test_runs_that_do_not_belong_together_are_refused(successor) -> None:
+    a = _fit(successor, 0)
+    b = _fit(successor, 1, exclude_history=False)
+    with pytest.raises(ConfigError, match=r"run 2 has another split .*data.exclude_history"):
+        Ensemble([a, b])
+    with pytest.raises(ConfigError, match="at least one run"):
+        Ensemble([])
+
+
+def test_cli_evaluates_several_runs_as_one_ensemble(successor, tmp_path, capsys) -> None:
+    data = successor.save(tmp_path / "data")
+    runs = [str(_fit(successor, s).save(tmp_path / f"run{s}")) for s in (0, 1)]
+    assert main(["evaluate", *runs, "--data", str(data), "--split", "test", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model"] == "ensemble of 2" and out["runs"] == runs
+    assert 0.0 <= out["ndcg@10"] <= 1.0 and "recall@20" in out
+    other = str(_fit(successor, 2, exclude_history=False).save(tmp_path / "other"))
+    assert main(["evaluate", runs[0], other, "--data", str(data)]) == 2
+    assert "another split" in capsys.readouterr().err
