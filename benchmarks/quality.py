@@ -155,6 +155,47 @@ def ensemble_rows(dataset: str, data: Path, runs: Path, details: list[dict]) -> 
     return rows
 
 
+def blend_rows(
+    dataset: str, data: Path, runs: Path, details: list[dict], names: list[str], ensemble: bool
+) -> tuple[list[list], str]:
+    """Rows of each saved run blended with the baselines ``names`` (weights tuned on the valid
+    split, ``chronorec.ensemble.Ensemble.tune``), their mean per (model, item_repr), and with
+    ``ensemble`` the seeds' ensemble blended the same way; plus a note with the weights."""
+    from chronorec.ensemble import Ensemble
+
+    groups: dict[tuple[str, str], list[tuple[int, Path]]] = {}
+    for d in details:
+        path = runs / f"{d['model']}-{d['item_repr']}-{d['seed']}"
+        groups.setdefault((d["model"], d["item_repr"]), []).append((d["seed"], path))
+    rows, notes = [], []
+    for (model, item_repr), members in groups.items():
+        scored = []
+        sets = [([path], f"{seed} + blend") for seed, path in members]
+        if ensemble and len(members) > 1:
+            sets.append(([p for _, p in members], f"ensemble of {len(members)} + blend"))
+        for paths, label in sets:
+            ens = Ensemble.load(paths, dataset=data)
+            weights = ens.tune(names, which="valid")
+            m = ens.evaluate("test").metrics
+            row = [m["ndcg@10"], m["hr@10"], m["mrr@10"], m["recall@20"]]
+            if len(paths) == 1:
+                scored.append(row)
+            rows.append([dataset, model, item_repr, label, *(f"{v:.4f}" for v in row),
+                         "-", "-", "-", "-"])  # fmt: skip
+            notes.append(f"{model}/{item_repr}/{label}: " + ", ".join(
+                f"{name} {w:g}" for name, w in weights.items()))  # fmt: skip
+        if len(scored) > 1:
+            mean = np.mean(scored, axis=0)
+            rows.append([dataset, model, item_repr, f"mean of {len(scored)} + blend",
+                         *(f"{v:.4f}" for v in mean), "-", "-", "-", "-"])  # fmt: skip
+    note = (
+        "Blends: the run's (or ensemble's) z-scored scores plus weighted z-scores of the "
+        f"baselines {', '.join(names)} fitted on the training split, weights tuned on the valid "
+        "split by coordinate search (`Ensemble.tune`); weights: " + "; ".join(notes) + ". "
+    )
+    return rows, note
+
+
 def cold_warm_means(details: list[dict]) -> str:
     """Mean cold- and warm-target test NDCG@10 per (model, item_repr) over its seeds."""
     groups: dict[tuple[str, str], list[list[float]]] = {}
@@ -244,11 +285,20 @@ def main() -> None:
         help="also evaluate the seeds of each (model, item_repr) as one ensemble (needs --runs)",
     )
     parser.add_argument(
+        "--blend",
+        nargs="+",
+        metavar="BASELINE",
+        help="also evaluate each saved run blended with these baselines, weights tuned on "
+        "the valid split (needs --runs): popular, repeat, transitions, text-knn",
+    )
+    parser.add_argument(
         "--no-append", action="store_true", help="print, do not touch BENCHMARKS.md"
     )
     args = parser.parse_args()
     if args.ensemble and args.runs is None:
         parser.error("--ensemble needs --runs (the ensemble is built from the saved runs)")
+    if args.blend and args.runs is None:
+        parser.error("--blend needs --runs (the blends are built from the saved runs)")
 
     data = args.data or args.cache / args.dataset
     if not (data / "manifest.json").is_file():
@@ -293,6 +343,11 @@ def main() -> None:
                          f"{mean[3]:.4f}", f"{mean[4]:.1f}", f"{mean[5]:.1f}", "", ""])  # fmt: skip
     if args.ensemble:
         rows += ensemble_rows(args.dataset, data, args.runs, details)
+    blend_note = ""
+    if args.blend:
+        more, blend_note = blend_rows(args.dataset, data, args.runs, details, args.blend,
+                                      args.ensemble)  # fmt: skip
+        rows += more
     if args.baselines:
         for name, m in baseline_metrics(data, configs[0]).items():
             rows.append([args.dataset, f"baseline: {name}", "-", "-", f"{m['ndcg@10']:.4f}",
@@ -320,6 +375,7 @@ def main() -> None:
             if d.get("note")
         )  # fmt: skip
         + cold_warm_means(details)
+        + blend_note
         + f"Per-epoch (epoch, train loss, valid {metric}) of the first run: {first.get('history')}"
     )
     table = markdown_table(header, rows)

@@ -1,24 +1,39 @@
-"""Several trained runs on one dataset and split, ranked together.
+"""Several trained runs on one dataset and split, ranked together — optionally blended with the
+non-learned baselines.
 
 Each run scores the whole catalogue after a history; the scores are standardised per history
 (z-scores over the catalogue, so runs with different score scales — dot products, cosine with a
 temperature, LSTM or transformer — weigh the same) and averaged. On ML-1M the mean of three LSTM
 seeds ranks better than any one of them (BENCHMARKS.md).
+
+A *blend* adds baselines (:data:`BLEND_BASELINES`) fitted on the runs' training split, each with
+a weight: ``score = mean of the runs' z-scores + sum of weight * baseline z-scores``. Count-based
+baselines (popularity, repeat counts, transitions) are put on a log scale first. The weights are
+tuned on the validation split (:meth:`Ensemble.tune`, a coordinate search over a grid), never on
+the split they are reported on.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from chronorec.data.sequences import HistoryBatch
+from chronorec.data.sequences import EventArrays, HistoryBatch
+from chronorec.data.splits import Split
 from chronorec.errors import ConfigError
-from chronorec.recommender import Recommender, cold_items, make_split
+from chronorec.recommender import Recommender, build_text_vectors, cold_items, make_split
+
+log = logging.getLogger(__name__)
+
+BLEND_BASELINES = ("popular", "repeat", "transitions", "text-knn")
+LOG_SCALED = ("popular", "repeat", "transitions")  # counts: log1p before the z-scores
+WEIGHT_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 
 
 def standardise(scores: torch.Tensor) -> torch.Tensor:
@@ -44,10 +59,41 @@ def _window(batch: HistoryBatch, max_len: int) -> HistoryBatch:
     )
 
 
-class Ensemble:
-    """Runs fitted on the same catalogue and split (``data`` config), scored as one model."""
+def _baseline_z(name: str, raw: torch.Tensor, width: int) -> torch.Tensor:
+    """A baseline's raw scores on the scale the blend adds them at: per-history z-scores, of
+    ``log1p`` of the counts for the count-based ones."""
+    s = raw.double()
+    if name == "repeat":  # count * (width + 1) + latest step + popularity in [0, 1)
+        s = s / (width + 1)  # -> count + a recency fraction in [0, 1)
+    if name in LOG_SCALED:
+        s = torch.log1p(s.clamp(min=0.0))
+    s[:, 0] = float("-inf")
+    return standardise(s)
 
-    def __init__(self, members: Sequence[Recommender]) -> None:
+
+class _Cached:
+    """Scores of every member for the batches of one evaluation, computed once; ``score`` then
+    combines them with the current weights (what makes the weight search cheap)."""
+
+    def __init__(self, ensemble: Ensemble) -> None:
+        self.ensemble = ensemble
+        self.parts: dict[bytes, dict[str, torch.Tensor]] = {}
+
+    def score(self, batch: HistoryBatch, users: np.ndarray) -> torch.Tensor:
+        key = np.asarray(users).tobytes() + bytes(str(batch.items.shape), "ascii")
+        if key not in self.parts:
+            self.parts[key] = self.ensemble.parts(batch, users)
+        return self.ensemble.combine(self.parts[key])
+
+
+class Ensemble:
+    """Runs fitted on the same catalogue and split (``data`` config), scored as one model, and
+    optionally blended with baselines (``weights``: baseline name -> weight; the runs' mean has
+    weight 1)."""
+
+    def __init__(
+        self, members: Sequence[Recommender], weights: Mapping[str, float] | None = None
+    ) -> None:
         if not members:
             raise ConfigError("an ensemble needs at least one run")
         first = members[0]
@@ -70,37 +116,146 @@ class Ensemble:
         self.members = list(members)
         self.config = first.config
         self.max_len = max(rec.config.model.max_len for rec in members)
+        self.weights: dict[str, float] = {}
+        self.baselines: dict[str, Any] = {}
+        self._split: Split | None = None
+        self._arrays: EventArrays | None = None
+        if weights:
+            self.blend(weights)
 
     @classmethod
-    def load(cls, paths: Sequence[str | Path], dataset: str | Path | None = None) -> Ensemble:
+    def load(
+        cls,
+        paths: Sequence[str | Path],
+        dataset: str | Path | None = None,
+        weights: Mapping[str, float] | None = None,
+    ) -> Ensemble:
         """Load every run directory; ``dataset`` (default: each run's recorded dataset)."""
         first = Recommender.load(paths[0], dataset=dataset)
         data = first._require_dataset()
-        return cls([first] + [Recommender.load(p, dataset=data) for p in paths[1:]])
+        return cls([first] + [Recommender.load(p, dataset=data) for p in paths[1:]], weights)
+
+    def blend(self, weights: Mapping[str, float]) -> Ensemble:
+        """Add (or re-weight) baselines, fitted on the runs' training split; returns ``self``."""
+        from chronorec.evaluation import baselines as bl
+
+        unknown = sorted(set(weights) - set(BLEND_BASELINES))
+        if unknown:
+            raise ConfigError(
+                f"unknown baseline(s) {', '.join(unknown)} to blend; "
+                f"choose from {', '.join(BLEND_BASELINES)}"
+            )
+        for name, w in weights.items():
+            if not np.isfinite(w) or w < 0:
+                raise ConfigError(f"blend weight of {name} must be a number >= 0, not {w}")
+        missing = [name for name in weights if name not in self.baselines]
+        if missing:
+            dataset = self.members[0]._require_dataset()
+            train = make_split(dataset, self.config).train  # what the runs were fitted on
+            behaviour = self.config.data.target_behaviour
+            for name in missing:
+                if name == "popular":
+                    model: Any = bl.MostPopular(behaviour=behaviour)
+                elif name == "repeat":
+                    model = bl.RepeatFrequency(behaviour=behaviour)
+                elif name == "transitions":
+                    model = bl.ItemTransitions()
+                else:
+                    if not dataset.text_columns:
+                        raise ConfigError("text-knn needs item text; this catalogue has none")
+                    model = bl.TextKNN(build_text_vectors(dataset, self.config))
+                self.baselines[name] = model.fit(train, dataset.n_items)
+        self.weights.update({name: float(w) for name, w in weights.items()})
+        return self
 
     @torch.no_grad()
-    def score(self, batch: HistoryBatch, users: np.ndarray | None = None) -> torch.Tensor:
-        """Mean standardised scores ``(B, n_items + 1)``; column 0 is -inf."""
+    def parts(
+        self, batch: HistoryBatch, users: np.ndarray | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The blend's terms for a batch: ``"runs"`` (mean z-scores of the runs) and each blended
+        baseline's z-scores, all ``(B, n_items + 1)`` with column 0 at -inf."""
         total = torch.zeros(0)
         for rec in self.members:
             z = standardise(rec.score(_window(batch, rec.config.model.max_len), users))
             total = z if total.numel() == 0 else total + z
-        return total / len(self.members)
+        out = {"runs": total / len(self.members)}
+        for name in self.weights:
+            raw = torch.as_tensor(self.baselines[name].score(batch, users))
+            out[name] = _baseline_z(name, raw, batch.items.shape[1])
+        return out
+
+    def combine(self, parts: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Weighted sum of :meth:`parts`; baselines at weight 0 are skipped."""
+        total = parts["runs"].clone()
+        for name, w in self.weights.items():
+            if w > 0:
+                total += w * parts[name]
+        return total
+
+    @torch.no_grad()
+    def score(self, batch: HistoryBatch, users: np.ndarray | None = None) -> torch.Tensor:
+        """Blended scores ``(B, n_items + 1)``: the mean standardised scores of the runs plus the
+        weighted baselines; column 0 is -inf."""
+        return self.combine(self.parts(batch, users))
+
+    def tune(
+        self,
+        names: Sequence[str],
+        *,
+        which: str = "valid",
+        metric: str | None = None,
+        grid: Sequence[float] = WEIGHT_GRID,
+        rounds: int = 2,
+    ) -> dict[str, float]:
+        """Pick the weight of each baseline in ``names`` from ``grid`` by coordinate search on
+        ``which`` (the validation split: report metrics on the test split only), maximising
+        ``metric`` (default: the runs' ``train.select_metric``). Sets and returns the weights."""
+        metric = metric or self.config.train.select_metric
+        self.blend({name: 0.0 for name in names})
+        cached = _Cached(self)
+        best = self._evaluate(cached, which, slices=())[metric]
+        log.info("blend: runs alone %s %.4f on %s", metric, best, which)
+        for _ in range(rounds):
+            changed = False
+            for name in names:
+                current = self.weights[name]
+                for w in grid:
+                    if w == current:
+                        continue
+                    self.weights[name] = w
+                    got = self._evaluate(cached, which, slices=())[metric]
+                    if got > best + 1e-9:
+                        best, current, changed = got, w, True
+                self.weights[name] = current
+            log.info("blend: %s -> %s %.4f on %s", self.weights, metric, best, which)
+            if not changed:
+                break
+        return dict(self.weights)
 
     def evaluate(
         self, which: str = "test", *, exclude_history: bool | None = None, **options: Any
     ) -> Any:
         """Full-ranking metrics of the ensemble on the runs' split, as
         :meth:`Recommender.evaluate` computes them for one run."""
+        return self._evaluate(self, which, exclude_history=exclude_history, **options)
+
+    def _evaluate(
+        self, scorer: Any, which: str, *, exclude_history: bool | None = None, **options: Any
+    ) -> Any:
         from chronorec.evaluation import evaluate
 
         dataset = self.members[0]._require_dataset()
-        split = make_split(dataset, self.config)
+        if self._split is None:  # the weight search evaluates many times
+            self._split = make_split(dataset, self.config)
+            self._arrays = EventArrays.from_events(dataset.events, n_users=dataset.n_users)
+        split = self._split
         exclude = self.config.data.exclude_history if exclude_history is None else exclude_history
         if self.config.data.cold_fraction > 0:
             options.setdefault("cold_items", cold_items(dataset, self.config))
+        options.setdefault("n_items", dataset.n_items)
+        options.setdefault("behaviour_names", dataset.behaviours)
         return evaluate(
-            self, dataset, split.targets(which),  # type: ignore[arg-type]  # checked by Split
+            scorer, self._arrays, split.targets(which),  # type: ignore[arg-type]  # checked by Split
             exclude_history=exclude, max_len=self.max_len,
             batch_size=self.config.train.eval_batch_size, train=split.train, **options,
         )  # fmt: skip

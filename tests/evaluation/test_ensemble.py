@@ -71,3 +71,66 @@ def test_cli_evaluates_several_runs_as_one_ensemble(successor, tmp_path, capsys)
     other = str(_fit(successor, 2, exclude_history=False).save(tmp_path / "other"))
     assert main(["evaluate", runs[0], other, "--data", str(data)]) == 2
     assert "another split" in capsys.readouterr().err
+
+
+def _weak(successor, seed: int = 0) -> Recommender:
+    """A run that has barely started learning: the blend has something to add."""
+    cfg = RunConfig(
+        model=ModelConfig(name="gru", d_model=16, n_layers=1, max_len=8, dropout=0.0),
+        train=TrainConfig(max_epochs=1, batch_size=16, lr=1e-4, threads=1, warmup_steps=1,
+                          seed=seed),
+    )  # fmt: skip
+    return Recommender(cfg).fit(successor, progress=False)
+
+
+def test_blend_adds_weighted_baseline_z_scores(successor) -> None:
+    from chronorec.data import leave_one_out
+    from chronorec.evaluation import ItemTransitions
+
+    run = _weak(successor)
+    ens = Ensemble([run], weights={"transitions": 0.5})
+    arrays = run._arrays
+    assert arrays is not None
+    batch = arrays.histories(np.arange(1, 6), arrays.user_lengths()[1:6], 8)
+    trans = ItemTransitions().fit(leave_one_out(successor.events).train, successor.n_items)
+    logs = torch.log1p(torch.as_tensor(trans.score(batch, np.arange(1, 6))).double())
+    logs[:, 0] = float("-inf")
+    want = standardise(run.score(batch)) + 0.5 * standardise(logs)
+    torch.testing.assert_close(ens.score(batch), want)
+    with pytest.raises(ConfigError, match="unknown baseline.*'?knn'?.*choose from"):
+        ens.blend({"knn": 1.0})
+    with pytest.raises(ConfigError, match="weight of repeat must be a number >= 0"):
+        ens.blend({"repeat": -1.0})
+
+
+def test_tuned_blend_learns_the_weight_on_valid_and_helps_on_test(successor) -> None:
+    # item i is always followed by i + 1: transitions are perfect, the weak run is not
+    run = _weak(successor)
+    alone_valid = run.evaluate("valid").metrics["ndcg@10"]
+    alone_test = run.evaluate("test").metrics["ndcg@10"]
+    assert alone_test < 0.9
+    ens = Ensemble([run])
+    weights = ens.tune(["transitions", "popular"], which="valid")
+    assert weights["transitions"] > 0 and set(weights) == {"transitions", "popular"}
+    assert ens.evaluate("valid").metrics["ndcg@10"] > alone_valid
+    assert ens.evaluate("test").metrics["ndcg@10"] > max(alone_test + 0.1, 0.9)
+
+
+def test_cli_blend_reports_its_weights_and_where_they_were_tuned(successor, tmp_path, capsys):
+    data = successor.save(tmp_path / "data")
+    run = str(_weak(successor).save(tmp_path / "run"))
+    assert main(["evaluate", run, "--data", str(data), "--blend", "transitions", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model"] == "gru" and out["weights_tuned_on"] == "valid"
+    assert out["blend"]["transitions"] > 0 and out["ndcg@10"] > 0.9
+    fixed = ["evaluate", run, "--data", str(data), "--weights", "transitions=0.3", "--json"]
+    assert main(fixed) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["blend"] == {"transitions": 0.3} and out["weights_tuned_on"] is None
+    assert main(["evaluate", run, "--data", str(data), "--blend", "transitions", "--split",
+                 "valid"]) == 0  # fmt: skip
+    assert "tuned on valid: optimistic here" in capsys.readouterr().out
+    assert main(["evaluate", run, "--data", str(data), "--weights", "transitions"]) == 2
+    assert "expected NAME=NUMBER" in capsys.readouterr().err
+    assert main(["evaluate", run, "--data", str(data), "--blend", "nope"]) == 2
+    assert "unknown baseline(s) nope" in capsys.readouterr().err

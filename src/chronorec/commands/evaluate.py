@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from chronorec.errors import ConfigError
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -38,6 +40,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_false",
         help="rank history items too (repeat purchases)",
     )
+    p.add_argument(
+        "--blend",
+        metavar="NAMES",
+        help="comma-separated baselines to blend with the run(s): popular, repeat, transitions, "
+        "text-knn; their weights are tuned on the valid split unless --weights gives them",
+    )
+    p.add_argument(
+        "--weights",
+        metavar="NAME=W,...",
+        help="fixed blend weights (the runs' mean has weight 1), e.g. transitions=0.3,repeat=1",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -46,23 +59,40 @@ def run(args: argparse.Namespace) -> int:
     from chronorec.ensemble import Ensemble
     from chronorec.recommender import Recommender
 
+    weights = _parse_weights(args.weights)
+    names = [n.strip() for n in args.blend.split(",") if n.strip()] if args.blend else []
     scorer: Recommender | Ensemble
-    if len(args.run) == 1:
+    tuned = ""
+    if len(args.run) == 1 and not names and not weights:
         scorer = Recommender.load(args.run[0], dataset=args.data)
         model, item_repr = scorer.config.model.name, scorer.config.model.item_repr
     else:
-        scorer = Ensemble.load(args.run, dataset=args.data)
-        model = f"ensemble of {len(args.run)}"
+        scorer = Ensemble.load(args.run, dataset=args.data, weights=weights)
+        only = scorer.members[0].config.model.name if len(args.run) == 1 else None
+        model = only or f"ensemble of {len(args.run)}"
         item_repr = "+".join(sorted({r.config.model.item_repr for r in scorer.members}))
+        untuned = [n for n in names if n not in weights]
+        if untuned:
+            scorer.tune(untuned, which="valid")
+            tuned = "valid"
     result = scorer.evaluate(args.split, exclude_history=args.exclude)
+    blend = scorer.weights if isinstance(scorer, Ensemble) else {}
     if args.json:
         out = result.to_dict()
         out.update(split=args.split, model=model, item_repr=item_repr)
         if len(args.run) > 1:
             out["runs"] = [str(r) for r in args.run]
+        if blend:
+            out["blend"] = blend
+            out["weights_tuned_on"] = tuned or None
         print(json.dumps(out))
         return 0
     m = result.metrics
+    if blend:
+        model += " + " + ", ".join(f"{w:g} {name}" for name, w in blend.items())
+        if tuned:
+            model += f" (weights tuned on {tuned}"
+            model += ": optimistic here)" if args.split == tuned else ")"
     print(
         f"{model} ({item_repr}) on {args.split}: "
         f"{result.n_queries:,} queries, {result.n_targets:,} targets, full ranking, "
@@ -80,3 +110,19 @@ def run(args: argparse.Namespace) -> int:
             f"  HR@10 {sm.get('hr@10', 0):.4f}"
         )
     return 0
+
+
+def _parse_weights(text: str | None) -> dict[str, float]:
+    """``"transitions=0.3,repeat=1"`` -> ``{"transitions": 0.3, "repeat": 1.0}``."""
+    out: dict[str, float] = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        name, sep, value = part.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"--weights: expected NAME=NUMBER, got {part.strip()!r}") from None
+    return out
