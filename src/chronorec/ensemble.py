@@ -198,6 +198,40 @@ class Ensemble:
         weighted baselines; column 0 is -inf."""
         return self.combine(self.parts(batch, users))
 
+    def recommend(
+        self,
+        users: Sequence[str],
+        k: int = 10,
+        *,
+        exclude_seen: bool = True,
+        allow: Sequence[str] | None = None,
+        block: Sequence[str] | None = None,
+    ) -> tuple[list[list[str]], np.ndarray]:
+        """Top-``k`` items for known users by the blended scores, as
+        :meth:`Recommender.recommend` returns them for one run."""
+        first = self.members[0]
+        batch, rows = first.user_batch(users, self.max_len)
+        return first.top_k(self.score(batch), k, rows if exclude_seen else None, allow, block)
+
+    def recommend_histories(
+        self,
+        histories: Sequence[Sequence[str]],
+        k: int = 10,
+        *,
+        timestamps: Sequence[Sequence[int]] | None = None,
+        behaviours: Sequence[Sequence[str]] | None = None,
+        exclude_seen: bool = True,
+        allow: Sequence[str] | None = None,
+        block: Sequence[str] | None = None,
+    ) -> tuple[list[list[str]], np.ndarray]:
+        """Top-``k`` for ad-hoc histories by the blended scores, as
+        :meth:`Recommender.recommend_histories` returns them for one run."""
+        first = self.members[0]
+        batch, rows = first.history_batch(
+            histories, self.max_len, timestamps=timestamps, behaviours=behaviours
+        )
+        return first.top_k(self.score(batch), k, rows if exclude_seen else None, allow, block)
+
     def tune(
         self,
         names: Sequence[str],

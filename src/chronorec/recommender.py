@@ -227,18 +227,8 @@ class Recommender:
 
         Returns ``(item_ids, scores)``: ``B`` lists of item ids and a ``(B, k')`` score array
         (``k'`` may be below ``k`` when fewer items are allowed)."""
-        self._require_dataset()
-        assert self._user_index is not None and self._arrays is not None
-        missing = [u for u in users if str(u) not in self._user_index]
-        if missing:
-            raise DataError(f"unknown user id {missing[0]!r} (not in the dataset's users)")
-        idx = np.array([self._user_index[str(u)] for u in users], dtype=np.int64)
-        lengths = self._arrays.user_lengths()[idx]
-        batch = self._arrays.histories(idx, lengths, self.config.model.max_len)
-        seen = self._seen_mask(
-            [self._arrays.items[self._arrays.offsets[u] : self._arrays.offsets[u + 1]] for u in idx]
-        )
-        return self._top_k(batch, k, seen if exclude_seen else None, allow, block)
+        batch, rows = self.user_batch(users, self.config.model.max_len)
+        return self.top_k(self.score(batch), k, rows if exclude_seen else None, allow, block)
 
     def recommend_histories(
         self,
@@ -255,9 +245,40 @@ class Recommender:
 
         ``timestamps`` are seconds; ``behaviours`` are behaviour names (default: the first).
         Unknown item ids are an error: a model can only read items of its catalogue."""
+        batch, rows = self.history_batch(
+            histories, self.config.model.max_len, timestamps=timestamps, behaviours=behaviours
+        )
+        return self.top_k(self.score(batch), k, rows if exclude_seen else None, allow, block)
+
+    def user_batch(
+        self, users: Sequence[str], max_len: int
+    ) -> tuple[HistoryBatch, list[np.ndarray]]:
+        """The last ``max_len`` events of known users (their own ids) as a batch, and each
+        user's whole history of item indices."""
+        self._require_dataset()
+        assert self._user_index is not None and self._arrays is not None
+        missing = [u for u in users if str(u) not in self._user_index]
+        if missing:
+            raise DataError(f"unknown user id {missing[0]!r} (not in the dataset's users)")
+        idx = np.array([self._user_index[str(u)] for u in users], dtype=np.int64)
+        lengths = self._arrays.user_lengths()[idx]
+        batch = self._arrays.histories(idx, lengths, max_len)
+        offsets, items = self._arrays.offsets, self._arrays.items
+        return batch, [items[offsets[u] : offsets[u + 1]] for u in idx]
+
+    def history_batch(
+        self,
+        histories: Sequence[Sequence[str]],
+        max_len: int,
+        *,
+        timestamps: Sequence[Sequence[int]] | None = None,
+        behaviours: Sequence[Sequence[str]] | None = None,
+    ) -> tuple[HistoryBatch, list[np.ndarray]]:
+        """Ad-hoc histories of item ids (oldest first) as a batch of their last ``max_len``
+        events, and each history's item indices; unknown ids, behaviours or a timestamp count
+        that does not match are :class:`DataError`."""
         index = self._item_lookup()
         names = [b.lower() for b in self.meta.get("behaviours", [])]
-        max_len = self.config.model.max_len
         B = len(histories)
         items = np.zeros((B, max_len), dtype=np.int64)
         behs = np.zeros((B, max_len), dtype=np.int64)
@@ -290,27 +311,21 @@ class Recommender:
                 times[b, -n:] = np.asarray(timestamps[b], dtype=np.int64)[-n:]
         lengths = np.array([min(len(r), max_len) for r in rows], dtype=np.int64)
         batch = HistoryBatch(items=items, behaviours=behs, timestamps=times, lengths=lengths)
-        seen = self._seen_mask(rows)
-        return self._top_k(batch, k, seen if exclude_seen else None, allow, block)
+        return batch, rows
 
-    def _seen_mask(self, rows: Sequence[np.ndarray]) -> torch.Tensor:
-        model = self._require_model()
-        mask = torch.zeros(len(rows), model.n_items + 1, dtype=torch.bool)
-        for b, row in enumerate(rows):
-            mask[b, torch.from_numpy(np.asarray(row, dtype=np.int64))] = True
-        return mask
-
-    def _top_k(
+    def top_k(
         self,
-        batch: HistoryBatch,
+        scores: torch.Tensor,
         k: int,
-        seen: torch.Tensor | None,
+        seen: Sequence[np.ndarray] | None,
         allow: Sequence[str] | None,
         block: Sequence[str] | None,
     ) -> tuple[list[list[str]], np.ndarray]:
-        scores = self.score(batch).clone()  # (B, V)
-        if seen is not None:
-            scores[seen] = float("-inf")
+        """The ``k`` best of ``(B, n_items + 1)`` scores as item ids and scores, leaving out each
+        row's ``seen`` item indices, items outside ``allow`` and items in ``block``."""
+        scores = scores.clone()
+        for b, row in enumerate(seen or ()):
+            scores[b, torch.from_numpy(np.asarray(row, dtype=np.int64))] = float("-inf")
         if allow is not None:
             keep = torch.zeros(scores.shape[1], dtype=torch.bool)
             keep[self._indices(allow)] = True

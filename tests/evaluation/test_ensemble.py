@@ -134,3 +134,21 @@ def test_cli_blend_reports_its_weights_and_where_they_were_tuned(successor, tmp_
     assert "expected NAME=NUMBER" in capsys.readouterr().err
     assert main(["evaluate", run, "--data", str(data), "--blend", "nope"]) == 2
     assert "unknown baseline(s) nope" in capsys.readouterr().err
+
+
+def test_blended_recommendations_follow_the_blended_scores(successor, tmp_path, capsys) -> None:
+    run = _weak(successor)
+    ens = Ensemble([run], weights={"transitions": 3.0})
+    ids, scores = ens.recommend(["u1", "u2"], k=3)
+    assert len(ids) == 2 and scores.shape == (2, 3)
+    assert np.all(np.diff(scores, axis=1) <= 0)
+    # item i is always followed by i + 1, and transitions dominate at weight 3
+    ids, _ = ens.recommend_histories([["i4", "i5"]], k=1)
+    assert ids == [["i6"]]
+    data = successor.save(tmp_path / "data")
+    path = str(run.save(tmp_path / "run"))
+    args = ["recommend", path, "--data", str(data), "--history", "i4,i5", "-k", "1", "--json"]
+    assert main([*args, "--weights", "transitions=3"]) == 0
+    assert json.loads(capsys.readouterr().out)["items"][0]["item_id"] == "i6"
+    assert main([*args, "--weights", "transitions=x"]) == 2
+    assert "expected NAME=NUMBER" in capsys.readouterr().err

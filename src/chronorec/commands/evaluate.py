@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from chronorec.ensemble import Ensemble
     from chronorec.recommender import Recommender
 
-    weights = _parse_weights(args.weights)
+    weights = parse_weights(args.weights)
     names = [n.strip() for n in args.blend.split(",") if n.strip()] if args.blend else []
     scorer: Recommender | Ensemble
     tuned = ""
@@ -109,10 +109,13 @@ def run(args: argparse.Namespace) -> int:
             f"  {name:<16} n={sm.get('n_targets', 0):>7,.0f}  NDCG@10 {sm.get('ndcg@10', 0):.4f}"
             f"  HR@10 {sm.get('hr@10', 0):.4f}"
         )
+    if blend:
+        weights_arg = ",".join(f"{name}={w:g}" for name, w in blend.items())
+        print(f"the same blend in `chronorec recommend`: --weights {weights_arg}")
     return 0
 
 
-def _parse_weights(text: str | None) -> dict[str, float]:
+def parse_weights(text: str | None) -> dict[str, float]:
     """``"transitions=0.3,repeat=1"`` -> ``{"transitions": 0.3, "repeat": 1.0}``."""
     out: dict[str, float] = {}
     for part in (text or "").split(","):

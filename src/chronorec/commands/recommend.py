@@ -21,7 +21,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "and prints the top K in the dataset's own item ids. Items already in the history are "
         "left out unless --include-seen.",
     )
-    p.add_argument("run", type=Path, help="run directory written by `chronorec train`")
+    p.add_argument(
+        "run",
+        type=Path,
+        nargs="+",
+        help="run directory written by `chronorec train`; several runs (same catalogue and "
+        "split) recommend as one ensemble",
+    )
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", help="a user id of the dataset")
     who.add_argument("--history", help="comma-separated item ids, oldest first")
@@ -32,16 +38,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow", help="comma-separated item ids: recommend only among these")
     p.add_argument("--block", help="comma-separated item ids never to recommend")
     p.add_argument("--data", type=Path, help="prepared dataset (default: the one trained on)")
+    p.add_argument(
+        "--weights",
+        metavar="NAME=W,...",
+        help="blend with baselines at these weights (as `chronorec evaluate --blend` tunes "
+        "them), e.g. transitions=0.3,text-knn=0.5",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from chronorec.commands.evaluate import parse_weights
+    from chronorec.ensemble import Ensemble
     from chronorec.recommender import Recommender
 
     if args.k < 1:
         raise ChronorecError(f"-k must be at least 1, not {args.k}")
-    rec = Recommender.load(args.run, dataset=args.data)
+    weights = parse_weights(args.weights)
+    rec: Recommender | Ensemble
+    if len(args.run) == 1 and not weights:
+        rec = Recommender.load(args.run[0], dataset=args.data)
+    else:
+        rec = Ensemble.load(args.run, dataset=args.data, weights=weights)
     opts = dict(
         k=args.k, exclude_seen=not args.include_seen, allow=_ids(args.allow),
         block=_ids(args.block),
@@ -60,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
             [history], timestamps=times, behaviours=None if behs is None else [behs],
             **opts,  # type: ignore[arg-type]
         )  # fmt: skip
-    names = dict(zip(rec.item_ids(), rec.item_names(), strict=True))
+    first = rec if isinstance(rec, Recommender) else rec.members[0]
+    names = dict(zip(first.item_ids(), first.item_names(), strict=True))
     rows = [
         {"rank": r + 1, "item_id": i, "name": names.get(i, ""), "score": float(s)}
         for r, (i, s) in enumerate(zip(ids[0], scores[0], strict=True))
