@@ -138,13 +138,18 @@ def run_one(
 
 def ensemble_rows(dataset: str, data: Path, runs: Path, details: list[dict]) -> list[list]:
     """One table row per (model, item_repr) with several seeds: the test metrics of its saved
-    seed runs ranked as one ensemble (mean z-scored scores, ``chronorec.ensemble``)."""
+    seed runs ranked as one ensemble (mean z-scored scores, ``chronorec.ensemble``); with several
+    (model, item_repr) groups, one more row for all runs together."""
     from chronorec.ensemble import Ensemble
 
     groups: dict[tuple[str, str], list[Path]] = {}
     for d in details:
         key = (d["model"], d["item_repr"])
         groups.setdefault(key, []).append(runs / f"{d['model']}-{d['item_repr']}-{d['seed']}")
+    if len(groups) > 1:  # several models or item towers: all runs as one ensemble too
+        groups[("+".join(dict.fromkeys(m for m, _ in groups)),
+                "+".join(dict.fromkeys(r for _, r in groups)))] = [
+            p for paths in list(groups.values()) for p in paths]  # fmt: skip
     rows = []
     for (model, item_repr), paths in groups.items():
         if len(paths) > 1:
@@ -160,17 +165,23 @@ def blend_rows(
 ) -> tuple[list[list], str]:
     """Rows of each saved run blended with the baselines ``names`` (weights tuned on the valid
     split, ``chronorec.ensemble.Ensemble.tune``), their mean per (model, item_repr), and with
-    ``ensemble`` the seeds' ensemble blended the same way; plus a note with the weights."""
+    ``ensemble`` the seeds' ensemble (and, across several groups, all runs) blended the same way;
+    plus a note with the weights."""
     from chronorec.ensemble import Ensemble
 
     groups: dict[tuple[str, str], list[tuple[int, Path]]] = {}
     for d in details:
         path = runs / f"{d['model']}-{d['item_repr']}-{d['seed']}"
         groups.setdefault((d["model"], d["item_repr"]), []).append((d["seed"], path))
+    if ensemble and len(groups) > 1:  # all runs as one ensemble, blended (no single rows)
+        groups[("+".join(dict.fromkeys(m for m, _ in groups)),
+                "+".join(dict.fromkeys(r for _, r in groups)))] = [
+            m for members in list(groups.values()) for m in members]  # fmt: skip
     rows, notes = [], []
-    for (model, item_repr), members in groups.items():
+    for i, ((model, item_repr), members) in enumerate(groups.items()):
         scored = []
-        sets = [([path], f"{seed} + blend") for seed, path in members]
+        every = ensemble and i == len(groups) - 1 and len(groups) > 1
+        sets = [] if every else [([path], f"{seed} + blend") for seed, path in members]
         if ensemble and len(members) > 1:
             sets.append(([p for _, p in members], f"ensemble of {len(members)} + blend"))
         for paths, label in sets:
