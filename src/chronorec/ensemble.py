@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import torch
 
 from chronorec.data.sequences import EventArrays, HistoryBatch
@@ -151,7 +152,7 @@ class Ensemble:
         missing = [name for name in weights if name not in self.baselines]
         if missing:
             dataset = self.members[0]._require_dataset()
-            train = make_split(dataset, self.config).train  # what the runs were fitted on
+            train = self._get_split().train  # what the runs were fitted on
             behaviour = self.config.data.target_behaviour
             for name in missing:
                 if name == "popular":
@@ -240,14 +241,33 @@ class Ensemble:
         metric: str | None = None,
         grid: Sequence[float] = WEIGHT_GRID,
         rounds: int = 2,
+        memory_gb: float = 4.0,
+        seed: int = 0,
     ) -> dict[str, float]:
         """Pick the weight of each baseline in ``names`` from ``grid`` by coordinate search on
         ``which`` (the validation split: report metrics on the test split only), maximising
-        ``metric`` (default: the runs' ``train.select_metric``). Sets and returns the weights."""
+        ``metric`` (default: the runs' ``train.select_metric``). Sets and returns the weights.
+
+        Every term's scores for the queries are kept in memory during the search; when they
+        would take more than ``memory_gb``, the search runs on a random subset of the users
+        (``seed``) that fits."""
         metric = metric or self.config.train.select_metric
         self.blend({name: 0.0 for name in names})
+        dataset = self.members[0]._require_dataset()
+        targets = self._get_split().targets(which)  # type: ignore[arg-type]  # checked by Split
+        users = targets["user"].unique().sort().to_numpy()
+        row_bytes = 4 * (dataset.n_items + 1) * (1 + len(names))
+        fits = max(1, int(memory_gb * 2**30 // row_bytes))
+        if users.size > fits:  # leave-one-out: one query per user; more under temporal splits
+            keep = np.random.default_rng(seed).choice(users, fits, replace=False)
+            targets = targets.filter(pl.col("user").is_in(keep))
+            log.info("blend: tuning on %d of %d users (memory_gb=%g)", fits, users.size, memory_gb)
         cached = _Cached(self)
-        best = self._evaluate(cached, which, slices=())[metric]
+
+        def value() -> float:
+            return float(self._evaluate(cached, which, slices=(), targets=targets)[metric])
+
+        best = value()
         log.info("blend: runs alone %s %.4f on %s", metric, best, which)
         for _ in range(rounds):
             changed = False
@@ -257,7 +277,7 @@ class Ensemble:
                     if w == current:
                         continue
                     self.weights[name] = w
-                    got = self._evaluate(cached, which, slices=())[metric]
+                    got = value()
                     if got > best + 1e-9:
                         best, current, changed = got, w, True
                 self.weights[name] = current
@@ -273,23 +293,34 @@ class Ensemble:
         :meth:`Recommender.evaluate` computes them for one run."""
         return self._evaluate(self, which, exclude_history=exclude_history, **options)
 
+    def _get_split(self) -> Split:
+        if self._split is None:  # the weight search evaluates many times
+            dataset = self.members[0]._require_dataset()
+            self._split = make_split(dataset, self.config)
+            self._arrays = EventArrays.from_events(dataset.events, n_users=dataset.n_users)
+        return self._split
+
     def _evaluate(
-        self, scorer: Any, which: str, *, exclude_history: bool | None = None, **options: Any
+        self,
+        scorer: Any,
+        which: str,
+        *,
+        exclude_history: bool | None = None,
+        targets: pl.DataFrame | None = None,
+        **options: Any,
     ) -> Any:
         from chronorec.evaluation import evaluate
 
         dataset = self.members[0]._require_dataset()
-        if self._split is None:  # the weight search evaluates many times
-            self._split = make_split(dataset, self.config)
-            self._arrays = EventArrays.from_events(dataset.events, n_users=dataset.n_users)
-        split = self._split
+        split = self._get_split()
         exclude = self.config.data.exclude_history if exclude_history is None else exclude_history
         if self.config.data.cold_fraction > 0:
             options.setdefault("cold_items", cold_items(dataset, self.config))
         options.setdefault("n_items", dataset.n_items)
         options.setdefault("behaviour_names", dataset.behaviours)
         return evaluate(
-            scorer, self._arrays, split.targets(which),  # type: ignore[arg-type]  # checked by Split
+            scorer, self._arrays,  # type: ignore[arg-type]  # set by _get_split
+            split.targets(which) if targets is None else targets,  # type: ignore[arg-type]
             exclude_history=exclude, max_len=self.max_len,
             batch_size=self.config.train.eval_batch_size, train=split.train, **options,
         )  # fmt: skip

@@ -116,6 +116,15 @@ def test_tuned_blend_learns_the_weight_on_valid_and_helps_on_test(successor) -> 
     assert ens.evaluate("test").metrics["ndcg@10"] > max(alone_test + 0.1, 0.9)
 
 
+def test_tuning_on_a_memory_budget_searches_a_subset_of_the_users(successor, caplog) -> None:
+    ens = Ensemble([_weak(successor)])
+    row_bytes = 4 * (successor.n_items + 1) * 2  # the runs' term and one baseline, float32
+    with caplog.at_level("INFO", logger="chronorec.ensemble"):
+        weights = ens.tune(["transitions"], memory_gb=16 * row_bytes / 2**30)
+    assert "tuning on 16 of 64 users" in caplog.text
+    assert weights["transitions"] > 0
+
+
 def test_cli_blend_reports_its_weights_and_where_they_were_tuned(successor, tmp_path, capsys):
     data = successor.save(tmp_path / "data")
     run = str(_weak(successor).save(tmp_path / "run"))
