@@ -93,7 +93,11 @@ class Ensemble:
     weight 1)."""
 
     def __init__(
-        self, members: Sequence[Recommender], weights: Mapping[str, float] | None = None
+        self,
+        members: Sequence[Recommender],
+        weights: Mapping[str, float] | None = None,
+        *,
+        fit_on: str = "train",
     ) -> None:
         if not members:
             raise ConfigError("an ensemble needs at least one run")
@@ -121,6 +125,9 @@ class Ensemble:
         self.baselines: dict[str, Any] = {}
         self._split: Split | None = None
         self._arrays: EventArrays | None = None
+        if fit_on not in ("train", "all"):
+            raise ConfigError(f"fit_on must be 'train' or 'all', not {fit_on!r}")
+        self.fit_on = fit_on
         if weights:
             self.blend(weights)
 
@@ -130,14 +137,19 @@ class Ensemble:
         paths: Sequence[str | Path],
         dataset: str | Path | None = None,
         weights: Mapping[str, float] | None = None,
+        *,
+        fit_on: str = "train",
     ) -> Ensemble:
         """Load every run directory; ``dataset`` (default: each run's recorded dataset)."""
         first = Recommender.load(paths[0], dataset=dataset)
         data = first._require_dataset()
-        return cls([first] + [Recommender.load(p, dataset=data) for p in paths[1:]], weights)
+        members = [first] + [Recommender.load(p, dataset=data) for p in paths[1:]]
+        return cls(members, weights, fit_on=fit_on)
 
     def blend(self, weights: Mapping[str, float]) -> Ensemble:
-        """Add (or re-weight) baselines, fitted on the runs' training split; returns ``self``."""
+        """Add (or re-weight) baselines; returns ``self``. They are fitted on the runs' training
+        split (``fit_on="train"``, what evaluation needs) or on every logged event
+        (``fit_on="all"``: up-to-date counts for recommendations)."""
         from chronorec.evaluation import baselines as bl
 
         unknown = sorted(set(weights) - set(BLEND_BASELINES))
@@ -152,7 +164,7 @@ class Ensemble:
         missing = [name for name in weights if name not in self.baselines]
         if missing:
             dataset = self.members[0]._require_dataset()
-            train = self._get_split().train  # what the runs were fitted on
+            train = self._get_split().train if self.fit_on == "train" else dataset.events
             behaviour = self.config.data.target_behaviour
             for name in missing:
                 if name == "popular":
@@ -251,6 +263,7 @@ class Ensemble:
         Every term's scores for the queries are kept in memory during the search; when they
         would take more than ``memory_gb``, the search runs on a random subset of the users
         (``seed``) that fits."""
+        self._check_fit_on()
         metric = metric or self.config.train.select_metric
         self.blend({name: 0.0 for name in names})
         dataset = self.members[0]._require_dataset()
@@ -291,7 +304,15 @@ class Ensemble:
     ) -> Any:
         """Full-ranking metrics of the ensemble on the runs' split, as
         :meth:`Recommender.evaluate` computes them for one run."""
+        self._check_fit_on()
         return self._evaluate(self, which, exclude_history=exclude_history, **options)
+
+    def _check_fit_on(self) -> None:
+        if self.fit_on != "train" and self.weights:
+            raise ConfigError(
+                "baselines fitted on every event have seen the validation and test targets; "
+                "evaluate and tune with fit_on='train'"
+            )
 
     def _get_split(self) -> Split:
         if self._split is None:  # the weight search evaluates many times

@@ -161,3 +161,17 @@ def test_blended_recommendations_follow_the_blended_scores(successor, tmp_path, 
     assert json.loads(capsys.readouterr().out)["items"][0]["item_id"] == "i6"
     assert main([*args, "--weights", "transitions=x"]) == 2
     assert "expected NAME=NUMBER" in capsys.readouterr().err
+
+
+def test_recommendations_count_every_event_and_evaluation_refuses_that(successor) -> None:
+    run = _weak(successor)
+    live = Ensemble([run], weights={"transitions": 1.0}, fit_on="all")
+    offline = Ensemble([run], weights={"transitions": 1.0})
+    pairs = successor.events.height - successor.n_users  # consecutive pairs of every user
+    assert live.baselines["transitions"].counts_.sum() == pairs
+    # leave-one-out holds out each user's last two events, so two pairs per user
+    assert offline.baselines["transitions"].counts_.sum() == pairs - 2 * successor.n_users
+    with pytest.raises(ConfigError, match="fit_on='train'"):
+        live.evaluate("test")
+    with pytest.raises(ConfigError, match="fit_on must be"):
+        Ensemble([run], fit_on="everything")

@@ -42,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--weights",
         metavar="NAME=W,...",
         help="blend with baselines at these weights (as `chronorec evaluate --blend` tunes "
-        "them), e.g. transitions=0.3,text-knn=0.5",
+        "them), e.g. transitions=0.3,text-knn=0.5; the baselines count every logged event",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     if len(args.run) == 1 and not weights:
         rec = Recommender.load(args.run[0], dataset=args.data)
     else:
-        rec = Ensemble.load(args.run, dataset=args.data, weights=weights)
+        # recommendations read every logged event, so the blended counts do too
+        rec = Ensemble.load(args.run, dataset=args.data, weights=weights, fit_on="all")
     opts = dict(
         k=args.k, exclude_seen=not args.include_seen, allow=_ids(args.allow),
         block=_ids(args.block),
