@@ -63,7 +63,7 @@ def _window(batch: HistoryBatch, max_len: int) -> HistoryBatch:
 def _baseline_z(name: str, raw: torch.Tensor, width: int) -> torch.Tensor:
     """A baseline's raw scores on the scale the blend adds them at: per-history z-scores, of
     ``log1p`` of the counts for the count-based ones."""
-    s = raw.double()
+    s = raw.to(torch.float64, copy=True)  # a baseline may return a view of its own state
     if name == "repeat":  # count * (width + 1) + latest step + popularity in [0, 1)
         s = s / (width + 1)  # -> count + a recency fraction in [0, 1)
     if name in LOG_SCALED:
