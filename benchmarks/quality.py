@@ -300,7 +300,7 @@ def main() -> None:
         nargs="+",
         metavar="BASELINE",
         help="also evaluate each saved run blended with these baselines, weights tuned on "
-        "the valid split (needs --runs): popular, repeat, transitions, text-knn",
+        "the valid split (needs --runs): popular, popular-recent, repeat, transitions, text-knn",
     )
     parser.add_argument(
         "--no-append", action="store_true", help="print, do not touch BENCHMARKS.md"

@@ -32,8 +32,9 @@ from chronorec.recommender import Recommender, build_text_vectors, cold_items, m
 
 log = logging.getLogger(__name__)
 
-BLEND_BASELINES = ("popular", "repeat", "transitions", "text-knn")
-LOG_SCALED = ("popular", "repeat", "transitions")  # counts: log1p before the z-scores
+BLEND_BASELINES = ("popular", "popular-recent", "repeat", "transitions", "text-knn")
+LOG_SCALED = ("popular", "popular-recent", "repeat", "transitions")  # counts: log1p, then z
+RECENT_DAYS = 30.0  # the window of "popular-recent", before the last training event
 WEIGHT_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 
 
@@ -169,6 +170,10 @@ class Ensemble:
             for name in missing:
                 if name == "popular":
                     model: Any = bl.MostPopular(behaviour=behaviour)
+                elif name == "popular-recent":
+                    if "timestamp" not in train.columns or train["timestamp"].null_count():
+                        raise ConfigError("popular-recent needs a timestamp on every event")
+                    model = bl.MostPopular(window_days=RECENT_DAYS, behaviour=behaviour)
                 elif name == "repeat":
                     model = bl.RepeatFrequency(behaviour=behaviour)
                 elif name == "transitions":

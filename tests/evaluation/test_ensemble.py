@@ -175,3 +175,19 @@ def test_recommendations_count_every_event_and_evaluation_refuses_that(successor
         live.evaluate("test")
     with pytest.raises(ConfigError, match="fit_on must be"):
         Ensemble([run], fit_on="everything")
+
+
+def test_recent_popularity_blends_only_with_timestamps(successor) -> None:
+    import dataclasses
+
+    import polars as pl
+
+    run = _weak(successor)
+    ens = Ensemble([run], weights={"popular-recent": 1.0})
+    assert ens.evaluate("test").metrics["ndcg@10"] >= 0.0
+    untimed = dataclasses.replace(
+        successor, events=successor.events.with_columns(pl.lit(None, pl.Int64).alias("timestamp"))
+    )
+    run._attach(untimed)
+    with pytest.raises(ConfigError, match="popular-recent needs a timestamp"):
+        Ensemble([run], weights={"popular-recent": 1.0})

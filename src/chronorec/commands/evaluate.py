@@ -43,8 +43,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--blend",
         metavar="NAMES",
-        help="comma-separated baselines to blend with the run(s): popular, repeat, transitions, "
-        "text-knn; their weights are tuned on the valid split unless --weights gives them",
+        help="comma-separated baselines to blend with the run(s): popular, popular-recent "
+        "(last 30 days), repeat, transitions, text-knn; their weights are tuned on the valid "
+        "split unless --weights gives them",
     )
     p.add_argument(
         "--weights",
