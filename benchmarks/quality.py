@@ -136,6 +136,13 @@ def run_one(
     return detail
 
 
+def add_all_runs(groups: dict[tuple[str, str], list]) -> None:
+    """Add one more group, keyed ("lstm+gru", "id+text"), holding every group's members."""
+    key = ("+".join(dict.fromkeys(m for m, _ in groups)),
+           "+".join(dict.fromkeys(r for _, r in groups)))  # fmt: skip
+    groups[key] = [member for members in list(groups.values()) for member in members]
+
+
 def ensemble_rows(dataset: str, data: Path, runs: Path, details: list[dict]) -> list[list]:
     """One table row per (model, item_repr) with several seeds: the test metrics of its saved
     seed runs ranked as one ensemble (mean z-scored scores, ``chronorec.ensemble``); with several
@@ -147,9 +154,7 @@ def ensemble_rows(dataset: str, data: Path, runs: Path, details: list[dict]) -> 
         key = (d["model"], d["item_repr"])
         groups.setdefault(key, []).append(runs / f"{d['model']}-{d['item_repr']}-{d['seed']}")
     if len(groups) > 1:  # several models or item towers: all runs as one ensemble too
-        groups[("+".join(dict.fromkeys(m for m, _ in groups)),
-                "+".join(dict.fromkeys(r for _, r in groups)))] = [
-            p for paths in list(groups.values()) for p in paths]  # fmt: skip
+        add_all_runs(groups)
     rows = []
     for (model, item_repr), paths in groups.items():
         if len(paths) > 1:
@@ -174,9 +179,7 @@ def blend_rows(
         path = runs / f"{d['model']}-{d['item_repr']}-{d['seed']}"
         groups.setdefault((d["model"], d["item_repr"]), []).append((d["seed"], path))
     if ensemble and len(groups) > 1:  # all runs as one ensemble, blended (no single rows)
-        groups[("+".join(dict.fromkeys(m for m, _ in groups)),
-                "+".join(dict.fromkeys(r for _, r in groups)))] = [
-            m for members in list(groups.values()) for m in members]  # fmt: skip
+        add_all_runs(groups)
     rows, notes = [], []
     for i, ((model, item_repr), members) in enumerate(groups.items()):
         scored = []

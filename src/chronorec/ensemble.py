@@ -84,7 +84,7 @@ class _Cached:
     def score(self, batch: HistoryBatch, users: np.ndarray) -> torch.Tensor:
         key = np.asarray(users).tobytes() + bytes(str(batch.items.shape), "ascii")
         if key not in self.parts:
-            self.parts[key] = self.ensemble.parts(batch, users)
+            self.parts[key] = self.ensemble.parts(batch, users, every=True)
         return self.ensemble.combine(self.parts[key])
 
 
@@ -188,16 +188,19 @@ class Ensemble:
 
     @torch.no_grad()
     def parts(
-        self, batch: HistoryBatch, users: np.ndarray | None = None
+        self, batch: HistoryBatch, users: np.ndarray | None = None, *, every: bool = False
     ) -> dict[str, torch.Tensor]:
-        """The blend's terms for a batch: ``"runs"`` (mean z-scores of the runs) and each blended
-        baseline's z-scores, all ``(B, n_items + 1)`` with column 0 at -inf."""
+        """The blend's terms for a batch: ``"runs"`` (mean z-scores of the runs) and the z-scores
+        of each baseline with a weight above 0 (``every``: of each blended baseline, as the
+        weight search needs), all ``(B, n_items + 1)`` with column 0 at -inf."""
         total = torch.zeros(0)
         for rec in self.members:
             z = standardise(rec.score(_window(batch, rec.config.model.max_len), users))
             total = z if total.numel() == 0 else total + z
         out = {"runs": total / len(self.members)}
-        for name in self.weights:
+        for name, w in self.weights.items():
+            if w <= 0 and not every:
+                continue
             raw = torch.as_tensor(self.baselines[name].score(batch, users))
             out[name] = _baseline_z(name, raw, batch.items.shape[1])
         return out
