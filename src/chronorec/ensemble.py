@@ -32,7 +32,9 @@ from chronorec.recommender import Recommender, build_text_vectors, cold_items, m
 
 log = logging.getLogger(__name__)
 
-BLEND_BASELINES = ("popular", "popular-recent", "repeat", "transitions", "text-knn")
+BLEND_BASELINES = (
+    "popular", "popular-recent", "repeat", "transitions", "user-knn", "text-knn"
+)  # fmt: skip
 LOG_SCALED = ("popular", "popular-recent", "repeat", "transitions")  # counts: log1p, then z
 RECENT_DAYS = 30.0  # the window of "popular-recent", before the last training event
 WEIGHT_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
@@ -178,6 +180,8 @@ class Ensemble:
                     model = bl.RepeatFrequency(behaviour=behaviour)
                 elif name == "transitions":
                     model = bl.ItemTransitions()
+                elif name == "user-knn":
+                    model = bl.UserKNN()
                 else:
                     if not dataset.text_columns:
                         raise ConfigError("text-knn needs item text; this catalogue has none")

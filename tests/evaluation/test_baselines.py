@@ -8,6 +8,7 @@ from chronorec.evaluation import (
     MostPopular,
     RepeatFrequency,
     TextKNN,
+    UserKNN,
     evaluate,
     evaluate_many,
     fit_baselines,
@@ -100,12 +101,48 @@ def test_text_knn_finds_the_nearest_text() -> None:
         TextKNN(vectors).fit(events, 7)
 
 
+def test_user_knn_scores_by_hand() -> None:
+    # Query: user 1's history [1, 2] with half-life 1 -> weights (0.5, 1) on items 1, 2.
+    # Neighbours (no decay, rows L2-normalised): user 2 = [1, 2, 3], user 3 = [4, 5],
+    # user 4 = [2, 6]. cos(q, u2) = 1.5 / (sqrt(1.25) sqrt(3)), cos(q, u4) = 1 / (sqrt(1.25)
+    # sqrt(2)), cos(q, u3) = 0; user 1's own row is left out.
+    events = make_events({1: [1, 2], 2: [1, 2, 3], 3: [4, 5], 4: [2, 6]})
+    s2 = 1.5 / (np.sqrt(1.25) * np.sqrt(3))
+    s4 = 1.0 / (np.sqrt(1.25) * np.sqrt(2))
+    model = UserKNN(k=2, half_life=1.0, neighbour_half_life=None).fit(events, 6)
+    s = scores_for(model, events, 1, 2)
+    assert s[3] == pytest.approx(s2 / np.sqrt(3), abs=1e-5)
+    assert s[6] == pytest.approx(s4 / np.sqrt(2), abs=1e-5)
+    assert s[2] == pytest.approx(s2 / np.sqrt(3) + s4 / np.sqrt(2), abs=1e-5)
+    assert s[4] < 1e-5 and s[5] < 1e-5 and s[0] < 0  # no overlap: popularity tie-break only
+    # k = 1 keeps user 2 only; without a user id the user's own row counts too.
+    one = scores_for(UserKNN(k=1, half_life=1.0, neighbour_half_life=None).fit(events, 6),
+                     events, 1, 2)  # fmt: skip
+    assert one[6] < 1e-5 and one[3] == pytest.approx(s[3], abs=1e-5)
+    batch = EventArrays.from_events(events).histories(np.array([1]), np.array([2]), 50)
+    own = np.asarray(model.score(batch, None))[0]
+    assert own[1] == pytest.approx(s[1] + 1.5 / np.sqrt(1.25) / np.sqrt(2) / np.sqrt(2), abs=1e-5)
+
+
+def test_user_knn_neighbours_weigh_their_recent_items_more() -> None:
+    # User 2 had item 3 long ago and item 4 last; with a neighbour half-life 4 outranks 3.
+    events = make_events({1: [1], 2: [3, 1, 1, 1, 4]})
+    decayed = scores_for(UserKNN(neighbour_half_life=1.0).fit(events, 4), events, 1, 1)
+    flat = scores_for(UserKNN(neighbour_half_life=None).fit(events, 4), events, 1, 1)
+    assert decayed[4] > decayed[3]
+    assert flat[4] == pytest.approx(flat[3], abs=1e-5)
+    with pytest.raises(ValueError, match="half-lives"):
+        UserKNN(half_life=0)
+
+
 def test_baselines_side_by_side() -> None:
     events = make_events({u: [1, 2, 3, 1, 2, 3] for u in range(1, 5)})
     train = events.filter(events["position"] < 5)
     targets = make_targets([(u, 3, 5) for u in range(1, 5)])
     models = fit_baselines(train, 3, recent_days=1, item_vectors=np.eye(4, dtype=np.float32))
-    assert list(models) == ["popular", "popular-1d", "repeat", "transitions", "text-knn"]
+    assert list(models) == [
+        "popular", "popular-1d", "repeat", "transitions", "user-knn", "text-knn"
+    ]  # fmt: skip
     results = evaluate_many(models, EventArrays.from_events(events), targets, n_items=3)
     assert results["transitions"]["hr@1"] == 1.0  # 2 -> 3 every time
     table = results_table(results)
@@ -117,4 +154,4 @@ def test_a_log_without_timestamps_gets_no_recent_window_baseline() -> None:
     events = make_events({u: [1, 2, 3] for u in range(1, 4)})
     untimed = events.with_columns(pl.lit(None, dtype=pl.Int64).alias("timestamp"))
     models = fit_baselines(untimed, 3, recent_days=30)
-    assert list(models) == ["popular", "repeat", "transitions"]
+    assert list(models) == ["popular", "repeat", "transitions", "user-knn"]

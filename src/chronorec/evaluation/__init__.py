@@ -6,6 +6,7 @@ from chronorec.evaluation.baselines import (
     MostPopular,
     RepeatFrequency,
     TextKNN,
+    UserKNN,
     fit_baselines,
 )
 from chronorec.evaluation.coldstart import cold_start_split, drop_items, select_cold_items
@@ -26,6 +27,7 @@ __all__ = [
     "RepeatFrequency",
     "Scorer",
     "TextKNN",
+    "UserKNN",
     "cold_start_split",
     "compute_metrics",
     "drop_items",

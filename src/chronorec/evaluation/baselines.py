@@ -13,6 +13,7 @@ from typing import Self
 import numpy as np
 import polars as pl
 import torch
+from scipy import sparse
 
 from chronorec.data.sequences import HistoryBatch
 
@@ -207,7 +208,87 @@ class TextKNN:
         return scores
 
 
-Baseline = MostPopular | RepeatFrequency | ItemTransitions | TextKNN
+def _decay(steps_back: np.ndarray, half_life: float | None) -> np.ndarray:
+    """Weight ``0.5 ** (steps_back / half_life)``; all ones without a half-life."""
+    if half_life is None:
+        return np.ones(steps_back.shape, dtype=np.float32)
+    return np.exp2(-steps_back / half_life).astype(np.float32)
+
+
+class UserKNN:
+    """Users whose recent items overlap this user's recent items, and what else they have.
+
+    A user is a vector over the catalogue: each event adds ``0.5 ** (steps back / half-life)``
+    (steps counted back from the user's latest event; events rather than seconds, so a log
+    without timestamps works too), then the vector is L2-normalised. A history's score for item
+    ``i`` is ``Σ_n sim(history, n) · user_n[i]`` over its ``k`` most similar training users
+    (cosine; the user's own training row is left out). The query decays fast (``half_life``:
+    the last few items decide who the neighbours are), the neighbours slowly
+    (``neighbour_half_life``). Close to session-KNN with recency weights (V-SKNN) and to the
+    neighbour term of TIFU-KNN. On Amazon Scientific it is the strongest single baseline
+    (BENCHMARKS.md).
+
+    Both matrices are sparse (nnz = training events); a batch of ``B`` histories costs a
+    (B, n_users) similarity matrix. Ties: training popularity.
+    """
+
+    def __init__(
+        self, k: int = 500, half_life: float = 2.0, neighbour_half_life: float | None = 8.0
+    ) -> None:
+        slow = neighbour_half_life
+        if k < 1 or half_life <= 0 or (slow is not None and slow <= 0):
+            raise ValueError("user-knn: k >= 1 and positive half-lives")
+        self.k = k
+        self.half_life = half_life
+        self.neighbour_half_life = neighbour_half_life
+        self.name = "user-knn"
+        self.users_: sparse.csr_matrix | None = None  # (n_users + 1, V), rows L2-normalised
+        self.items_: sparse.csr_matrix | None = None  # its transpose (V, n_users + 1)
+        self.popularity_: torch.Tensor | None = None
+
+    def fit(self, train: pl.DataFrame, n_items: int) -> Self:
+        users = train["user"].to_numpy().astype(np.int64)
+        items = train["item"].to_numpy().astype(np.int64)
+        n_rows = int(users.max()) + 1 if users.size else 1
+        # train is sorted by (user, position): steps back = (user's last row) - row
+        last_row = np.zeros(n_rows, dtype=np.int64)
+        np.maximum.at(last_row, users, np.arange(users.size))
+        back = (last_row[users] - np.arange(users.size)).astype(np.float64)
+        w = _decay(back, self.neighbour_half_life)
+        m = sparse.csr_matrix((w, (users, items)), shape=(n_rows, n_items + 1))  # sums repeats
+        norm = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())  # (n_rows,)
+        self.users_ = sparse.diags(1.0 / np.maximum(norm, 1e-12)).astype(np.float32) @ m
+        self.items_ = self.users_.T.tocsr()  # (V, n_rows)
+        self.popularity_ = torch.from_numpy(_popularity_order(train, n_items))
+        return self
+
+    def score(self, batch: HistoryBatch, users: np.ndarray | None) -> torch.Tensor:
+        if self.users_ is None or self.items_ is None or self.popularity_ is None:
+            raise RuntimeError("user-knn: call fit() before score()")
+        b, length = batch.items.shape
+        back = np.arange(length - 1, -1, -1, dtype=np.float64)  # left padding: last column is 0
+        w = np.broadcast_to(_decay(back, self.half_life), (b, length)) * (batch.items > 0)
+        n_cols = self.popularity_.shape[0]
+        rows = np.repeat(np.arange(b), length)
+        query = sparse.csr_matrix(
+            (w.reshape(-1), (rows, batch.items.reshape(-1))), shape=(b, n_cols)
+        )  # (B, V), padding (column 0) has weight 0
+        norm = np.sqrt(np.asarray(query.multiply(query).sum(axis=1)).ravel())
+        query = sparse.diags(1.0 / np.maximum(norm, 1e-12)).astype(np.float32) @ query
+        sim = torch.from_numpy((query @ self.items_).toarray())  # (B, n_users + 1) cosine
+        if users is not None:  # not one's own training row
+            own = torch.as_tensor(np.asarray(users, dtype=np.int64))
+            inside = own < sim.shape[1]
+            sim[torch.arange(b)[inside], own[inside]] = 0.0
+        top, idx = sim.topk(min(self.k, sim.shape[1]), dim=1)  # (B, k)
+        weights = torch.zeros_like(sim).scatter_(1, idx, top.clamp(min=0.0)).numpy()
+        scores = torch.from_numpy(np.asarray(self.items_ @ weights.T).T).double()  # (B, V)
+        scores += 1e-6 * self.popularity_  # below any real similarity difference
+        scores[:, 0] = -1.0
+        return scores
+
+
+Baseline = MostPopular | RepeatFrequency | ItemTransitions | TextKNN | UserKNN
 
 
 def fit_baselines(
@@ -220,13 +301,13 @@ def fit_baselines(
 ) -> dict[str, Baseline]:
     """Every baseline that the data allows, fitted on ``train`` and keyed by name: global
     popularity, recent popularity (with ``recent_days``, when every event has a timestamp),
-    repeat, transitions, text-KNN (with ``item_vectors``). ``behaviour`` restricts popularity and
-    repeat counts to that behaviour."""
+    repeat, transitions, user-KNN, text-KNN (with ``item_vectors``). ``behaviour`` restricts
+    popularity and repeat counts to that behaviour."""
     models: list[Baseline] = [MostPopular(behaviour=behaviour)]
     timed = "timestamp" in train.columns and train["timestamp"].null_count() == 0
     if recent_days is not None and timed:
         models.append(MostPopular(window_days=recent_days, behaviour=behaviour))
-    models += [RepeatFrequency(behaviour=behaviour), ItemTransitions()]
+    models += [RepeatFrequency(behaviour=behaviour), ItemTransitions(), UserKNN()]
     if item_vectors is not None:
         models.append(TextKNN(item_vectors))
     return {m.name: m.fit(train, n_items) for m in models}
