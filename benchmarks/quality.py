@@ -15,6 +15,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import multiprocessing
@@ -37,6 +38,8 @@ from chronorec.evaluation.evaluator import EvalResult  # noqa: E402
 from chronorec.evaluation.metrics import ndcg  # noqa: E402
 from chronorec.recommender import Recommender, make_split  # noqa: E402
 from chronorec.report import RECENT_DAYS  # noqa: E402  (the same window as the report's)
+from chronorec.training.checkpoint import METRICS_FILE  # noqa: E402
+from chronorec.training.loop import TrainResult  # noqa: E402
 
 PREPARE = {
     "ml-1m": ["--format", "sasrec-txt", "--events", str(DATASETS / "ml-1m" / "ml-1m.txt"),
@@ -101,19 +104,26 @@ def run_one(
     overrides: list[str],
     max_minutes: float,
     runs: Path | None,
+    reuse: bool,
     model: str,
     item_repr: str,
     seed: int,
 ) -> dict:
-    """Train one (model, item_repr, seed), evaluate on test; a JSON-ready summary."""
+    """Train one (model, item_repr, seed), or with ``reuse`` load it from ``runs``; evaluate on
+    test; a JSON-ready summary."""
     cfg = job_config(config, overrides, max_minutes, model, item_repr, seed)
     run_dir = None if runs is None else runs / f"{model}-{item_repr}-{seed}"
-    started = time.perf_counter()
-    rec = Recommender(cfg).fit(data, run_dir=run_dir, progress=False)
-    wall = (time.perf_counter() - started) / 60
+    if reuse:
+        assert run_dir is not None  # checked by main
+        rec, r = saved_run(run_dir, data, cfg)
+        wall = r.wall_minutes
+    else:
+        started = time.perf_counter()
+        rec = Recommender(cfg).fit(data, run_dir=run_dir, progress=False)
+        wall = (time.perf_counter() - started) / 60
+        assert rec.result is not None
+        r = rec.result
     test = rec.evaluate("test")
-    r = rec.result
-    assert r is not None
     detail = {
         "model": model, "item_repr": item_repr, "seed": seed, "stopped": r.stopped,
         "best_epoch": r.best_epoch, "epochs": r.epochs, "wall_minutes": wall,
@@ -134,6 +144,28 @@ def run_one(
         )
     print(json.dumps(detail), flush=True)
     return detail
+
+
+def saved_run(run_dir: Path, data: Path, cfg: RunConfig) -> tuple[Recommender, TrainResult]:
+    """A finished run of ``cfg`` saved in ``run_dir`` and its training record (metrics.json)."""
+    rec = Recommender.load(run_dir, dataset=data)
+    if rec.config != cfg:  # the same --set, --jobs (threads) and --max-minutes as when trained
+        diff = [
+            f"{section}.{f.name}"
+            for section in ("model", "train", "data")
+            for f in dataclasses.fields(getattr(cfg, section))
+            if getattr(getattr(rec.config, section), f.name)
+            != getattr(getattr(cfg, section), f.name)
+        ] + (["text"] if rec.config.text != cfg.text else [])
+        sys.exit(f"error: {run_dir} was trained with other settings: {', '.join(diff)}")
+    m = json.loads((run_dir / METRICS_FILE).read_text())
+    seconds = m["train_minutes"] * 60
+    r = TrainResult(
+        epochs=m["epochs"], best_epoch=m["best_epoch"], best_metrics=m["best_valid"],
+        history=m["history"], stopped=m["stopped"], wall_minutes=m["train_minutes"],
+        tokens_per_s=m["tokens"] / seconds if seconds else 0.0,
+    )  # fmt: skip
+    return rec, r
 
 
 def add_all_runs(groups: dict[tuple[str, str], list]) -> None:
@@ -288,6 +320,12 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--runs", type=Path, default=None, help="keep run dirs here")
     parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="evaluate the runs already saved in --runs (same settings) instead of training; "
+        "epochs, minutes and tokens/s come from their metrics.json",
+    )
+    parser.add_argument(
         "--jobs", type=int, default=1, help="runs at a time, in processes sharing the cores"
     )
     parser.add_argument(
@@ -303,7 +341,8 @@ def main() -> None:
         nargs="+",
         metavar="BASELINE",
         help="also evaluate each saved run blended with these baselines, weights tuned on "
-        "the valid split (needs --runs): popular, popular-recent, repeat, transitions, text-knn",
+        "the valid split (needs --runs): popular, popular-recent, repeat, transitions, user-knn, "
+        "text-knn",
     )
     parser.add_argument(
         "--no-append", action="store_true", help="print, do not touch BENCHMARKS.md"
@@ -313,6 +352,8 @@ def main() -> None:
         parser.error("--ensemble needs --runs (the ensemble is built from the saved runs)")
     if args.blend and args.runs is None:
         parser.error("--blend needs --runs (the blends are built from the saved runs)")
+    if args.reuse and args.runs is None:
+        parser.error("--reuse needs --runs (where the saved runs are)")
 
     data = args.data or args.cache / args.dataset
     if not (data / "manifest.json").is_file():
@@ -332,7 +373,7 @@ def main() -> None:
     except ChronorecError as exc:
         sys.exit(f"error: {exc}")
     run_job = functools.partial(run_one, args.dataset, data, args.config, overrides,
-                                args.max_minutes, args.runs)  # fmt: skip
+                                args.max_minutes, args.runs, args.reuse)  # fmt: skip
     if args.jobs > 1:  # separate processes, each with cores // jobs torch threads
         with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as ex:
             details = list(ex.map(run_job, *zip(*jobs, strict=True)))
@@ -383,6 +424,7 @@ def main() -> None:
         f"{peak16:.0f} GFLOP/s bf16 (1024^3); est. GFLOP/s = tokens/s x model FLOPs per token. "
         f"{args.jobs} run(s) at a time, {threads} torch thread(s) each. "
         f"Config overrides: {' '.join(overrides) or 'none'}. "
+        + (f"Runs not retrained: loaded from {args.runs} (--reuse). " if args.reuse else "")
         + "".join(
             f"{d['model']}/{d['item_repr']}/seed {d['seed']}: {d['note']} "
             for d in details
