@@ -63,6 +63,7 @@ class ModelConfig:
     # (their full width, not the d_model adaptor output)
     text_score: bool = False
     repeat: bool = False  # learned bonus for items already in the history (retail repeats)
+    repeat_time: bool = False  # the repeat bonus also by time since each occurrence (log2 hours)
 
     def __post_init__(self) -> None:
         _choice("model.name", self.name, MODEL_NAMES)
@@ -84,6 +85,8 @@ class ModelConfig:
             raise ConfigError(f"model.temperature must be > 0, not {self.temperature}")
         if self.text_score and self.item_repr == "id":
             raise ConfigError("model.text_score needs item text: model.item_repr text or id+text")
+        if self.repeat_time and not self.repeat:
+            raise ConfigError("model.repeat_time adds to the repeat term: set model.repeat=true")
 
 
 @dataclass(frozen=True)

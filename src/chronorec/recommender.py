@@ -211,7 +211,9 @@ class Recommender:
         )  # (B, 1, D)
         items = torch.from_numpy(batch.items)
         scores = model.scores(hidden[:, -1], items[:, -1], table)  # (B, V)
-        bonus = model.repeat_bonus(items, torch.from_numpy(batch.behaviours))  # (B, V) or None
+        bonus = model.repeat_bonus(
+            items, torch.from_numpy(batch.behaviours), torch.from_numpy(batch.timestamps)
+        )  # (B, V) or None
         return scores if bonus is None else scores + bonus
 
     def recommend(

@@ -11,7 +11,8 @@ import torch
 
 from chronorec.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from chronorec.data.dataset import FORMAT_VERSION, PreparedDataset
-from chronorec.models.repeat import RepeatBias, distance_buckets
+from chronorec.errors import ConfigError
+from chronorec.models.repeat import RepeatBias, age_buckets, distance_buckets
 from chronorec.recommender import Recommender
 
 
@@ -34,6 +35,42 @@ def test_bonus_by_hand():
     assert torch.allclose(steps[:, -1], last)
     assert steps[0, 1].tolist() == [0, 0, 0, 1.0, 0, 0, 0]  # only item 3, just seen
     assert steps[0, 0].abs().sum() == 0  # a padding step sees nothing
+
+
+def test_age_buckets_are_log2_hours():
+    hour = 3600
+    seconds = torch.tensor([0, 1, hour, 3 * hour, 24 * hour, 30 * 24 * hour, 10**9])
+    # 0: same moment; then 1 + floor(log2(1 + hours)), clipped
+    assert age_buckets(seconds, 12).tolist() == [0, 1, 2, 3, 5, 10, 11]
+
+
+def test_age_bonus_by_hand():
+    bias = RepeatBias(n_behaviours=1, n_buckets=4, n_age_buckets=12)
+    by_age = torch.arange(12, dtype=torch.float32) * 100  # bucket b adds 100 b
+    bias.set_weights(torch.tensor([1.0, 10.0, 10.0, 10.0]), by_age=by_age)
+    hour = 3600
+    items = torch.tensor([[3, 5, 3]])
+    behaviours = torch.tensor([[1, 1, 1]])
+    times = torch.tensor([[0, 23 * hour, 24 * hour]])  # item 3 a day before the last event
+    last = bias.last(items, behaviours, n_items=6, timestamps=times)
+    # item 3: now (steps 0: 1, age 0: 0) + a day ago (steps 2: 10, age bucket 5: 500);
+    # item 5: 1 step and 1 hour back (10 + bucket 2: 200)
+    assert last[0, 3].item() == pytest.approx(511.0)
+    assert last[0, 5].item() == pytest.approx(210.0)
+    steps = bias(items, behaviours, times).dense(7)  # (1, 3, 7)
+    assert torch.allclose(steps[:, -1], last)
+    assert steps[0, 1, 3].item() == pytest.approx(
+        10.0 + by_age[age_buckets(torch.tensor(23 * hour), 12)]
+    )
+    with pytest.raises(ValueError, match="timestamps"):
+        bias.last(items, behaviours, n_items=6)
+    with pytest.raises(ValueError, match="without age"):
+        RepeatBias(n_behaviours=1).set_weights(torch.zeros(12), by_age=by_age)
+
+
+def test_repeat_time_needs_the_repeat_term():
+    with pytest.raises(ConfigError, match="model.repeat=true"):
+        ModelConfig(repeat_time=True)
 
 
 def alternating_dataset(n_users: int = 80, n_items: int = 60, seed: int = 0) -> PreparedDataset:

@@ -20,6 +20,7 @@ from chronorec.models.repeat import RepeatBias
 from chronorec.models.tower import ItemTower
 from chronorec.models.transformer import TransformerEncoder
 
+AGE_BUCKETS = 16  # repeat term by time since an occurrence: log2 hours, up to ~4 years
 TEXT_LAST_INIT = 5.0  # a cosine of 1 to the last item's text starts as a logit gap of 5
 
 ENCODERS: dict[str, type[nn.Module]] = {
@@ -60,7 +61,11 @@ class NextItemModel(nn.Module):
         self.encoder = ENCODERS[cfg.name](cfg)
         self.head = ScoreHead(cfg.score, cfg.temperature)
         self.behaviour_head = BehaviourHead(D, n_behaviours) if cfg.behaviour_head else None
-        self.repeat = RepeatBias(n_behaviours) if cfg.repeat else None
+        self.repeat = (
+            RepeatBias(n_behaviours, n_age_buckets=AGE_BUCKETS if cfg.repeat_time else 0)
+            if cfg.repeat
+            else None
+        )
         # Text score term: a query against the frozen text vectors at their full width, so that
         # items keep every distinction of the encoder (the adaptor squeezes them into D): a
         # learned map of the hidden state plus the last history item's own text vector, scaled
@@ -146,12 +151,14 @@ class NextItemModel(nn.Module):
         s[..., 0] = float("-inf")
         return s
 
-    def repeat_bonus(self, items: torch.Tensor, behaviours: torch.Tensor) -> torch.Tensor | None:
+    def repeat_bonus(
+        self, items: torch.Tensor, behaviours: torch.Tensor, timestamps: torch.Tensor
+    ) -> torch.Tensor | None:
         """The repeat term after the last step of each history: (B, L) -> (B, n_items + 1), or
         None when the model has no repeat bias. Added to :meth:`scores` by every ranking path."""
         if self.repeat is None:
             return None
-        return self.repeat.last(items, behaviours, self.n_items)
+        return self.repeat.last(items, behaviours, self.n_items, timestamps)
 
     def behaviour_logits(
         self, hidden: torch.Tensor, items: torch.Tensor, table: torch.Tensor | None = None

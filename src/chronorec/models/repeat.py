@@ -5,9 +5,12 @@ baseline is "the user's own most frequent items". A dot-product head can only le
 indirectly through the hidden state. ``RepeatBias`` adds an explicit, learned copy term:
 
     bonus[b, t, i] = Σ_{s ≤ t, items[b, s] = i}  w_dist[bucket(t - s)] + w_beh[behaviours[b, s]]
+                                                 (+ w_age[age_bucket(time[t] - time[s])])
 
 so the score of an item grows with how often and how recently (in events, log2 buckets) and with
-which behaviour the user touched it. The model learns the weights end to end; in data without
+which behaviour the user touched it; with ``n_age_buckets`` (``model.repeat_time``) also by how
+long ago in time (log2 hours), which tells a basket bought yesterday from one bought a year ago
+when both are a few events back. The model learns the weights end to end; in data without
 repeats they go negative (and evaluation that excludes history items never sees them).
 """
 
@@ -63,6 +66,16 @@ def distance_buckets(distance: torch.Tensor, n_buckets: int) -> torch.Tensor:
     return bucket.long().clamp(max=n_buckets - 1)
 
 
+def age_buckets(seconds: torch.Tensor, n_buckets: int) -> torch.Tensor:
+    """Time since a past event (seconds, ≥ 0) -> bucket in ``0..n_buckets - 1``: 0 for the same
+    moment (the same basket), then ``1 + floor(log2(1 + hours))``: under an hour, 1-2 h, 3-6 h,
+    …, a day ≈ 5, a month ≈ 10, a year ≈ 14."""
+    hours = seconds.clamp(min=0).double() / 3600.0
+    bucket = 1 + torch.floor(torch.log2(1.0 + hours)).long()
+    bucket = torch.where(seconds > 0, bucket, torch.zeros_like(bucket))
+    return bucket.clamp(max=n_buckets - 1)
+
+
 class RepeatBias(nn.Module):
     """``init`` is the starting bonus per past occurrence (a prior that repeats are likely; the
     data moves it, e.g. to negative for items bought a moment ago). The weights are stored
@@ -71,13 +84,21 @@ class RepeatBias(nn.Module):
     left the initial value (measured on Online Retail)."""
 
     def __init__(
-        self, n_behaviours: int, n_buckets: int = 12, init: float = 1.0, scale: float = 10.0
+        self,
+        n_behaviours: int,
+        n_buckets: int = 12,
+        init: float = 1.0,
+        scale: float = 10.0,
+        n_age_buckets: int = 0,
     ) -> None:
         super().__init__()
         self.n_buckets = n_buckets
         self.scale = scale
         self.raw_distance = nn.Parameter(torch.full((n_buckets,), init / scale))
         self.raw_behaviour = nn.Parameter(torch.zeros(n_behaviours + 1))
+        self.n_age_buckets = n_age_buckets
+        # no parameter without ages: runs saved before the age term load unchanged
+        self.raw_age = nn.Parameter(torch.zeros(n_age_buckets)) if n_age_buckets else None
 
     @property
     def by_distance(self) -> torch.Tensor:
@@ -87,37 +108,74 @@ class RepeatBias(nn.Module):
     def by_behaviour(self) -> torch.Tensor:
         return self.raw_behaviour * self.scale  # (n_behaviours + 1,)
 
+    @property
+    def by_age(self) -> torch.Tensor | None:
+        return None if self.raw_age is None else self.raw_age * self.scale  # (n_age_buckets,)
+
     @torch.no_grad()
     def set_weights(
-        self, by_distance: torch.Tensor, by_behaviour: torch.Tensor | None = None
+        self,
+        by_distance: torch.Tensor,
+        by_behaviour: torch.Tensor | None = None,
+        by_age: torch.Tensor | None = None,
     ) -> None:
         self.raw_distance.copy_(by_distance / self.scale)
         if by_behaviour is not None:
             self.raw_behaviour.copy_(by_behaviour / self.scale)
+        if by_age is not None:
+            if self.raw_age is None:
+                raise ValueError("this repeat term was built without age buckets")
+            self.raw_age.copy_(by_age / self.scale)
 
-    def step_weights(self, items: torch.Tensor, behaviours: torch.Tensor) -> torch.Tensor:
-        """items/behaviours (B, L) left-padded -> causal weights (B, L, L): row t = query step,
-        column s = history step; 0 for s > t and for padding."""
+    def _age_term(self, age: torch.Tensor) -> torch.Tensor | float:
+        """Seconds since each past event (...,) -> its learned age weight, or 0 without ages."""
+        by_age = self.by_age
+        return 0.0 if by_age is None else by_age[age_buckets(age, self.n_age_buckets)]
+
+    def step_weights(
+        self, items: torch.Tensor, behaviours: torch.Tensor, timestamps: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """items/behaviours/timestamps (B, L) left-padded -> causal weights (B, L, L): row t =
+        query step, column s = history step; 0 for s > t and for padding. ``timestamps`` are
+        needed with age buckets."""
         L = items.shape[1]
         steps = torch.arange(L, device=items.device)
         distance = steps[:, None] - steps[None, :]  # (L, L) = t - s
         w = self.by_distance[distance_buckets(distance, self.n_buckets)]  # (L, L)
         w = w[None] + self.by_behaviour[behaviours][:, None, :]  # (B, L, L)
+        if self.raw_age is not None:
+            if timestamps is None:
+                raise ValueError("a repeat term with age buckets needs timestamps")
+            w = w + self._age_term(timestamps[:, :, None] - timestamps[:, None, :])
         keep = (distance >= 0)[None] & (items > 0)[:, None, :]  # (B, L, L)
         return w * keep
 
-    def forward(self, items: torch.Tensor, behaviours: torch.Tensor) -> SparseBias:
+    def forward(
+        self, items: torch.Tensor, behaviours: torch.Tensor, timestamps: torch.Tensor | None = None
+    ) -> SparseBias:
         """Bonus for every step, sparse: (B, L) -> cols and weights (B, L, L), i.e. step t
         gives ``weights[b, t, s]`` to item ``items[b, s]`` (0 for s > t and for padding)."""
         B, L = items.shape
-        w = self.step_weights(items, behaviours)  # (B, L, L)
+        w = self.step_weights(items, behaviours, timestamps)  # (B, L, L)
         return SparseBias(items[:, None, :].expand(B, L, L), w)
 
-    def last(self, items: torch.Tensor, behaviours: torch.Tensor, n_items: int) -> torch.Tensor:
-        """Bonus after the last step only (inference): (B, L) -> (B, n_items + 1)."""
+    def last(
+        self,
+        items: torch.Tensor,
+        behaviours: torch.Tensor,
+        n_items: int,
+        timestamps: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Bonus after the last step only (inference): (B, L) -> (B, n_items + 1); the ages
+        count back from each history's last event."""
         B, L = items.shape
         distance = (L - 1) - torch.arange(L, device=items.device)  # (L,)
         w = self.by_distance[distance_buckets(distance, self.n_buckets)][None]  # (1, L)
-        w = (w + self.by_behaviour[behaviours]) * (items > 0)  # (B, L)
+        w = w + self.by_behaviour[behaviours]  # (B, L)
+        if self.raw_age is not None:
+            if timestamps is None:
+                raise ValueError("a repeat term with age buckets needs timestamps")
+            w = w + self._age_term(timestamps[:, -1:] - timestamps)
+        w = w * (items > 0)
         out = torch.zeros(B, n_items + 1, dtype=w.dtype, device=w.device)
         return out.scatter_add(1, items, w)

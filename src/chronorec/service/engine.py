@@ -479,7 +479,7 @@ class Engine:
         t = torch.from_numpy(batch)
         hidden = self.model(t[0], t[1], t[2], raw, last_only=True)[0, -1]  # (D,)
         repeat = None
-        bonus = self.model.repeat_bonus(t[0], t[1])  # (1, n_items + 1) or None
+        bonus = self.model.repeat_bonus(t[0], t[1], t[2])  # (1, n_items + 1) or None
         if bonus is not None:
             rows = np.unique(items[-m:])
             repeat = (rows, bonus[0, torch.from_numpy(rows)].numpy().astype(np.float32))

@@ -300,7 +300,7 @@ def train(
                 tgt = targets[real]  # (N,)
                 bias = None
                 if model.repeat is not None:  # sparse (B, W-1, W-1) -> (N, W-1) real positions
-                    bias = model.repeat(inputs, behaviours[:, :-1])[real]
+                    bias = model.repeat(inputs, behaviours[:, :-1], timestamps[:, :-1])[real]
                 last = inputs[real]  # (N,) the input item at each real position
                 loss = _loss(model, cfg, h, last, table, tgt, generator, bias, candidates, allowed)
                 if model.behaviour_head is not None:
