@@ -66,11 +66,14 @@ def matmul_gflops(dtype: torch.dtype, n: int = 1024, repeat: int = 10) -> float:
 
 
 def train_flops_per_token(rec: Recommender) -> float:
-    """Rough forward+backward FLOPs per trained position: 3 x (2 x multiply-adds) of the catalogue
-    scores, the linear layers and attention over an average window of max_len / 2."""
+    """Rough forward+backward FLOPs per trained position: 3 x (2 x multiply-adds) of the scores
+    (the whole catalogue under full CE, the target and ``train.n_negatives`` under sampled
+    losses), the linear layers and attention over an average window of max_len / 2."""
     cfg = rec.config.model
     assert rec.model is not None
-    D, V, L = cfg.d_model, rec.model.n_items, cfg.max_len
+    D, L = cfg.d_model, cfg.max_len
+    full = rec.config.train.loss == "ce"
+    V = rec.model.n_items if full else rec.config.train.n_negatives + 1
     linear = sum(p.numel() for n, p in rec.model.encoder.named_parameters() if p.dim() == 2)
     attention = cfg.n_layers * 2 * (L / 2) * D if cfg.name in ("transformer", "hstu") else 0
     return 6.0 * (V * D + linear + attention)
