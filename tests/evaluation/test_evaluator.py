@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from chronorec.data.sequences import EventArrays
-from chronorec.evaluation import EvalResult, Scorer, evaluate
+from chronorec.evaluation import EvalResult, Scorer, evaluate, evaluator
 
 from .helpers import FixedScorer, make_events, make_targets
 
@@ -150,7 +150,12 @@ def test_result_is_json_with_lowercase_keys() -> None:
     assert data["exclude_history"] is False and data["ranking"] == "full"
 
 
-def test_matches_brute_force_on_random_scores() -> None:
+@pytest.mark.parametrize("path", ["compare", "sort"])
+def test_matches_brute_force_on_random_scores(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Target sets are ranked by comparing each target with its row or by sorting the rows,
+    # whichever is cheaper; force each (and, comparing, chunks of two targets).
+    monkeypatch.setattr(evaluator, "SORT_COST", 1e-9 if path == "compare" else 1e9)
+    monkeypatch.setattr(evaluator, "COMPARE_CHUNK", 60)
     rng = np.random.default_rng(0)
     n_items, n_users = 30, 40
     histories = {

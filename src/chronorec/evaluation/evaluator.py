@@ -151,6 +151,13 @@ def _above(
     return (candidate > target) | ((candidate == target) & (cand_item < item))
 
 
+# Ranking R targets by comparing each with its whole row costs R N; sorting the B rows once
+# costs B N log2 N with a larger constant: compare while R <= B log2(N) / SORT_COST. Measured
+# (benchmarks/eval_speed.py --crossover): comparing wins up to ~3.8 log2(N) targets per row.
+SORT_COST = 0.3
+COMPARE_CHUNK = 1 << 22  # scores compared at once (R_chunk x N)
+
+
 def _rank_batch(
     scores: torch.Tensor,  # (B, n_items + 1)
     local_query: np.ndarray,  # (R,) row of `scores` of each target, non-decreasing
@@ -161,8 +168,8 @@ def _rank_batch(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(R,) 1-based ranks among items 1..n_items, and (R,) whether the target is in the history.
 
-    One target per row (leave-one-out): compare each row with its target, O(B N). Target sets:
-    rows repeat, so sort each row once and look the targets up, O(B N log N + R log N)."""
+    Few targets per row (leave-one-out: one): compare each target with its row, O(R N). Many
+    (target sets): sort each row once and look the targets up, O(B N log N + R log N)."""
     b, n_cols = scores.shape
     n_items = n_cols - 1
     key = local_query * n_cols + items
@@ -176,18 +183,26 @@ def _rank_batch(
     rows_t, items_t = torch.from_numpy(local_query), torch.from_numpy(items)
     target = scores[rows_t, items_t]  # (R,)
 
-    if local_query.size == b and np.array_equal(local_query, np.arange(b)):
+    if local_query.size <= b * max(1.0, math.log2(max(n_items, 2)) / SORT_COST):
+        one_each = local_query.size == b and np.array_equal(local_query, np.arange(b))
         columns = torch.arange(1, n_cols)[None, :]  # (1, N)
-        above = _above(scores[:, 1:], columns, target[:, None], items_t[:, None], ties)  # (B, N)
-        ranks = above.sum(1, dtype=torch.int32).numpy().astype(np.int64)
+        ranks = np.empty(local_query.size, dtype=np.int64)
+        step = max(1, COMPARE_CHUNK // n_items)
+        for s in range(0, local_query.size, step):
+            part = slice(s, s + step)
+            rows = scores[part, 1:] if one_each else scores[rows_t[part], 1:]  # (r, N)
+            above = _above(rows, columns, target[part, None], items_t[part, None], ties)
+            ranks[part] = above.sum(1, dtype=torch.int32).numpy()
         ranks += 0 if ties == "pessimistic" else 1  # ">=" already counted the target itself
         if exclude_history:  # subtract the few history items that were counted above the target
-            owner, index = _expand(h_starts, h_counts)  # (H,) target row, history entry
+            owner, index = _expand(h_starts[local_query], h_counts[local_query])  # (H,)
             h_items = torch.from_numpy(history[index] % n_cols)
             h_scores = scores.view(-1)[torch.from_numpy(history[index])]
             owner_t = torch.from_numpy(owner)
             counted = _above(h_scores, h_items, target[owner_t], items_t[owner_t], ties)
-            ranks -= np.bincount(owner, weights=counted.numpy(), minlength=b).astype(np.int64)
+            ranks -= np.bincount(owner, weights=counted.numpy(), minlength=local_query.size).astype(
+                np.int64
+            )
     else:
         real = scores[:, 1:].clone()  # (B, N)
         if exclude_history:
