@@ -52,7 +52,7 @@ class RandomScores:
 def crossover(repeat: int) -> str:
     """Milliseconds to rank one batch of 256 random rows by comparing and by sorting."""
     rng = np.random.default_rng(0)
-    out = []
+    out: list[list[object]] = []
     for n_items in (3_659, 55_233):
         scores = torch.rand(256, n_items + 1, generator=torch.Generator().manual_seed(0))
         for per_row in (2, 8, 16, 32, 64, 128):
