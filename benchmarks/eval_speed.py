@@ -8,7 +8,10 @@ sorted once (``sort``, the target-set path); the choice between them is
 
 Usage:
   python benchmarks/eval_speed.py --data ml-1m=/tmp/cr_ml1m --data online-retail=/tmp/cr_retail \\
-      [--repeat 3] [--crossover] [--no-append]
+      [--run /tmp/runs/transformer-id-0] [--repeat 3] [--crossover] [--no-append]
+
+``--run RUN`` (repeatable) also times ``Recommender.evaluate("test")`` of a saved run on its own
+split: the model's forward pass included.
 
 ``--crossover`` adds a synthetic table: one batch of 256 random rows with 2-128 targets each,
 ranked both ways, for a catalogue the size of Online Retail's and one the size of Taobao's.
@@ -34,6 +37,7 @@ from _common import append_report, markdown_table  # noqa: E402
 from chronorec.data import leave_one_out, load_prepared, temporal_split  # noqa: E402
 from chronorec.data.sequences import EventArrays, HistoryBatch  # noqa: E402
 from chronorec.evaluation import evaluate, evaluator  # noqa: E402
+from chronorec.recommender import Recommender  # noqa: E402
 
 TEMPORAL = {"online-retail": (30.0, None), "taobao": (2.0, "buy")}  # test days, behaviour
 
@@ -80,6 +84,7 @@ def main() -> None:
     parser.add_argument("--data", action="append", required=True, metavar="NAME=DIR")
     parser.add_argument("--repeat", type=int, default=3, help="best of this many timings")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    parser.add_argument("--run", action="append", default=[], help="also time this saved run")
     parser.add_argument("--crossover", action="store_true", help="add the synthetic table")
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
@@ -123,6 +128,21 @@ def main() -> None:
     header = ["dataset", "split", "items", "queries", "targets", "targets per query", "history",
               "seconds (default)", "seconds (compare)", "seconds (sort)"]  # fmt: skip
     table = markdown_table(header, rows)
+    if args.run:
+        timed = []
+        for run in args.run:
+            rec = Recommender.load(run)
+            best = float("inf")
+            for _ in range(args.repeat):
+                t0 = time.perf_counter()
+                result = rec.evaluate("test")
+                best = min(best, time.perf_counter() - t0)
+            cfg = rec.config.model
+            timed.append([run, f"{cfg.name}/{cfg.item_repr}", f"{result.n_targets:,}",
+                          f"{result['ndcg@10']:.4f}", f"{best:.2f}"])  # fmt: skip
+        header = ["run", "model", "test targets", "NDCG@10", "seconds (evaluate)"]
+        table += "\n\nWith a model (`Recommender.evaluate('test')`):\n\n"
+        table += markdown_table(header, timed)
     if args.crossover:
         table += "\n\nSynthetic, one batch of 256 rows:\n\n" + crossover(args.repeat)
         evaluator.SORT_COST = default_cost
