@@ -135,6 +135,26 @@ def test_user_knn_neighbours_weigh_their_recent_items_more() -> None:
         UserKNN(half_life=0)
 
 
+def test_user_knn_counts_steps_in_visits_when_timestamped() -> None:
+    # User 2 bought item 3, then one basket of four items (one timestamp): by visits item 3 is
+    # one step back and item 4 none (weights 0.5 and 1 at half-life 1); by events 4 and 2.
+    histories = {1: [1], 2: [3, 1, 4, 5, 6]}
+    timed = make_events(histories, timestamps={1: [0], 2: [0, 50, 50, 50, 50]})
+    apart = make_events(histories)  # every event at its own time: a visit each
+    by_visit = UserKNN(neighbour_half_life=1.0).fit(timed, 6)
+    assert by_visit.by_visit_
+    s = scores_for(by_visit, timed, 1, 1)
+    assert s[3] / s[4] == pytest.approx(0.5, rel=1e-4)
+    s = scores_for(UserKNN(neighbour_half_life=1.0).fit(apart, 6), apart, 1, 1)
+    assert s[3] / s[4] == pytest.approx(0.25, rel=1e-3)  # 4 vs 2 events back
+    # the history side: items 7 then a basket {1, 8}; at half-life 1 item 7 weighs 0.5
+    query = make_events({1: [7, 1, 8], 2: [7, 2], 3: [8, 9]}, timestamps={
+        1: [0, 9, 9], 2: [0, 1], 3: [0, 1]})  # fmt: skip
+    model = UserKNN(half_life=1.0, neighbour_half_life=None).fit(query, 9)
+    s = scores_for(model, query, 1, 3)  # neighbours 2 (via item 7) and 3 (via item 8)
+    assert s[9] / s[2] == pytest.approx(2.0, rel=1e-4)
+
+
 def test_baselines_side_by_side() -> None:
     events = make_events({u: [1, 2, 3, 1, 2, 3] for u in range(1, 5)})
     train = events.filter(events["position"] < 5)

@@ -218,9 +218,11 @@ def _decay(steps_back: np.ndarray, half_life: float | None) -> np.ndarray:
 class UserKNN:
     """Users whose recent items overlap this user's recent items, and what else they have.
 
-    A user is a vector over the catalogue: each event adds ``0.5 ** (steps back / half-life)``
-    (steps counted back from the user's latest event; events rather than seconds, so a log
-    without timestamps works too), then the vector is L2-normalised. A history's score for item
+    A user is a vector over the catalogue: each event adds ``0.5 ** (steps back / half-life)``,
+    then the vector is L2-normalised. Steps count back from the user's latest event in *visits*:
+    events that share a timestamp (one basket, one invoice) are one step, so a half-life means
+    the same on a shop log with baskets of thirty items as on a log of single views; a log
+    without timestamps counts every event as a step. A history's score for item
     ``i`` is ``Σ_n sim(history, n) · user_n[i]`` over its ``k`` most similar training users
     (cosine; the user's own training row is left out). The query decays fast (``half_life``:
     the last few items decide who the neighbours are), the neighbours slowly
@@ -245,15 +247,24 @@ class UserKNN:
         self.users_: sparse.csr_matrix | None = None  # (n_users + 1, V), rows L2-normalised
         self.items_: sparse.csr_matrix | None = None  # its transpose (V, n_users + 1)
         self.popularity_: torch.Tensor | None = None
+        self.by_visit_ = False  # steps are visits (timestamps), not events
 
     def fit(self, train: pl.DataFrame, n_items: int) -> Self:
         users = train["user"].to_numpy().astype(np.int64)
         items = train["item"].to_numpy().astype(np.int64)
         n_rows = int(users.max()) + 1 if users.size else 1
-        # train is sorted by (user, position): steps back = (user's last row) - row
-        last_row = np.zeros(n_rows, dtype=np.int64)
-        np.maximum.at(last_row, users, np.arange(users.size))
-        back = (last_row[users] - np.arange(users.size)).astype(np.float64)
+        ts = train["timestamp"] if "timestamp" in train.columns else None
+        self.by_visit_ = ts is not None and ts.null_count() == 0 and ts.n_unique() > 1
+        # train is sorted by (user, position): steps back = the user's last step - this step
+        new = np.ones(users.size, dtype=bool)
+        if self.by_visit_:
+            assert ts is not None
+            t = ts.to_numpy()
+            new[1:] = (users[1:] != users[:-1]) | (t[1:] != t[:-1])
+        step = np.cumsum(new)
+        last_step = np.zeros(n_rows, dtype=np.int64)
+        np.maximum.at(last_step, users, step)
+        back = (last_step[users] - step).astype(np.float64)
         w = _decay(back, self.neighbour_half_life)
         m = sparse.csr_matrix((w, (users, items)), shape=(n_rows, n_items + 1))  # sums repeats
         norm = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())  # (n_rows,)
@@ -266,8 +277,14 @@ class UserKNN:
         if self.users_ is None or self.items_ is None or self.popularity_ is None:
             raise RuntimeError("user-knn: call fit() before score()")
         b, length = batch.items.shape
-        back = np.arange(length - 1, -1, -1, dtype=np.float64)  # left padding: last column is 0
-        w = np.broadcast_to(_decay(back, self.half_life), (b, length)) * (batch.items > 0)
+        if self.by_visit_:  # steps back = timestamp changes after each column
+            ts = batch.timestamps
+            change = np.zeros((b, length), dtype=np.int64)
+            change[:, 1:] = ts[:, 1:] != ts[:, :-1]
+            back = (change[:, ::-1].cumsum(1)[:, ::-1] - change).astype(np.float64)
+        else:  # left padding: the last column is 0 steps back
+            back = np.broadcast_to(np.arange(length - 1, -1, -1, dtype=np.float64), (b, length))
+        w = _decay(back, self.half_life) * (batch.items > 0)
         n_cols = self.popularity_.shape[0]
         rows = np.repeat(np.arange(b), length)
         query = sparse.csr_matrix(
