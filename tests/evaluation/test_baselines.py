@@ -9,6 +9,7 @@ from chronorec.evaluation import (
     RepeatFrequency,
     TextKNN,
     UserKNN,
+    baselines,
     evaluate,
     evaluate_many,
     fit_baselines,
@@ -122,6 +123,17 @@ def test_user_knn_scores_by_hand() -> None:
     batch = EventArrays.from_events(events).histories(np.array([1]), np.array([2]), 50)
     own = np.asarray(model.score(batch, None))[0]
     assert own[1] == pytest.approx(s[1] + 1.5 / np.sqrt(1.25) / np.sqrt(2) / np.sqrt(2), abs=1e-5)
+
+
+def test_user_knn_same_scores_a_few_histories_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(0)
+    events = make_events({u: rng.integers(1, 9, 6).tolist() for u in range(1, 8)})
+    arrays = EventArrays.from_events(events)
+    batch = arrays.histories(np.arange(1, 8), np.full(7, 5), 50)
+    model = UserKNN(k=3).fit(events, 8)
+    whole = np.asarray(model.score(batch, np.arange(1, 8)))
+    monkeypatch.setattr(baselines, "SIMILARITY_ELEMENTS", 1)  # one history at a time
+    np.testing.assert_allclose(np.asarray(model.score(batch, np.arange(1, 8))), whole)
 
 
 def test_user_knn_neighbours_weigh_their_recent_items_more() -> None:

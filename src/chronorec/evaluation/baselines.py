@@ -208,6 +208,9 @@ class TextKNN:
         return scores
 
 
+SIMILARITY_ELEMENTS = 1 << 24  # user-KNN: history-user similarities held at once (64 MB)
+
+
 def _decay(steps_back: np.ndarray, half_life: float | None) -> np.ndarray:
     """Weight ``0.5 ** (steps_back / half_life)``; all ones without a half-life."""
     if half_life is None:
@@ -230,8 +233,8 @@ class UserKNN:
     neighbour term of TIFU-KNN. On Amazon Scientific it is the strongest single baseline
     (BENCHMARKS.md).
 
-    Both matrices are sparse (nnz = training events); a batch of ``B`` histories costs a
-    (B, n_users) similarity matrix. Ties: training popularity.
+    Both matrices are sparse (nnz = training events); similarities are computed densely for a
+    few histories at a time (:data:`SIMILARITY_ELEMENTS`). Ties: training popularity.
     """
 
     def __init__(
@@ -292,14 +295,24 @@ class UserKNN:
         )  # (B, V), padding (column 0) has weight 0
         norm = np.sqrt(np.asarray(query.multiply(query).sum(axis=1)).ravel())
         query = sparse.diags(1.0 / np.maximum(norm, 1e-12)).astype(np.float32) @ query
-        sim = torch.from_numpy((query @ self.items_).toarray())  # (B, n_users + 1) cosine
-        if users is not None:  # not one's own training row
-            own = torch.as_tensor(np.asarray(users, dtype=np.int64))
-            inside = own < sim.shape[1]
-            sim[torch.arange(b)[inside], own[inside]] = 0.0
-        top, idx = sim.topk(min(self.k, sim.shape[1]), dim=1)  # (B, k)
-        weights = torch.zeros_like(sim).scatter_(1, idx, top.clamp(min=0.0)).numpy()
-        scores = torch.from_numpy(np.asarray(self.items_ @ weights.T).T).double()  # (B, V)
+        n_users = self.items_.shape[1]
+        k = min(self.k, n_users)
+        own = None if users is None else np.asarray(users, dtype=np.int64)
+        top = torch.empty(b, k)
+        idx = torch.empty(b, k, dtype=torch.long)
+        step = max(1, SIMILARITY_ELEMENTS // n_users)  # rows of the dense (B, n_users) at once
+        for s in range(0, b, step):
+            sim = torch.from_numpy((query[s : s + step] @ self.items_).toarray())  # cosine
+            if own is not None:  # not one's own training row
+                mine = torch.from_numpy(own[s : s + step])
+                inside = mine < n_users
+                sim[torch.arange(sim.shape[0])[inside], mine[inside]] = 0.0
+            top[s : s + step], idx[s : s + step] = sim.topk(k, dim=1)
+        weights = sparse.csr_matrix(
+            (top.clamp(min=0.0).numpy().ravel(), (np.repeat(np.arange(b), k), idx.numpy().ravel())),
+            shape=(b, n_users),
+        )  # (B, n_users), k neighbours per row
+        scores = torch.from_numpy((weights @ self.users_).toarray()).double()  # (B, V)
         scores += 1e-6 * self.popularity_  # below any real similarity difference
         scores[:, 0] = -1.0
         return scores
