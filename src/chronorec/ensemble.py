@@ -38,6 +38,7 @@ BLEND_BASELINES = (
 LOG_SCALED = ("popular", "popular-recent", "repeat", "transitions")  # counts: log1p, then z
 RECENT_DAYS = 30.0  # the window of "popular-recent", before the last training event
 WEIGHT_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+MIN_Z = 2.0  # a blend weight moves for a validation gain of at least 2 standard errors
 
 
 def standardise(scores: torch.Tensor) -> torch.Tensor:
@@ -265,6 +266,7 @@ class Ensemble:
         metric: str | None = None,
         grid: Sequence[float] = WEIGHT_GRID,
         rounds: int = 2,
+        min_z: float = MIN_Z,
         memory_gb: float = 4.0,
         seed: int = 0,
     ) -> dict[str, float]:
@@ -272,9 +274,15 @@ class Ensemble:
         ``which`` (the validation split: report metrics on the test split only), maximising
         ``metric`` (default: the runs' ``train.select_metric``). Sets and returns the weights.
 
+        A weight moves only when the gain is at least ``min_z`` standard errors of the
+        query-by-query differences (a paired test), so that a small validation split does not
+        pick weights for its noise; ``min_z=0`` takes any gain.
+
         Every term's scores for the queries are kept in memory during the search; when they
         would take more than ``memory_gb``, the search runs on a random subset of the users
         (``seed``) that fits."""
+        from chronorec.evaluation.evaluator import per_query
+
         self._check_fit_on()
         metric = metric or self.config.train.select_metric
         self.blend({name: 0.0 for name in names})
@@ -289,11 +297,12 @@ class Ensemble:
             log.info("blend: tuning on %d of %d users (memory_gb=%g)", fits, users.size, memory_gb)
         cached = _Cached(self)
 
-        def value() -> float:
-            return float(self._evaluate(cached, which, slices=(), targets=targets)[metric])
+        def values() -> np.ndarray:  # (Q,) the metric of every query
+            result = self._evaluate(cached, which, slices=(), targets=targets)
+            return per_query(result, targets, metric)
 
-        best = value()
-        log.info("blend: runs alone %s %.4f on %s", metric, best, which)
+        best = values()
+        log.info("blend: runs alone %s %.4f on %s", metric, best.mean(), which)
         for _ in range(rounds):
             changed = False
             for name in names:
@@ -302,11 +311,13 @@ class Ensemble:
                     if w == current:
                         continue
                     self.weights[name] = w
-                    got = value()
-                    if got > best + 1e-9:
+                    got = values()
+                    diff = got - best
+                    se = float(diff.std(ddof=1)) / np.sqrt(diff.size) if diff.size > 1 else 0.0
+                    if diff.mean() > max(min_z * se, 1e-9):
                         best, current, changed = got, w, True
                 self.weights[name] = current
-            log.info("blend: %s -> %s %.4f on %s", self.weights, metric, best, which)
+            log.info("blend: %s -> %s %.4f on %s", self.weights, metric, best.mean(), which)
             if not changed:
                 break
         return dict(self.weights)

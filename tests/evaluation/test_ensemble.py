@@ -13,7 +13,8 @@ from chronorec.cli import main
 from chronorec.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from chronorec.ensemble import Ensemble, standardise
 from chronorec.errors import ConfigError
-from chronorec.recommender import Recommender
+from chronorec.evaluation.evaluator import per_query
+from chronorec.recommender import Recommender, make_split
 
 
 def _fit(successor, seed: int, name: str = "gru", max_len: int = 8, **data: object) -> Recommender:
@@ -114,6 +115,25 @@ def test_tuned_blend_learns_the_weight_on_valid_and_helps_on_test(successor) -> 
     assert weights["transitions"] > 0 and set(weights) == {"transitions", "popular"}
     assert ens.evaluate("valid").metrics["ndcg@10"] > alone_valid
     assert ens.evaluate("test").metrics["ndcg@10"] > max(alone_test + 0.1, 0.9)
+
+
+def test_a_weight_moves_only_for_a_gain_beyond_the_noise(successor) -> None:
+    # The same perfect transitions: a gain of many standard errors moves the weight at
+    # min_z = 2, and no gain is enough at an absurd threshold.
+    assert Ensemble([_weak(successor)]).tune(["transitions"])["transitions"] > 0
+    assert Ensemble([_weak(successor)]).tune(["transitions"], min_z=1e9)["transitions"] == 0
+
+
+def test_per_query_metrics_average_to_the_reported_metric(successor) -> None:
+    run = _weak(successor)
+    targets = make_split(run.dataset, run.config).targets("test")
+    result = run.evaluate("test")
+    for metric in ("ndcg@10", "recall@20", "mrr@5"):
+        values = per_query(result, targets, metric)
+        assert values.shape == (result.n_queries,)
+        assert values.mean() == pytest.approx(result[metric])
+    with pytest.raises(ValueError, match="unknown metric"):
+        per_query(result, targets, "ndcg")
 
 
 def test_tuning_on_a_memory_budget_searches_a_subset_of_the_users(successor, caplog) -> None:

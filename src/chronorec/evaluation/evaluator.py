@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from chronorec.data.dataset import PreparedDataset
 from chronorec.data.sequences import EventArrays, HistoryBatch
-from chronorec.evaluation.metrics import DEFAULT_KS, METRIC_NAMES, compute_metrics
+from chronorec.evaluation.metrics import DEFAULT_KS, METRIC_NAMES, METRICS, compute_metrics
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +242,28 @@ def _dedupe(query: np.ndarray, items: np.ndarray, rows: np.ndarray) -> np.ndarra
     return rows[np.sort(first)]
 
 
+def _queries(users: np.ndarray, history_lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Queries are the distinct (user, history_len) pairs of the targets, in that order:
+    (Q,) first target row of each query and (R,) query of each target row."""
+    key = users * (int(history_lens.max(initial=0)) + 1) + history_lens
+    _, first, query = np.unique(key, return_index=True, return_inverse=True)
+    return first, query
+
+
+def per_query(result: EvalResult, targets: pl.DataFrame, metric: str) -> np.ndarray:
+    """(Q,) one metric (e.g. ``"ndcg@10"``) of every query of an evaluation of ``targets``,
+    whose mean is ``result[metric]``: for paired comparisons of two scorers query by query."""
+    name, _, k = metric.partition("@")
+    if name not in METRICS or not k.isdigit():
+        raise ValueError(f"unknown metric {metric!r}; e.g. ndcg@10, recall@20")
+    users = targets["user"].to_numpy().astype(np.int64)
+    items = targets["item"].to_numpy().astype(np.int64)
+    _, query = _queries(users, targets["history_len"].to_numpy().astype(np.int64))
+    rows = _dedupe(query, items, np.arange(items.size))
+    _, dense = np.unique(query[rows], return_inverse=True)
+    return METRICS[name](result.ranks[rows], int(k), dense)
+
+
 def _metrics_on(
     rows: np.ndarray,
     query: np.ndarray,
@@ -315,9 +337,7 @@ def evaluate(
     t_hlens = targets["history_len"].to_numpy().astype(np.int64)
     if t_items.size and (t_items.min() < 1 or t_items.max() > n_items):
         raise ValueError(f"target items must be in 1..{n_items}")
-    # Queries are the distinct (user, history_len) pairs, in (user, history_len) order.
-    q_key = t_users * (int(t_hlens.max(initial=0)) + 1) + t_hlens
-    _, q_first, query = np.unique(q_key, return_index=True, return_inverse=True)
+    q_first, query = _queries(t_users, t_hlens)
     q_users, q_hlens = t_users[q_first], t_hlens[q_first]
     # Batches of queries with similar window lengths, each window only as wide as its longest
     # history: a transformer's cost grows with the width, and left padding changes no score.
