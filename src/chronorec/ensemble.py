@@ -274,9 +274,10 @@ class Ensemble:
         ``which`` (the validation split: report metrics on the test split only), maximising
         ``metric`` (default: the runs' ``train.select_metric``). Sets and returns the weights.
 
-        A weight moves only when the gain is at least ``min_z`` standard errors of the
-        query-by-query differences (a paired test), so that a small validation split does not
-        pick weights for its noise; ``min_z=0`` takes any gain.
+        For each baseline in turn every grid weight is tried and the best one is kept if its
+        gain over the current weight is at least ``min_z`` standard errors of the query-by-query
+        differences (a paired test), so that a small validation split does not pick weights for
+        its noise; ``min_z=0`` takes any gain.
 
         Every term's scores for the queries are kept in memory during the search; when they
         would take more than ``memory_gb``, the search runs on a random subset of the users
@@ -305,17 +306,20 @@ class Ensemble:
         log.info("blend: runs alone %s %.4f on %s", metric, best.mean(), which)
         for _ in range(rounds):
             changed = False
-            for name in names:
+            for name in names:  # the grid's best weight for this term, if it beats the noise
                 current = self.weights[name]
+                top, top_values = current, best
                 for w in grid:
                     if w == current:
                         continue
                     self.weights[name] = w
                     got = values()
-                    diff = got - best
-                    se = float(diff.std(ddof=1)) / np.sqrt(diff.size) if diff.size > 1 else 0.0
-                    if diff.mean() > max(min_z * se, 1e-9):
-                        best, current, changed = got, w, True
+                    if got.mean() > top_values.mean():
+                        top, top_values = w, got
+                diff = top_values - best
+                se = float(diff.std(ddof=1)) / np.sqrt(diff.size) if diff.size > 1 else 0.0
+                if diff.mean() > max(min_z * se, 1e-9):
+                    best, current, changed = top_values, top, True
                 self.weights[name] = current
             log.info("blend: %s -> %s %.4f on %s", self.weights, metric, best.mean(), which)
             if not changed:
