@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -198,7 +199,7 @@ async def load(
     concurrency: int,
     write_share: float,
     seed: int,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     reads: list[float] = []
     writes: list[float] = []
     ryw: list[float] = []
