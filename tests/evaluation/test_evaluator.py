@@ -109,6 +109,15 @@ def test_target_sets_and_duplicates() -> None:
 def test_batches_give_the_same_result() -> None:
     one = run(batch_size=1)
     assert one.ranks.tolist() == run(batch_size=512).ranks.tolist()
+    assert one.ranks.tolist() == run(max_tokens=1, batch_size=512).ranks.tolist()
+
+
+def test_batches_fit_the_history_step_budget() -> None:
+    widths = np.array([1, 1, 2, 3, 3])
+    # at most 4 histories and 4 steps (count x widest window), but never an empty batch
+    assert evaluator._batch_starts(widths, 4, 4).tolist() == [0, 2, 3, 4, 5]
+    assert evaluator._batch_starts(widths, 4, None).tolist() == [0, 4, 5]
+    assert evaluator._batch_starts(widths[:0], 4, 4).tolist() == [0]
 
 
 def test_slices() -> None:

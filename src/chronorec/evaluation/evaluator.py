@@ -242,6 +242,26 @@ def _dedupe(query: np.ndarray, items: np.ndarray, rows: np.ndarray) -> np.ndarra
     return rows[np.sort(first)]
 
 
+# History steps per evaluation batch: the ML-1M transformer (windows of 200) evaluates fastest
+# with 128 histories a batch, Amazon's (windows of ~10) with 1024 (BENCHMARKS.md).
+EVAL_TOKENS = 128 * 200
+
+
+def _batch_starts(widths: np.ndarray, batch_size: int, max_tokens: int | None) -> np.ndarray:
+    """Batch boundaries over queries sorted by window width (non-decreasing ``widths``): each
+    batch takes as many queries as fit ``batch_size`` and, past the first, ``max_tokens`` (its
+    count times its widest window). Returns ``[0, ..., len(widths)]``."""
+    starts, s, n = [0], 0, widths.size
+    while s < n:
+        end = min(s + batch_size, n)
+        if max_tokens is not None:
+            cost = np.arange(1, end - s + 1) * widths[s:end]  # (end - s,) increasing
+            end = s + max(1, int(np.searchsorted(cost, max_tokens, side="right")))
+        starts.append(end)
+        s = end
+    return np.asarray(starts, dtype=np.int64)
+
+
 def _queries(users: np.ndarray, history_lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Queries are the distinct (user, history_len) pairs of the targets, in that order:
     (Q,) first target row of each query and (R,) query of each target row."""
@@ -297,6 +317,7 @@ def evaluate(
     exclude_history: bool = False,
     max_len: int = 200,
     batch_size: int = 512,
+    max_tokens: int | None = EVAL_TOKENS,
     ties: Ties = "pessimistic",
     metrics: Iterable[str] = METRIC_NAMES,
     slices: Iterable[SliceFamily] = DEFAULT_SLICES,
@@ -311,7 +332,9 @@ def evaluate(
     ``data`` supplies the histories: a :class:`PreparedDataset` (its full event log) or
     :class:`EventArrays` built from the *full* log — a split's ``train`` alone lacks the events
     between the training cut and a test target. ``n_items`` and ``behaviour_names`` default to the
-    dataset's. ``max_len`` is the history window handed to the scorer.
+    dataset's. ``max_len`` is the history window handed to the scorer. A batch holds at most
+    ``batch_size`` histories and, past one history, at most ``max_tokens`` history steps
+    (histories x window width; None: no cap).
 
     Cold vs warm slices need ``cold_items`` (item indices) or ``train`` (then cold = items never
     seen in it). See the module docstring for ``exclude_history`` and ``ties``.
@@ -345,15 +368,15 @@ def evaluate(
     slot[np.argsort(np.minimum(q_hlens, max_len), kind="stable")] = np.arange(q_users.size)
     by_slot = np.argsort(slot)  # (Q,) query at each position
     order = np.argsort(slot[query], kind="stable")  # target rows grouped by query, in batch order
-    bounds = np.searchsorted(
-        slot[query][order], np.arange(0, q_users.size + batch_size, batch_size)
-    )
+    widths = np.clip(q_hlens[by_slot], 1, max_len)  # (Q,) window of each query, non-decreasing
+    starts = _batch_starts(widths, batch_size, max_tokens)  # (n_batches + 1,)
+    bounds = np.searchsorted(slot[query][order], starts)
 
     ranks = np.zeros(t_items.size, dtype=np.int64)
     in_history = np.zeros(t_items.size, dtype=bool)
-    n_batches = math.ceil(q_users.size / batch_size)
+    n_batches = starts.size - 1
     for b in tqdm(range(n_batches), desc="evaluate", unit="batch", disable=not progress):
-        q0, q1 = b * batch_size, min((b + 1) * batch_size, q_users.size)
+        q0, q1 = int(starts[b]), int(starts[b + 1])
         qs = by_slot[q0:q1]  # (B,) the queries of this batch
         users, hlens = q_users[qs], q_hlens[qs]
         rows = order[bounds[b] : bounds[b + 1]]  # (R,) target rows of these queries
