@@ -243,7 +243,8 @@ def _dedupe(query: np.ndarray, items: np.ndarray, rows: np.ndarray) -> np.ndarra
 
 
 # History steps per evaluation batch: the ML-1M transformer (windows of 200) evaluates fastest
-# with 128 histories a batch, Amazon's (windows of ~10) with 1024 (BENCHMARKS.md).
+# with 128 histories a batch, while short windows (Amazon, ~10 events) gain from more histories
+# than batch_size allows; the cap only bounds long windows (BENCHMARKS.md, eval_speed.py).
 EVAL_TOKENS = 128 * 200
 
 
