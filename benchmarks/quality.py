@@ -38,7 +38,7 @@ from chronorec.evaluation.evaluator import EvalResult  # noqa: E402
 from chronorec.evaluation.metrics import ndcg  # noqa: E402
 from chronorec.recommender import Recommender, make_split  # noqa: E402
 from chronorec.report import RECENT_DAYS  # noqa: E402  (the same window as the report's)
-from chronorec.training.checkpoint import METRICS_FILE  # noqa: E402
+from chronorec.training.checkpoint import CONFIG_FILE, METRICS_FILE  # noqa: E402
 from chronorec.training.loop import TrainResult  # noqa: E402
 
 PREPARE = {
@@ -149,18 +149,25 @@ def run_one(
     return detail
 
 
+def reuse_problem(run_dir: Path, cfg: RunConfig) -> str | None:
+    """Why ``run_dir`` cannot stand in for a run of ``cfg`` (None when it can): it is missing
+    or unfinished, or it was trained with other settings (--set, --jobs, --max-minutes)."""
+    if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / METRICS_FILE).is_file():
+        return f"{run_dir} holds no finished run ({CONFIG_FILE} and {METRICS_FILE})"
+    saved = RunConfig.from_dict(json.loads((run_dir / CONFIG_FILE).read_text())["config"])
+    diff = [
+        f"{section}.{f.name}"
+        for section in ("model", "train", "data")
+        for f in dataclasses.fields(getattr(cfg, section))
+        if getattr(getattr(saved, section), f.name) != getattr(getattr(cfg, section), f.name)
+    ] + (["text"] if saved.text != cfg.text else [])
+    return f"{run_dir} was trained with other settings: {', '.join(diff)}" if diff else None
+
+
 def saved_run(run_dir: Path, data: Path, cfg: RunConfig) -> tuple[Recommender, TrainResult]:
-    """A finished run of ``cfg`` saved in ``run_dir`` and its training record (metrics.json)."""
+    """A finished run of ``cfg`` saved in ``run_dir`` (checked by :func:`reuse_problem`) and
+    its training record (metrics.json)."""
     rec = Recommender.load(run_dir, dataset=data)
-    if rec.config != cfg:  # the same --set, --jobs (threads) and --max-minutes as when trained
-        diff = [
-            f"{section}.{f.name}"
-            for section in ("model", "train", "data")
-            for f in dataclasses.fields(getattr(cfg, section))
-            if getattr(getattr(rec.config, section), f.name)
-            != getattr(getattr(cfg, section), f.name)
-        ] + (["text"] if rec.config.text != cfg.text else [])
-        sys.exit(f"error: {run_dir} was trained with other settings: {', '.join(diff)}")
     m = json.loads((run_dir / METRICS_FILE).read_text())
     seconds = m["train_minutes"] * 60
     r = TrainResult(
@@ -375,6 +382,11 @@ def main() -> None:
         configs = [job_config(args.config, overrides, args.max_minutes, *job) for job in jobs]
     except ChronorecError as exc:
         sys.exit(f"error: {exc}")
+    if args.reuse:  # before any worker starts: a bad run dir is named, not a traceback
+        for (model, item_repr, seed), cfg in zip(jobs, configs, strict=True):
+            problem = reuse_problem(args.runs / f"{model}-{item_repr}-{seed}", cfg)
+            if problem:
+                sys.exit(f"error: --reuse: {problem}")
     run_job = functools.partial(run_one, args.dataset, data, args.config, overrides,
                                 args.max_minutes, args.runs, args.reuse)  # fmt: skip
     if args.jobs > 1:  # separate processes, each with cores // jobs torch threads

@@ -218,6 +218,12 @@ def _decay(steps_back: np.ndarray, half_life: float | None) -> np.ndarray:
     return np.exp2(-steps_back / half_life).astype(np.float32)
 
 
+def _unit_rows(m: sparse.csr_matrix) -> sparse.csr_matrix:
+    """Rows scaled to unit L2 norm (empty rows stay empty), float32."""
+    norm = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())  # (rows,)
+    return sparse.diags(1.0 / np.maximum(norm, 1e-12)).astype(np.float32) @ m
+
+
 class UserKNN:
     """Users whose recent items overlap this user's recent items, and what else they have.
 
@@ -270,8 +276,7 @@ class UserKNN:
         back = (last_step[users] - step).astype(np.float64)
         w = _decay(back, self.neighbour_half_life)
         m = sparse.csr_matrix((w, (users, items)), shape=(n_rows, n_items + 1))  # sums repeats
-        norm = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())  # (n_rows,)
-        self.users_ = sparse.diags(1.0 / np.maximum(norm, 1e-12)).astype(np.float32) @ m
+        self.users_ = _unit_rows(m)
         self.items_ = self.users_.T.tocsr()  # (V, n_rows)
         self.popularity_ = torch.from_numpy(_popularity_order(train, n_items))
         return self
@@ -293,8 +298,7 @@ class UserKNN:
         query = sparse.csr_matrix(
             (w.reshape(-1), (rows, batch.items.reshape(-1))), shape=(b, n_cols)
         )  # (B, V), padding (column 0) has weight 0
-        norm = np.sqrt(np.asarray(query.multiply(query).sum(axis=1)).ravel())
-        query = sparse.diags(1.0 / np.maximum(norm, 1e-12)).astype(np.float32) @ query
+        query = _unit_rows(query)
         n_users = self.items_.shape[1]
         k = min(self.k, n_users)
         own = None if users is None else np.asarray(users, dtype=np.int64)

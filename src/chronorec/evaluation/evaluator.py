@@ -280,9 +280,17 @@ def per_query(result: EvalResult, targets: pl.DataFrame, metric: str) -> np.ndar
     users = targets["user"].to_numpy().astype(np.int64)
     items = targets["item"].to_numpy().astype(np.int64)
     _, query = _queries(users, targets["history_len"].to_numpy().astype(np.int64))
-    rows = _dedupe(query, items, np.arange(items.size))
-    _, dense = np.unique(query[rows], return_inverse=True)
+    rows, dense = _distinct_targets(query, items, np.arange(items.size))
     return METRICS[name](result.ranks[rows], int(k), dense)
+
+
+def _distinct_targets(
+    query: np.ndarray, items: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``rows`` without repeated (query, item) pairs, and their queries renumbered 0..Q-1."""
+    rows = _dedupe(query, items, rows)
+    _, dense = np.unique(query[rows], return_inverse=True)
+    return rows, dense
 
 
 def _metrics_on(
@@ -293,8 +301,7 @@ def _metrics_on(
     ks: Sequence[int],
     names: Sequence[str],
 ) -> dict[str, float]:
-    rows = _dedupe(query, items, rows)
-    _, dense_query = np.unique(query[rows], return_inverse=True)
+    rows, dense_query = _distinct_targets(query, items, rows)
     out = compute_metrics(ranks[rows], dense_query, ks=ks, names=names)
     out["n_queries"] = int(dense_query.max(initial=-1)) + 1
     out["n_targets"] = int(rows.size)
