@@ -112,9 +112,8 @@ class TrainConfig:
     max_minutes: float | None = None  # wall-time budget; the best checkpoint is kept
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None = the machine's cores
-    precision: str = (
-        "auto"  # training matmuls: "bf16" | "fp32" | "auto" (bf16 where the CPU has AMX)
-    )
+    # training matmuls: "bf16" | "fp32" | "auto" (bf16 where the CPU has AMX or AVX-512 BF16)
+    precision: str = "auto"
     # Train on every max_len window of long users (each event a target once), not just the last:
     # on ML-1M valid NDCG@10 0.150 against 0.132 after 12 epochs (BENCHMARKS.md).
     all_windows: bool = True

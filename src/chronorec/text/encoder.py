@@ -14,7 +14,6 @@ import logging
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from functools import cache
 from typing import Any
 
 import numpy as np
@@ -23,6 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from chronorec.errors import ConfigError
+from chronorec.hardware import cpu_has_amx
 from chronorec.text.config import TextConfig
 from chronorec.text.model_files import ModelFiles, resolve_model, set_offline
 from chronorec.text.template import default_fields, fallback_text, item_text
@@ -74,24 +74,13 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-@cache
-def cpu_has_amx() -> bool:
-    """bfloat16 only pays on CPUs with AMX tiles; elsewhere it is slower than float32."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    return "amx_bf16" in line.split()
-    except OSError:
-        pass
-    return False
-
-
 def resolve_precision(config: TextConfig) -> str:
     """The precision the torch backend will run at ("fp32" for ONNX)."""
     if config.backend == "onnx":
         return "fp32"
     if config.precision == "auto":
+        # AMX only: with AVX-512 BF16 (a 2-core AMD EPYC) bf16 encoded Amazon Scientific 1.7x
+        # faster (60 vs 35 texts/s) but peaked at 1.35-1.62 GB RSS against 1.13-1.15 GB.
         return "bf16" if cpu_has_amx() else "fp32"
     return config.precision
 

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from chronorec.config import TrainConfig
 from chronorec.data.sequences import EventArrays
+from chronorec.hardware import cpu_has_bf16
 from chronorec.models.model import NextItemModel
 from chronorec.models.repeat import SparseBias
 from chronorec.training import checkpoint as ckpt
@@ -138,19 +139,10 @@ def lr_decay_factor(kind: str, progress: float, start: float = 0.0) -> float:
     return 1.0
 
 
-def cpu_has_amx() -> bool:
-    """bfloat16 matmuls pay only on CPUs with AMX tiles; elsewhere they are slower than float32."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return any("amx_bf16" in line.split() for line in f if line.startswith("flags"))
-    except OSError:
-        return False
-
-
 def _autocast(precision: str) -> contextlib.AbstractContextManager[object]:
-    """Mixed precision for the training forward pass (on a 2-core AMX CPU: 2.3x tokens/s).
-    Weights, optimizer state and evaluation stay float32."""
-    if precision == "bf16" or (precision == "auto" and cpu_has_amx()):
+    """Mixed precision for the training forward pass (ML-1M tokens/s on 2 cores: 2.3x with AMX;
+    1.4x with AVX-512 BF16 on an AMD EPYC). Weights, optimizer state and evaluation stay float32."""
+    if precision == "bf16" or (precision == "auto" and cpu_has_bf16()):
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
