@@ -124,6 +124,10 @@ class TrainConfig:
     # target_days days (what a test window of days asks for).
     target: str = "next-event"
     target_days: float = 30.0
+    # Share of events removed at random from each training window, anew each epoch, so a step
+    # also learns what follows an event the log did not record (lost or untracked events;
+    # CL4SRec's item crop/mask family). 0 trains on the windows as logged.
+    drop_events: float = 0.0
     # validation metric for early stopping and the kept checkpoint (a key of the evaluator's
     # metrics, e.g. "recall@20" when the task is judged by Recall@20)
     select_metric: str = "ndcg@10"
@@ -146,6 +150,8 @@ class TrainConfig:
             raise ConfigError(f"train.lr must be > 0, not {self.lr}")
         if self.target_days <= 0:
             raise ConfigError(f"train.target_days must be > 0, not {self.target_days}")
+        if not 0.0 <= self.drop_events < 1.0:
+            raise ConfigError(f"train.drop_events must be in [0, 1), not {self.drop_events}")
         name, _, k = self.select_metric.partition("@")
         if name not in SELECT_METRICS or k not in SELECT_KS:
             raise ConfigError(

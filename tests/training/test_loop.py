@@ -18,7 +18,7 @@ from chronorec.models.model import NextItemModel
 from chronorec.recommender import Recommender
 from chronorec.training import training_windows
 from chronorec.training.checkpoint import load_train_state
-from chronorec.training.loop import lr_decay_factor, target_positions, train
+from chronorec.training.loop import drop_events, lr_decay_factor, target_positions, train
 
 
 def tiny(name: str = "transformer", **train: object) -> RunConfig:
@@ -152,6 +152,30 @@ def test_target_positions_next_event_and_next_basket():
     assert pos[1, :2].tolist() == [-1, -1] and pos[1, 2] in (3, 4) and pos[1, 3:].tolist() == [5, 5]
     assert pos[2, 0] in (1, 2) and set(pos[2, 1:3].tolist()) <= {3, 4, 5}
     assert pos[2, 3:].tolist() == [-1, -1]
+
+
+def test_drop_events_removes_events_and_packs_the_rest_in_order():
+    items = torch.tensor([[0, 0, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6]])
+    stamps = items * 10
+    g = torch.Generator().manual_seed(0)
+    same = drop_events((items, stamps), 0.0, g)
+    assert same[0].equal(items) and same[1].equal(stamps)
+    kept_total = 0
+    for _ in range(200):
+        out, out_stamps = drop_events((items, stamps), 0.3, g)
+        assert out_stamps.equal(out * 10)  # columns move together
+        for row, src in zip(out.tolist(), items.tolist(), strict=True):
+            real = [i for i in row if i]
+            assert row == [0] * (len(row) - len(real)) + real  # left padding, then events
+            assert real == [i for i in src if i in real]  # a subsequence, in order
+            kept_total += len(real)
+    assert 0.6 < kept_total / (200 * 10) < 0.8  # about 70% of the 10 real events kept
+
+
+def test_drop_events_still_learns_the_pattern(successor):
+    cfg = tiny(drop_events=0.2, max_epochs=60, eval_every=60)
+    rec = Recommender(cfg).fit(successor, progress=False)
+    assert rec.evaluate("test")["hr@1"] == 1.0
 
 
 def test_target_positions_next_window():

@@ -111,6 +111,21 @@ def target_positions(
     return pick.masked_fill(none, -1)[:, :-1]
 
 
+def drop_events(
+    columns: tuple[torch.Tensor, ...], share: float, generator: torch.Generator
+) -> tuple[torch.Tensor, ...]:
+    """Left-padded windows (B, W) of items first, then other per-event columns -> the same
+    windows with each real event removed with probability ``share`` and the rest packed to the
+    right in order (removed slots become padding: 0 in every column)."""
+    items = columns[0]
+    B, W = items.shape
+    keep = (items > 0) & (torch.rand(B, W, generator=generator) >= share)  # (B, W)
+    # kept events sort after the rest, each group in window order
+    order = torch.argsort(keep.long() * W + torch.arange(W), dim=1)  # (B, W)
+    kept = keep.gather(1, order)  # (B, W)
+    return tuple(c.gather(1, order).masked_fill(~kept, 0) for c in columns)
+
+
 def length_bucketed_batches(
     ends: np.ndarray, max_len: int, batch_size: int, rng: np.random.Generator
 ) -> Iterator[np.ndarray]:
@@ -278,6 +293,14 @@ def train(
             items = torch.from_numpy(window.items[:, -width:])  # (B, W)
             behaviours = torch.from_numpy(window.behaviours[:, -width:])
             timestamps = torch.from_numpy(window.timestamps[:, -width:])
+            if cfg.drop_events:
+                items, behaviours, timestamps = drop_events(
+                    (items, behaviours, timestamps), cfg.drop_events, generator
+                )
+                width = max(int((items > 0).sum(1).max()), 1)
+                items, behaviours, timestamps = (
+                    items[:, -width:], behaviours[:, -width:], timestamps[:, -width:]
+                )  # fmt: skip
             inputs = items[:, :-1]  # (B, W-1)
             pos = target_positions(items, timestamps, cfg.target, generator, horizon)  # (B, W-1)
             targets = items.gather(1, pos.clamp(min=0)).masked_fill(pos < 0, 0)  # (B, W-1)
