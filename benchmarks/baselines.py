@@ -44,9 +44,8 @@ def main() -> None:
     targets = split.targets(args.which)
     vectors = np.load(args.vectors) if args.vectors else None
     t0 = time.perf_counter()
-    models = fit_baselines(
-        split.train, ds.n_items, recent_days=args.recent_days, item_vectors=vectors
-    )
+    known = split.known(args.which)  # test: fitted on every event before the test cut
+    models = fit_baselines(known, ds.n_items, recent_days=args.recent_days, item_vectors=vectors)
     fit_s = time.perf_counter() - t0
     arrays = EventArrays.from_events(ds.events, n_users=ds.n_users)
     print(
@@ -62,7 +61,7 @@ def main() -> None:
             behaviour_names=ds.behaviours,
             exclude_history=exclude,
             max_len=args.max_len,
-            train=split.train,
+            train=known,
         )
         print(results_table(results, ("ndcg@10", "hr@10", "mrr@10", "recall@10", "recall@20")))
         seconds = ", ".join(f"{n} {r.seconds:.2f}s" for n, r in results.items())

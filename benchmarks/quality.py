@@ -119,7 +119,7 @@ def run_one(
     if reuse:
         assert run_dir is not None  # checked by main
         rec, r = saved_run(run_dir, data, cfg)
-        wall = r.wall_minutes
+        wall = r.wall_minutes + rec.meta.get("refit", {}).get("minutes", 0.0)
     else:
         started = time.perf_counter()
         rec = Recommender(cfg).fit(data, run_dir=run_dir, progress=False)
@@ -134,8 +134,14 @@ def run_one(
         "valid": r.best_metrics, "test": test.metrics,
         "history": [epoch_line(h, cfg.train.select_metric) for h in r.history],
     }  # fmt: skip
+    if "refit" in rec.meta:
+        refit = rec.meta["refit"]
+        detail["note"] = (
+            f"refit for test: {refit['epochs']} epochs on the {refit['events']:,} events before "
+            f"the test cut in {refit['minutes']:.1f} min (in wall minutes)."
+        )
     if dataset == "ml-1m":
-        detail["note"] = ml1m_penultimate_note(rec, test)
+        detail["note"] = f"{detail.get('note', '')} {ml1m_penultimate_note(rec, test)}".strip()
     if cfg.data.cold_fraction > 0 and "cold" in test.slices:
         cold, warm = test.slices["cold"], test.slices.get("warm", {})
         detail["cold_warm"] = [cold["ndcg@10"], warm.get("ndcg@10", float("nan"))]
@@ -284,7 +290,8 @@ def baseline_metrics(data: Path, cfg: RunConfig) -> dict[str, dict]:
     split = make_split(ds, cfg)
     vectors = build_text_vectors(ds, cfg) if ds.text_columns else None
     behaviour = cfg.data.target_behaviour
-    baselines = fit_baselines(split.train, ds.n_items, recent_days=RECENT_DAYS,
+    known = split.known("test")  # every event before the test cut
+    baselines = fit_baselines(known, ds.n_items, recent_days=RECENT_DAYS,
                               item_vectors=vectors, behaviour=behaviour)  # fmt: skip
     out = {}
     for window in sorted({cfg.model.max_len, FULL_HISTORY}):
@@ -292,7 +299,7 @@ def baseline_metrics(data: Path, cfg: RunConfig) -> dict[str, dict]:
         for name, scorer in baselines.items():
             out[f"{name} ({label})"] = evaluate(
                 scorer, ds, split.test, exclude_history=cfg.data.exclude_history,
-                max_len=window, train=split.train,
+                max_len=window, train=known,
             ).metrics  # fmt: skip
     return out
 

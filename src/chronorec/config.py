@@ -128,6 +128,11 @@ class TrainConfig:
     # also learns what follows an event the log did not record (lost or untracked events;
     # CL4SRec's item crop/mask family). 0 trains on the windows as logged.
     drop_events: float = 0.0
+    # After training, train the same recipe again from scratch on every event before the test
+    # cut (the training split plus the validation period) for the best epoch's count of epochs:
+    # the test split and recommendations then use weights that know the latest events, as the
+    # baselines do; validation (and a blend's weight search) keep the first weights.
+    refit: bool = False
     # validation metric for early stopping and the kept checkpoint (a key of the evaluator's
     # metrics, e.g. "recall@20" when the task is judged by Recall@20)
     select_metric: str = "ndcg@10"

@@ -6,18 +6,21 @@ Each run scores the whole catalogue after a history; the scores are standardised
 temperature, LSTM or transformer — weigh the same) and averaged. On ML-1M the mean of three LSTM
 seeds ranks better than any one of them (BENCHMARKS.md).
 
-A *blend* adds baselines (:data:`BLEND_BASELINES`) fitted on the runs' training split, each with
-a weight: ``score = mean of the runs' z-scores + sum of weight * baseline z-scores``. Count-based
-baselines (popularity, repeat counts, transitions) are put on a log scale first. The weights are
-tuned on the validation split (:meth:`Ensemble.tune`, a coordinate search over a grid), never on
-the split they are reported on.
+A *blend* adds baselines (:data:`BLEND_BASELINES`), each with a weight: ``score = mean of the
+runs' z-scores + sum of weight * baseline z-scores``. A baseline is fitted on what is known
+before the targets it scores: the training split for validation, every event before the test cut
+for the test split (:meth:`Split.known`), every event for recommendations with ``fit_on="all"``.
+Count-based baselines (popularity, repeat counts, transitions) are put on a log scale first. The
+weights are tuned on the validation split (:meth:`Ensemble.tune`, a coordinate search over a
+grid), never on the split they are reported on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +129,10 @@ class Ensemble:
         self.config = first.config
         self.max_len = max(rec.config.model.max_len for rec in members)
         self.weights: dict[str, float] = {}
-        self.baselines: dict[str, Any] = {}
+        # fitted baselines by the events they know: "valid" (the training split), "test" (every
+        # event before the test cut) or "all" (every event)
+        self._fitted: dict[str, dict[str, Any]] = {}
+        self._stage = "all" if fit_on == "all" else "test"
         self._split: Split | None = None
         self._arrays: EventArrays | None = None
         if fit_on not in ("train", "all"):
@@ -151,11 +157,9 @@ class Ensemble:
         return cls(members, weights, fit_on=fit_on)
 
     def blend(self, weights: Mapping[str, float]) -> Ensemble:
-        """Add (or re-weight) baselines; returns ``self``. They are fitted on the runs' training
-        split (``fit_on="train"``, what evaluation needs) or on every logged event
-        (``fit_on="all"``: up-to-date counts for recommendations)."""
-        from chronorec.evaluation import baselines as bl
-
+        """Add (or re-weight) baselines; returns ``self``. With ``fit_on="train"`` they are fitted
+        on what is known before the split they score (what evaluation needs); with
+        ``fit_on="all"`` on every logged event (up-to-date counts for recommendations)."""
         unknown = sorted(set(weights) - set(BLEND_BASELINES))
         if unknown:
             raise ConfigError(
@@ -165,10 +169,26 @@ class Ensemble:
         for name, w in weights.items():
             if not np.isfinite(w) or w < 0:
                 raise ConfigError(f"blend weight of {name} must be a number >= 0, not {w}")
-        missing = [name for name in weights if name not in self.baselines]
+        self.weights.update({name: float(w) for name, w in weights.items()})
+        self._fit_baselines()  # now, so that a baseline the data cannot support fails here
+        return self
+
+    @property
+    def baselines(self) -> dict[str, Any]:
+        """The blended baselines of the current stage (see :meth:`at`), fitted when first asked."""
+        return self._fit_baselines()
+
+    def _fit_baselines(self) -> dict[str, Any]:
+        from chronorec.evaluation import baselines as bl
+
+        fitted = self._fitted.setdefault(self._stage, {})
+        missing = [name for name in self.weights if name not in fitted]
         if missing:
             dataset = self.members[0]._require_dataset()
-            train = self._get_split().train if self.fit_on == "train" else dataset.events
+            if self._stage == "all":
+                train = dataset.events
+            else:
+                train = self._get_split().known(self._stage)  # type: ignore[arg-type]
             behaviour = self.config.data.target_behaviour
             for name in missing:
                 if name == "popular":
@@ -187,9 +207,23 @@ class Ensemble:
                     if not dataset.text_columns:
                         raise ConfigError("text-knn needs item text; this catalogue has none")
                     model = bl.TextKNN(build_text_vectors(dataset, self.config))
-                self.baselines[name] = model.fit(train, dataset.n_items)
-        self.weights.update({name: float(w) for name, w in weights.items()})
-        return self
+                fitted[name] = model.fit(train, dataset.n_items)
+        return fitted
+
+    @contextlib.contextmanager
+    def at(self, which: str) -> Iterator[Ensemble]:
+        """Score as known before ``which`` ("valid" or "test"): baselines fitted on
+        :meth:`Split.known` and each run's weights for that split (:meth:`Recommender.at`)."""
+        before = self._stage
+        if self.fit_on == "train":  # with "all" every event is known already
+            self._stage = which
+        try:
+            with contextlib.ExitStack() as stack:
+                for rec in self.members:
+                    stack.enter_context(rec.at(which))
+                yield self
+        finally:
+            self._stage = before
 
     @torch.no_grad()
     def parts(
@@ -203,10 +237,11 @@ class Ensemble:
             z = standardise(rec.score(_window(batch, rec.config.model.max_len), users))
             total = z if total.numel() == 0 else total + z
         out = {"runs": total / len(self.members)}
+        baselines = self._fit_baselines()
         for name, w in self.weights.items():
             if w <= 0 and not every:
                 continue
-            raw = torch.as_tensor(self.baselines[name].score(batch, users))
+            raw = torch.as_tensor(baselines[name].score(batch, users))
             out[name] = _baseline_z(name, raw, batch.items.shape[1])
         return out
 
@@ -366,9 +401,11 @@ class Ensemble:
             options.setdefault("cold_items", cold_items(dataset, self.config))
         options.setdefault("n_items", dataset.n_items)
         options.setdefault("behaviour_names", dataset.behaviours)
-        return evaluate(
-            scorer, self._arrays,  # type: ignore[arg-type]  # set by _get_split
-            split.targets(which) if targets is None else targets,  # type: ignore[arg-type]
-            exclude_history=exclude, max_len=self.max_len,
-            batch_size=self.config.train.eval_batch_size, train=split.train, **options,
-        )  # fmt: skip
+        with self.at(which):
+            return evaluate(
+                scorer, self._arrays,  # type: ignore[arg-type]  # set by _get_split
+                split.targets(which) if targets is None else targets,  # type: ignore[arg-type]
+                exclude_history=exclude, max_len=self.max_len,
+                batch_size=self.config.train.eval_batch_size,
+                train=split.known(which), **options,  # type: ignore[arg-type]
+            )  # fmt: skip

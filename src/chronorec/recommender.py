@@ -8,8 +8,11 @@ answers in the dataset's own item ids. A :class:`Recommender` is also an evaluat
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +91,9 @@ class Recommender:
         if changes:
             cfg = cfg.replace(model=_replace(cfg.model, **changes))
         self.config = cfg
-        self.model: NextItemModel | None = None
+        self.model: NextItemModel | None = None  # the weights that score (refit ones if any)
+        # with train.refit: the weights trained on the training split only, for validation
+        self.valid_model: NextItemModel | None = None
         self.dataset: PreparedDataset | None = None
         self.meta: dict[str, Any] = {}
         self.result: TrainResult | None = None
@@ -187,7 +192,60 @@ class Recommender:
             progress=progress,
         )
         self.model.eval()
+        if cfg.train.refit and split.valid.height:
+            self._refit(dataset, split, n_behaviours, text, run, progress)
         return self
+
+    def _refit(
+        self,
+        dataset: PreparedDataset,
+        split: Split,
+        n_behaviours: int,
+        text: torch.Tensor | None,
+        run: Path | None,
+        progress: bool,
+    ) -> None:
+        """Train the run's recipe again from scratch on ``split.before_test`` for the best
+        epoch's count of epochs (no validation: every validation target is in it)."""
+        assert self.model is not None and self.result is not None
+        cfg = self.config
+        epochs = max(self.result.best_epoch, 1)
+        started = time.perf_counter()
+        torch.manual_seed(cfg.train.seed)
+        model = NextItemModel(cfg.model, dataset.n_items, n_behaviours, text)
+        known = split.before_test
+        model.tower.set_known_items(
+            torch.from_numpy(known["item"].unique().to_numpy().astype(np.int64))
+        )
+        recipe = dataclasses.replace(cfg.train, max_epochs=epochs, max_minutes=None)
+        done = train(
+            model, EventArrays.from_events(known, n_users=dataset.n_users), recipe,
+            progress=progress,
+        )  # fmt: skip
+        model.eval()
+        self.valid_model, self.model = self.model, model
+        self.meta["refit"] = {
+            "epochs": done.epochs,
+            "events": known.height,
+            "minutes": round((time.perf_counter() - started) / 60, 3),
+        }
+        if run is not None:
+            ckpt.save_weights(run / ckpt.REFIT_WEIGHTS_FILE, model)
+            ckpt.write_json(run / ckpt.CONFIG_FILE, {"config": cfg.to_dict(), "meta": self.meta})
+
+    @contextlib.contextmanager
+    def at(self, which: str) -> Iterator[Recommender]:
+        """Score with the weights for ``which``: after a refit, validation uses the weights
+        trained on the training split only (the refit ones have seen its targets)."""
+        if which not in ("valid", "test"):
+            raise ValueError(f"split must be 'valid' or 'test', not {which!r}")
+        scoring = self.model
+        if which == "valid" and self.valid_model is not None:
+            self.model = self.valid_model
+        try:
+            yield self
+        finally:
+            self.model = scoring
 
     # ------------------------------------------------------------------ scoring
 
@@ -401,8 +459,9 @@ class Recommender:
         **options: Any,
     ) -> Any:
         """Full-ranking :func:`chronorec.evaluation.evaluate` of this model on the config's split
-        (``which`` = "valid" or "test"). Cold/warm slices: the cold-start protocol's hidden items
-        when ``data.cold_fraction > 0``, else the items absent from the split's train."""
+        (``which`` = "valid" or "test"), with the weights for it (:meth:`at`). Cold/warm slices:
+        the cold-start protocol's hidden items when ``data.cold_fraction > 0``, else the items
+        absent from the events the weights were trained on."""
         from chronorec.evaluation import evaluate
 
         dataset = self._require_dataset()
@@ -410,12 +469,16 @@ class Recommender:
         exclude = self.config.data.exclude_history if exclude_history is None else exclude_history
         if self.config.data.cold_fraction > 0:
             options.setdefault("cold_items", cold_items(dataset, self.config))
-        return evaluate(
-            self, dataset, split.targets(which),  # type: ignore[arg-type]  # checked by Split
-            exclude_history=exclude, max_len=self.config.model.max_len,
-            batch_size=self.config.train.eval_batch_size, train=split.train, progress=progress,
-            **options,
-        )  # fmt: skip
+        trained_on = split.train
+        if self.valid_model is not None:
+            trained_on = split.known(which)  # type: ignore[arg-type]  # checked by Split
+        with self.at(which):
+            return evaluate(
+                self, dataset, split.targets(which),  # type: ignore[arg-type]  # checked by Split
+                exclude_history=exclude, max_len=self.config.model.max_len,
+                batch_size=self.config.train.eval_batch_size, train=trained_on,
+                progress=progress, **options,
+            )  # fmt: skip
 
     @torch.no_grad()
     def behaviour_probabilities(self, batch: HistoryBatch, items: np.ndarray) -> np.ndarray:
@@ -448,11 +511,12 @@ class Recommender:
         labels = targets["behaviour"].to_numpy() == b
         probs = np.empty(users.size, dtype=np.float64)
         step = self.config.train.eval_batch_size
-        for s in range(0, users.size, step):
-            batch = self._arrays.histories(users[s : s + step], hlens[s : s + step],
-                                           self.config.model.max_len)  # fmt: skip
-            p = self.behaviour_probabilities(batch, items[s : s + step, None])
-            probs[s : s + step] = p[:, 0, b - 1]
+        with self.at(which):
+            for s in range(0, users.size, step):
+                batch = self._arrays.histories(users[s : s + step], hlens[s : s + step],
+                                               self.config.model.max_len)  # fmt: skip
+                p = self.behaviour_probabilities(batch, items[s : s + step, None])
+                probs[s : s + step] = p[:, 0, b - 1]
         return _roc_auc(probs, labels)
 
     # ------------------------------------------------------------------ persistence
@@ -470,7 +534,11 @@ class Recommender:
         model = self._require_model()
         run = Path(path)
         self._write_run_files(run)
-        ckpt.save_weights(run / ckpt.WEIGHTS_FILE, model)
+        if self.valid_model is not None:
+            ckpt.save_weights(run / ckpt.WEIGHTS_FILE, self.valid_model)
+            ckpt.save_weights(run / ckpt.REFIT_WEIGHTS_FILE, model)
+        else:
+            ckpt.save_weights(run / ckpt.WEIGHTS_FILE, model)
         return run
 
     @classmethod
@@ -497,6 +565,10 @@ class Recommender:
         rec.model = NextItemModel(cfg.model, meta["n_items"], meta["n_behaviours"], text)
         ckpt.load_weights(run / ckpt.WEIGHTS_FILE, rec.model)
         rec.model.eval()
+        if "refit" in meta:  # written with the refit weights, after them
+            refit = NextItemModel(cfg.model, meta["n_items"], meta["n_behaviours"], text)
+            ckpt.load_weights(run / ckpt.REFIT_WEIGHTS_FILE, refit)
+            rec.valid_model, rec.model = rec.model, refit.eval()
         if dataset is None and meta.get("dataset") and Path(meta["dataset"]).is_dir():
             dataset = meta["dataset"]
         if isinstance(dataset, str | Path):

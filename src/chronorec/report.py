@@ -155,13 +155,12 @@ def _evaluate_all(
 
     exclude = rec.config.data.exclude_history
     results = {"model": rec.evaluate("test").to_dict()}
-    baselines = fit_baselines(
-        split.train, ds.n_items, recent_days=RECENT_DAYS, item_vectors=vectors
-    )
+    known = split.known("test")  # every event before the test cut
+    baselines = fit_baselines(known, ds.n_items, recent_days=RECENT_DAYS, item_vectors=vectors)
     for name, scorer in baselines.items():
         results[name] = evaluate(
             scorer, ds, split.test, exclude_history=exclude, max_len=rec.config.model.max_len,
-            train=split.train,
+            train=known,
         ).to_dict()  # fmt: skip
     return results
 

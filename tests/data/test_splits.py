@@ -73,6 +73,20 @@ def test_no_target_among_training_events(log):
             )
 
 
+def test_before_test_holds_every_event_but_the_test_targets(log):
+    loo = leave_one_out(log)
+    expected = pl.concat([_key(loo.train), _key(loo.valid)]).sort(["user", "timestamp", "item"])
+    assert _key(loo.before_test).sort(["user", "timestamp", "item"]).equals(expected)
+    assert loo.known("valid") is loo.train and loo.known("test") is loo.before_test
+    split = temporal_split(log, test_days=20, valid_days=10)
+    cut = log["timestamp"].max() - 20 * 86400
+    assert (split.before_test["timestamp"] < cut).all()
+    assert split.before_test.height == log.filter(pl.col("timestamp") < cut).height
+    assert split.before_test.height > split.train.height  # the validation period is in it
+    with pytest.raises(ValueError):
+        split.known("train")  # type: ignore[arg-type]
+
+
 def test_temporal_split_cuts_globally(log):
     split = temporal_split(log, test_days=20, valid_days=10)
     t_max = log["timestamp"].max()

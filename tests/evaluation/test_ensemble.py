@@ -93,7 +93,8 @@ def test_blend_adds_weighted_baseline_z_scores(successor) -> None:
     arrays = run._arrays
     assert arrays is not None
     batch = arrays.histories(np.arange(1, 6), arrays.user_lengths()[1:6], 8)
-    trans = ItemTransitions().fit(leave_one_out(successor.events).train, successor.n_items)
+    known = leave_one_out(successor.events).before_test  # the default: as the test split sees
+    trans = ItemTransitions().fit(known, successor.n_items)
     logs = torch.log1p(torch.as_tensor(trans.score(batch, np.arange(1, 6))).double())
     logs[:, 0] = float("-inf")
     want = standardise(run.score(batch)) + 0.5 * standardise(logs)
@@ -189,8 +190,11 @@ def test_recommendations_count_every_event_and_evaluation_refuses_that(successor
     offline = Ensemble([run], weights={"transitions": 1.0})
     pairs = successor.events.height - successor.n_users  # consecutive pairs of every user
     assert live.baselines["transitions"].counts_.sum() == pairs
-    # leave-one-out holds out each user's last two events, so two pairs per user
-    assert offline.baselines["transitions"].counts_.sum() == pairs - 2 * successor.n_users
+    # for the test split every event but each user's last one is known: one pair fewer per user
+    assert offline.baselines["transitions"].counts_.sum() == pairs - successor.n_users
+    with offline.at("valid"):  # the training split holds out the last two events of each user
+        assert offline.baselines["transitions"].counts_.sum() == pairs - 2 * successor.n_users
+    assert offline.baselines["transitions"].counts_.sum() == pairs - successor.n_users
     with pytest.raises(ConfigError, match="fit_on='train'"):
         live.evaluate("test")
     with pytest.raises(ConfigError, match="fit_on must be"):

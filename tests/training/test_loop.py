@@ -15,7 +15,7 @@ from chronorec.config import ModelConfig, RunConfig, TrainConfig
 from chronorec.data.sequences import EventArrays
 from chronorec.errors import ChronorecError
 from chronorec.models.model import NextItemModel
-from chronorec.recommender import Recommender
+from chronorec.recommender import Recommender, make_split
 from chronorec.training import training_windows
 from chronorec.training.checkpoint import load_train_state
 from chronorec.training.loop import drop_events, lr_decay_factor, target_positions, train
@@ -87,6 +87,27 @@ def test_save_load_gives_identical_scores(successor, tmp_path):
     ids_b, scores_b = back.recommend(["u1", "u2"], k=5)
     assert ids_a == ids_b
     np.testing.assert_array_equal(scores_a, scores_b)
+
+
+def test_refit_trains_again_on_every_event_before_the_test_cut(successor, tmp_path):
+    plain = Recommender(tiny(max_epochs=3)).fit(successor, progress=False)
+    rec = Recommender(tiny(max_epochs=3, refit=True))
+    rec.fit(successor, run_dir=tmp_path / "run", progress=False)
+    assert rec.result is not None and rec.valid_model is not None and rec.model is not None
+    split = make_split(successor, rec.config)
+    assert rec.meta["refit"]["events"] == split.before_test.height > split.train.height
+    assert rec.meta["refit"]["epochs"] == rec.result.best_epoch
+    # validation keeps the weights trained on the training split only, as without a refit
+    assert rec.evaluate("valid", slices=()).metrics == plain.evaluate("valid", slices=()).metrics
+    first, refit = rec.valid_model.state_dict(), rec.model.state_dict()
+    assert any(not torch.equal(first[name], refit[name]) for name in first)
+    back = Recommender.load(tmp_path / "run", dataset=successor)
+    for which in ("valid", "test"):
+        np.testing.assert_array_equal(back.evaluate(which).ranks, rec.evaluate(which).ranks)
+    # the test split and recommendations score with the refit weights
+    assert not np.array_equal(rec.recommend(["u1"])[1], plain.recommend(["u1"])[1])
+    with rec.at("valid"):
+        np.testing.assert_array_equal(rec.recommend(["u1"])[1], plain.recommend(["u1"])[1])
 
 
 def test_save_load_keeps_the_text_tower(successor, random_text, tmp_path):

@@ -72,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         "tokens_per_s": round(result.tokens_per_s, 1),
         "valid": result.best_metrics,
     }
+    if "refit" in rec.meta:
+        summary["refit"] = rec.meta["refit"]
     if args.json:
         print(json.dumps(summary))
         return 0
@@ -85,6 +87,12 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"best epoch {result.best_epoch}: valid NDCG@10 {valid['ndcg@10']:.4f}, "
             f"HR@10 {valid['hr@10']:.4f}, MRR@10 {valid['mrr@10']:.4f}"
+        )
+    if "refit" in rec.meta:
+        refit = rec.meta["refit"]
+        print(
+            f"refit for the test split: {refit['epochs']} epochs on the {refit['events']:,} "
+            f"events before the test cut in {refit['minutes']:.1f} min"
         )
     print(f"run → {out}")
     return 0

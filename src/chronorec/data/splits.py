@@ -1,15 +1,19 @@
 """Leak-free splits of a prepared event log.
 
-A :class:`Split` has three frames:
+A :class:`Split` has four frames:
 
 * ``train`` — the events a model may learn from (a subset of ``events``, same columns);
+* ``before_test`` — every event known at the test cut (``train`` plus the validation period):
+  what a model or baseline may learn from before it is tested, once validation has chosen its
+  settings (:meth:`Split.known`);
 * ``valid`` / ``test`` — target rows ``user, item, behaviour, timestamp, history_len``. The history
   of a target is the user's events with ``position < history_len`` in the *full* event log. A user
   may have several target rows with the same ``history_len`` (a set to predict, e.g. every item
   bought in the last 30 days).
 
-Guarantees, checked by the tests: no valid/test target event is among ``train``; a validation
-target may appear in a test history (as history only); the same input gives the same split.
+Guarantees, checked by the tests: no valid/test target event is among ``train``, no test target
+among ``before_test``; a validation target may appear in a test history (as history only); the
+same input gives the same split.
 """
 
 from __future__ import annotations
@@ -31,6 +35,13 @@ class Split:
     valid: pl.DataFrame
     test: pl.DataFrame
     protocol: str
+    before_test: pl.DataFrame
+
+    def known(self, which: Literal["valid", "test"]) -> pl.DataFrame:
+        """The events a scorer may be fitted on to predict ``which``: ``train`` for the
+        validation targets, ``before_test`` for the test targets."""
+        self.targets(which)  # checks the name
+        return self.train if which == "valid" else self.before_test
 
     def targets(self, which: Literal["valid", "test"]) -> pl.DataFrame:
         if which not in ("valid", "test"):
@@ -68,6 +79,7 @@ def leave_one_out(events: pl.DataFrame, *, min_events: int = 3) -> Split:
         valid=_targets(marked.filter(pl.col("_part") == "valid")),
         test=_targets(marked.filter(pl.col("_part") == "test")),
         protocol="leave-one-out",
+        before_test=marked.filter(pl.col("_part") != "test").drop("_part"),
     )
 
 
@@ -142,4 +154,5 @@ def temporal_split(
         valid=targets_between(valid_cut, cut),
         test=targets_between(cut, None),
         protocol=f"temporal(test_cut={cut}, valid_cut={valid_cut})",
+        before_test=events.filter(pl.col("timestamp") < cut),
     )

@@ -50,13 +50,14 @@ def drop_items(events: pl.DataFrame, items: Iterable[int] | np.ndarray) -> pl.Da
 
 
 def cold_start_split(split: Split, cold_items: Iterable[int] | np.ndarray) -> Split:
-    """``split`` with cold items removed from ``train`` (see :func:`drop_items`) and from the
-    validation targets; test targets unchanged."""
+    """``split`` with cold items removed from ``train`` and ``before_test`` (see
+    :func:`drop_items`) and from the validation targets; test targets unchanged."""
     cold = np.fromiter(cold_items, dtype=np.int64)
     valid = split.valid.filter(~pl.col("item").is_in(pl.Series(cold).cast(pl.Int32).implode()))
     return replace(
         split,
         train=drop_items(split.train, cold),
         valid=valid,
+        before_test=drop_items(split.before_test, cold),
         protocol=f"{split.protocol}+cold-start({cold.size} items)",
     )

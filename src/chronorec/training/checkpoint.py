@@ -8,6 +8,8 @@ A run directory holds::
     items.parquet      item index -> the dataset's own item id (+ a display name)
     last.safetensors   the latest weights   } for --resume
     train_state.pt     optimizer, schedule  }
+    refit.safetensors  with train.refit: the same recipe trained again on every event before the
+                       test cut, for the test split and recommendations
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from torch import nn
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 LAST_WEIGHTS_FILE = "last.safetensors"
+REFIT_WEIGHTS_FILE = "refit.safetensors"
 STATE_FILE = "train_state.pt"
 METRICS_FILE = "metrics.json"
 ITEMS_FILE = "items.parquet"
