@@ -252,8 +252,9 @@ def blend_rows(
                          *(f"{v:.4f}" for v in mean), "-", "-", "-", "-"])  # fmt: skip
     note = (
         "Blends: the run's (or ensemble's) z-scored scores plus weighted z-scores of the "
-        f"baselines {', '.join(names)} fitted on the training split, weights tuned on the valid "
-        "split by coordinate search (`Ensemble.tune`); weights: " + "; ".join(notes) + ". "
+        f"baselines {', '.join(names)}, weights tuned on the valid split by coordinate search "
+        "(`Ensemble.tune`, baselines fitted on the training split) and applied on test "
+        "(baselines fitted on every event before the test cut); weights: " + "; ".join(notes) + ". "
     )
     return rows, note
 
