@@ -38,6 +38,8 @@ def test_round_trip_through_a_dict():
         ("train.target_days=0", "target_days must be > 0"),
         ("train.select_metric=ndcg@7", "select_metric must be one of"),
         ("train.select_metric=auc", "select_metric must be one of"),
+        ("train.drop_events=1", r"drop_events must be in \[0, 1\)"),
+        ("train.refit=maybe", "refit"),
     ],
 )
 def test_bad_overrides_name_the_problem(override, message):
