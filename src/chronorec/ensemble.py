@@ -187,7 +187,7 @@ class Ensemble:
             dataset = self.members[0]._require_dataset()
             if self._stage == "all":
                 train = dataset.events
-            else:
+            else:  # "valid" or "test", set by at(); Split.known checks the name
                 train = self._get_split().known(self._stage)  # type: ignore[arg-type]
             behaviour = self.config.data.target_behaviour
             for name in missing:
@@ -407,5 +407,5 @@ class Ensemble:
                 split.targets(which) if targets is None else targets,  # type: ignore[arg-type]
                 exclude_history=exclude, max_len=self.max_len,
                 batch_size=self.config.train.eval_batch_size,
-                train=split.known(which), **options,  # type: ignore[arg-type]
+                train=split.known(which), **options,  # type: ignore[arg-type]  # checked by Split
             )  # fmt: skip
