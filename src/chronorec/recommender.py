@@ -231,7 +231,7 @@ class Recommender:
         }
         if run is not None:
             ckpt.save_weights(run / ckpt.REFIT_WEIGHTS_FILE, model)
-            ckpt.write_json(run / ckpt.CONFIG_FILE, {"config": cfg.to_dict(), "meta": self.meta})
+            self._write_run_files(run)  # meta now names the refit, written after its weights
 
     @contextlib.contextmanager
     def at(self, which: str) -> Iterator[Recommender]:
