@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "chronorec.commands.demo",
     "chronorec.commands.report",
     "chronorec.commands.train",
+    "chronorec.commands.refit",
     "chronorec.commands.evaluate",
     "chronorec.commands.recommend",
 ]

@@ -97,6 +97,7 @@ class Recommender:
         self.dataset: PreparedDataset | None = None
         self.meta: dict[str, Any] = {}
         self.result: TrainResult | None = None
+        self.best_epoch = 0  # the epoch validation picked (from fit, or the run's metrics)
         self._items: pl.DataFrame | None = None
         self._arrays: EventArrays | None = None
         self._user_index: dict[str, int] | None = None
@@ -192,6 +193,7 @@ class Recommender:
             progress=progress,
         )
         self.model.eval()
+        self.best_epoch = self.result.best_epoch
         if cfg.train.refit and split.valid.height:
             self._refit(dataset, split, n_behaviours, text, run, progress)
         return self
@@ -208,30 +210,80 @@ class Recommender:
         """Train the run's recipe again from scratch on ``split.before_test`` for the best
         epoch's count of epochs (no validation: every validation target is in it)."""
         assert self.model is not None and self.result is not None
-        cfg = self.config
-        epochs = max(self.result.best_epoch, 1)
-        started = time.perf_counter()
-        torch.manual_seed(cfg.train.seed)
-        model = NextItemModel(cfg.model, dataset.n_items, n_behaviours, text)
-        known = split.before_test
-        model.tower.set_known_items(
-            torch.from_numpy(known["item"].unique().to_numpy().astype(np.int64))
-        )
-        recipe = dataclasses.replace(cfg.train, max_epochs=epochs, max_minutes=None)
-        done = train(
-            model, EventArrays.from_events(known, n_users=dataset.n_users), recipe,
-            progress=progress,
+        model, self.meta["refit"] = self._train_fresh(
+            dataset, split.before_test, max(self.result.best_epoch, 1), n_behaviours, text,
+            progress,
         )  # fmt: skip
-        model.eval()
         self.valid_model, self.model = self.model, model
-        self.meta["refit"] = {
-            "epochs": done.epochs,
-            "events": known.height,
-            "minutes": round((time.perf_counter() - started) / 60, 3),
-        }
         if run is not None:
             ckpt.save_weights(run / ckpt.REFIT_WEIGHTS_FILE, model)
             self._write_run_files(run)  # meta now names the refit, written after its weights
+
+    def _train_fresh(
+        self,
+        dataset: PreparedDataset,
+        events: pl.DataFrame,
+        epochs: int,
+        n_behaviours: int,
+        text: torch.Tensor | None,
+        progress: bool,
+    ) -> tuple[NextItemModel, dict[str, Any]]:
+        """A new model of this config trained on ``events`` for ``epochs`` epochs, without
+        validation, and what it was trained on (epochs, events, minutes)."""
+        cfg = self.config
+        started = time.perf_counter()
+        torch.manual_seed(cfg.train.seed)
+        model = NextItemModel(cfg.model, dataset.n_items, n_behaviours, text)
+        model.tower.set_known_items(
+            torch.from_numpy(events["item"].unique().to_numpy().astype(np.int64))
+        )
+        recipe = dataclasses.replace(cfg.train, max_epochs=epochs, max_minutes=None)
+        done = train(
+            model, EventArrays.from_events(events, n_users=dataset.n_users), recipe,
+            progress=progress,
+        )  # fmt: skip
+        model.eval()
+        trained = {
+            "epochs": done.epochs,
+            "events": events.height,
+            "minutes": round((time.perf_counter() - started) / 60, 3),
+        }
+        return model, trained
+
+    def refit_all(self, *, epochs: int | None = None, progress: bool = True) -> Recommender:
+        """A new :class:`Recommender` with this recipe trained from scratch on *every* event of
+        the dataset — the validation and test periods included — for deployment.
+
+        ``epochs`` defaults to the count validation picked: the best epoch of :meth:`fit`, or
+        the refit's count for a run trained with ``train.refit``. The returned recommender
+        cannot be evaluated (it has seen every target); evaluate the run it came from."""
+        dataset = self._require_dataset()
+        self._require_model()
+        if epochs is None:
+            if "refit" in self.meta:
+                epochs = int(self.meta["refit"]["epochs"])
+            elif self.best_epoch > 0:
+                epochs = self.best_epoch
+            else:
+                raise ChronorecError(
+                    "no validated epoch count to refit for: pass epochs (the run was never "
+                    "validated)"
+                )
+        if epochs < 1:
+            raise ChronorecError(f"epochs must be at least 1, not {epochs}")
+        text = None
+        if self.config.model.item_repr != "id":
+            text = torch.from_numpy(build_text_vectors(dataset, self.config))
+        n_behaviours = int(self.meta["n_behaviours"])
+        rec = Recommender(self.config)
+        rec.model, trained = self._train_fresh(
+            dataset, dataset.events, epochs, n_behaviours, text, progress
+        )
+        rec.meta = {k: v for k, v in self.meta.items() if k != "refit"}
+        rec.meta["chronorec_version"] = __version__
+        rec.meta["trained_on_all"] = trained
+        rec._attach(dataset)
+        return rec
 
     @contextlib.contextmanager
     def at(self, which: str) -> Iterator[Recommender]:
@@ -239,6 +291,12 @@ class Recommender:
         trained on the training split only (the refit ones have seen its targets)."""
         if which not in ("valid", "test"):
             raise ValueError(f"split must be 'valid' or 'test', not {which!r}")
+        if "trained_on_all" in self.meta:
+            raise ChronorecError(
+                "this model was trained on every event (chronorec refit), the validation and "
+                "test targets included, so it cannot be evaluated: evaluate the run it was "
+                "refitted from"
+            )
         scoring = self.model
         if which == "valid" and self.valid_model is not None:
             self.model = self.valid_model
@@ -565,6 +623,8 @@ class Recommender:
         rec.model = NextItemModel(cfg.model, meta["n_items"], meta["n_behaviours"], text)
         ckpt.load_weights(run / ckpt.WEIGHTS_FILE, rec.model)
         rec.model.eval()
+        if (run / ckpt.METRICS_FILE).is_file():
+            rec.best_epoch = int(ckpt.read_json(run / ckpt.METRICS_FILE).get("best_epoch", 0))
         if "refit" in meta:  # written with the refit weights, after them
             refit = NextItemModel(cfg.model, meta["n_items"], meta["n_behaviours"], text)
             ckpt.load_weights(run / ckpt.REFIT_WEIGHTS_FILE, refit)

@@ -61,3 +61,28 @@ def test_user_mistakes_exit_2_with_a_message(prepared, tmp_path, capsys):
     assert "unknown user id 'nobody'" in capsys.readouterr().err
     assert main(["train", str(prepared), "--out", str(run)]) == 2
     assert "run directory exists" in capsys.readouterr().err
+
+
+def test_refit_writes_a_run_to_serve_that_cannot_be_evaluated(prepared, tmp_path, capsys):
+    run, served = tmp_path / "run", tmp_path / "served"
+    assert main(["train", str(prepared), "--out", str(run), *TINY]) == 0
+    best = json.loads((run / "metrics.json").read_text())["best_epoch"]
+    capsys.readouterr()
+    assert main(["refit", str(run), "--out", str(served), "--no-progress", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["epochs"] == best and out["from"] == str(run.resolve())
+    import polars as pl
+
+    assert out["events"] == pl.read_parquet(prepared / "events.parquet").height
+
+    assert main(["evaluate", str(served)]) == 2
+    assert "trained on every event" in capsys.readouterr().err
+    assert main(["recommend", str(served), "--history", "i4,i5", "-k", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["items"][0]["item_id"] == "i6"
+
+    assert main(["refit", str(run), "--out", str(run)]) == 2
+    assert "must be a new directory" in capsys.readouterr().err
+    assert main(["refit", str(run), "--out", str(served)]) == 2
+    assert "run directory exists" in capsys.readouterr().err
+    assert main(["refit", str(run), "--out", str(tmp_path / "x"), "--epochs", "0"]) == 2
+    assert "at least 1" in capsys.readouterr().err

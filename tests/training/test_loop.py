@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 from chronorec.config import ModelConfig, RunConfig, TrainConfig
 from chronorec.data.sequences import EventArrays
+from chronorec.data.splits import Split
 from chronorec.errors import ChronorecError
 from chronorec.models.model import NextItemModel
 from chronorec.recommender import Recommender, make_split
@@ -108,6 +109,40 @@ def test_refit_trains_again_on_every_event_before_the_test_cut(successor, tmp_pa
     assert not np.array_equal(rec.recommend(["u1"])[1], plain.recommend(["u1"])[1])
     with rec.at("valid"):
         np.testing.assert_array_equal(rec.recommend(["u1"])[1], plain.recommend(["u1"])[1])
+
+
+def test_refit_all_trains_the_recipe_on_every_event_and_refuses_evaluation(successor, tmp_path):
+    rec = Recommender(tiny(max_epochs=3)).fit(successor, run_dir=tmp_path / "run", progress=False)
+    assert rec.best_epoch >= 1
+    served = Recommender.load(tmp_path / "run", dataset=successor).refit_all(progress=False)
+    trained = served.meta["trained_on_all"]
+    assert trained["events"] == successor.events.height and trained["epochs"] == rec.best_epoch
+    # the same as fitting the recipe, without validation, on a split whose training part is
+    # every event: same seed, same epochs, same weights
+    empty = successor.events.clear()
+    everything = Split(successor.events, empty, empty, "all", successor.events)
+    cfg = tiny(max_epochs=rec.best_epoch)
+    direct = Recommender(cfg).fit(successor, split=everything, progress=False)
+    assert served.model is not None and direct.model is not None
+    for (name, a), b in zip(served.model.state_dict().items(),
+                            direct.model.state_dict().values(), strict=True):  # fmt: skip
+        torch.testing.assert_close(a, b, msg=name)
+    with pytest.raises(ChronorecError, match="trained on every event"):
+        served.evaluate("test")
+    served.save(tmp_path / "served")
+    back = Recommender.load(tmp_path / "served", dataset=successor)
+    assert back.valid_model is None and "trained_on_all" in back.meta
+    np.testing.assert_array_equal(back.recommend(["u1"])[1], served.recommend(["u1"])[1])
+
+
+def test_refit_all_needs_an_epoch_count_from_validation(successor):
+    rec = Recommender(tiny(max_epochs=1))
+    empty = successor.events.clear()
+    rec.fit(successor, split=Split(successor.events, empty, empty, "all", successor.events),
+            progress=False)  # fmt: skip
+    with pytest.raises(ChronorecError, match="no validated epoch count"):
+        rec.refit_all(progress=False)
+    assert rec.refit_all(epochs=1, progress=False).meta["trained_on_all"]["epochs"] == 1
 
 
 def test_save_load_keeps_the_text_tower(successor, random_text, tmp_path):
