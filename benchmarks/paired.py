@@ -30,7 +30,7 @@ from chronorec.evaluation.evaluator import per_query  # noqa: E402
 
 def query_values(ensemble: Ensemble, which: str, metric: str) -> tuple[np.ndarray, pl.DataFrame]:
     """(Q,) the metric of every query of ``which`` for the ensemble, and the targets frame."""
-    targets = ensemble._get_split().targets(which)  # type: ignore[arg-type]  # valid | test
+    targets = ensemble.targets(which)
     result = ensemble.evaluate(which, slices=())
     return per_query(result, targets, metric), targets
 

@@ -323,7 +323,7 @@ class Ensemble:
         metric = metric or self.config.train.select_metric
         self.blend({name: 0.0 for name in names})
         dataset = self.members[0]._require_dataset()
-        targets = self._get_split().targets(which)  # type: ignore[arg-type]  # checked by Split
+        targets = self.targets(which)
         users = targets["user"].unique().sort().to_numpy()
         row_bytes = 4 * (dataset.n_items + 1) * (1 + len(names))
         fits = max(1, int(memory_gb * 2**30 // row_bytes))
@@ -375,6 +375,11 @@ class Ensemble:
                 "baselines fitted on every event have seen the validation and test targets; "
                 "evaluate and tune with fit_on='train'"
             )
+
+    def targets(self, which: str) -> pl.DataFrame:
+        """The targets of ``which`` ("valid" or "test") on the members' split, in the order of
+        :meth:`evaluate`'s ranks."""
+        return self._get_split().targets(which)  # type: ignore[arg-type]  # checked by Split
 
     def _get_split(self) -> Split:
         if self._split is None:  # the weight search evaluates many times

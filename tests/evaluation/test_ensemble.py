@@ -135,6 +135,10 @@ def test_per_query_metrics_average_to_the_reported_metric(successor) -> None:
         assert values.mean() == pytest.approx(result[metric])
     with pytest.raises(ValueError, match="unknown metric"):
         per_query(result, targets, "ndcg")
+    ensemble = Ensemble([run])
+    assert ensemble.targets("test").equals(targets)
+    values = per_query(ensemble.evaluate("test", slices=()), ensemble.targets("test"), "ndcg@10")
+    assert values.mean() == pytest.approx(result["ndcg@10"])
 
 
 def test_tuning_on_a_memory_budget_searches_a_subset_of_the_users(successor, caplog) -> None:
