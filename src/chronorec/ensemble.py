@@ -135,6 +135,7 @@ class Ensemble:
         self._stage = "all" if fit_on == "all" else "test"
         self._split: Split | None = None
         self._arrays: EventArrays | None = None
+        self._text: np.ndarray | None = None  # item text vectors, shared by every stage's text-knn
         if fit_on not in ("train", "all"):
             raise ConfigError(f"fit_on must be 'train' or 'all', not {fit_on!r}")
         self.fit_on = fit_on
@@ -206,7 +207,9 @@ class Ensemble:
                 else:
                     if not dataset.text_columns:
                         raise ConfigError("text-knn needs item text; this catalogue has none")
-                    model = bl.TextKNN(build_text_vectors(dataset, self.config))
+                    if self._text is None:
+                        self._text = build_text_vectors(dataset, self.config)
+                    model = bl.TextKNN(self._text)
                 fitted[name] = model.fit(train, dataset.n_items)
         return fitted
 

@@ -219,3 +219,18 @@ def test_recent_popularity_blends_only_with_timestamps(successor) -> None:
     run._attach(untimed)
     with pytest.raises(ConfigError, match="popular-recent needs a timestamp"):
         Ensemble([run], weights={"popular-recent": 1.0})
+
+
+def test_text_knn_reads_the_item_text_once_for_every_stage(successor, random_text, monkeypatch):
+    calls = []
+
+    def text_vectors(dataset, config):  # stands in for the encoder's cached matrix
+        calls.append(dataset.n_items)
+        return random_text(dataset.n_items)
+
+    monkeypatch.setattr("chronorec.ensemble.build_text_vectors", text_vectors)
+    ensemble = Ensemble([_weak(successor)], {"text-knn": 0.5})
+    for which in ("valid", "test"):
+        ensemble.evaluate(which, slices=())
+    assert calls == [successor.n_items]
+    assert set(ensemble._fitted) == {"valid", "test"}  # still one fit per stage
