@@ -275,7 +275,7 @@ class Recommender:
         if self.config.model.item_repr != "id":
             text = torch.from_numpy(build_text_vectors(dataset, self.config))
         n_behaviours = int(self.meta["n_behaviours"])
-        rec = Recommender(self.config)
+        rec = Recommender(self.config.replace(train=_replace(self.config.train, refit=False)))
         rec.model, trained = self._train_fresh(
             dataset, dataset.events, epochs, n_behaviours, text, progress
         )

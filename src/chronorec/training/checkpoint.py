@@ -10,6 +10,10 @@ A run directory holds::
     train_state.pt     optimizer, schedule  }
     refit.safetensors  with train.refit: the same recipe trained again on every event before the
                        test cut, for the test split and recommendations
+
+A run written by ``chronorec refit`` (``Recommender.refit_all``) has only config.json, items.parquet
+and model.safetensors, and its meta names ``trained_on_all``: it has seen every target and is for
+serving, not evaluation.
 """
 
 from __future__ import annotations
