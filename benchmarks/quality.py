@@ -134,11 +134,17 @@ def run_one(
         "valid": r.best_metrics, "test": test.metrics,
         "history": [epoch_line(h, cfg.train.select_metric) for h in r.history],
     }  # fmt: skip
-    if "refit" in rec.meta:
-        refit = rec.meta["refit"]
+    if "refit" in rec.meta and rec.valid_model is not None:
+        refit, metric = rec.meta["refit"], cfg.train.select_metric
+        scoring, rec.model = rec.model, rec.valid_model  # the first weights on the test split
+        try:
+            first = rec.evaluate("test", slices=()).metrics[metric]
+        finally:
+            rec.model = scoring
         detail["note"] = (
             f"refit for test: {refit['epochs']} epochs on the {refit['events']:,} events before "
-            f"the test cut in {refit['minutes']:.1f} min (in wall minutes)."
+            f"the test cut in {refit['minutes']:.1f} min (in wall minutes); test {metric} "
+            f"{test.metrics[metric]:.4f} with the refit weights, {first:.4f} with the first."
         )
     if dataset == "ml-1m":
         detail["note"] = f"{detail.get('note', '')} {ml1m_penultimate_note(rec, test)}".strip()
