@@ -43,6 +43,13 @@ def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     return mean, se, mean / se if se > 0 else float("nan")
 
 
+def between_runs(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """Mean of b's run means - a's, its Welch standard error from the runs' spread, and z."""
+    mean = float(b.mean() - a.mean())
+    se = float(np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size))
+    return mean, se, mean / se if se > 0 else float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--a", nargs="+", required=True, help="runs of group A (the reference)")
@@ -102,6 +109,14 @@ def main() -> None:
         "ranking). " + " ".join(f"{line}." for line in lines) + " |z| ≥ 2 is a difference "
         "beyond the noise of which queries are in the split; smaller is not."
     )
+    a, b = np.array(per_run[la]), np.array(per_run[lb])
+    if a.size > 1 and b.size > 1:
+        mean, se, z = between_runs(a, b)
+        notes += (
+            f" Between runs (the spread of each group's run means, Welch): {lb} - {la} = "
+            f"{mean:+.4f} ± {se:.4f} (SE), z = {z:.2f} — the noise of training seeds, which the "
+            "paired figures above do not include."
+        )
     if args.no_append:
         print(table + "\n\n" + notes)
     else:
