@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "chronorec.commands.refit",
     "chronorec.commands.evaluate",
     "chronorec.commands.recommend",
+    "chronorec.commands.export",
 ]
 
 

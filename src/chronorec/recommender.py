@@ -332,6 +332,41 @@ class Recommender:
         )  # (B, V) or None
         return scores if bonus is None else scores + bonus
 
+    @torch.no_grad()
+    def item_vectors(self) -> np.ndarray:
+        """``(n_items, Q)`` float32: the rows a user vector scores against, ``item_ids()``
+        order. ``user_vectors(...) @ item_vectors().T`` are the model's scores (the text score
+        term and a cosine head's temperature included; the repeat term is not, see
+        :meth:`user_vectors`) — an inner-product ANN index over them ranks as the model does."""
+        model = self._require_model()
+        model.eval()
+        return model.score_rows(model.item_table())[1:].float().numpy()
+
+    @torch.no_grad()
+    def user_vectors(self, users: Sequence[str] | None = None, *, batch_size: int = 512
+                     ) -> tuple[list[str], np.ndarray]:  # fmt: skip
+        """``(user ids, (U, Q) float32)``: each user's query after their whole logged history
+        (default: every user of the dataset), in the space of :meth:`item_vectors`. A model with
+        ``model.repeat`` also adds a bonus for items already in the history, which depends on
+        the history and is left out here."""
+        model = self._require_model()
+        model.eval()
+        dataset = self._require_dataset()
+        ids = [str(u) for u in dataset.users["user_id"].to_list()] if users is None else list(users)
+        if not ids:
+            return ids, np.zeros((0, self.item_vectors().shape[1]), np.float32)
+        table = model.item_table()
+        parts = []
+        for start in range(0, len(ids), batch_size):
+            batch, _ = self.user_batch(ids[start : start + batch_size], self.config.model.max_len)
+            items = torch.from_numpy(batch.items)
+            hidden = model(
+                items, torch.from_numpy(batch.behaviours), torch.from_numpy(batch.timestamps),
+                table, last_only=True,
+            )[:, -1]  # fmt: skip
+            parts.append(model.score_query(hidden, model.last_text(items[:, -1])).float().numpy())
+        return ids, np.concatenate(parts)
+
     def recommend(
         self,
         users: Sequence[str],

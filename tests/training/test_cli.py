@@ -86,3 +86,34 @@ def test_refit_writes_a_run_to_serve_that_cannot_be_evaluated(prepared, tmp_path
     assert "run directory exists" in capsys.readouterr().err
     assert main(["refit", str(run), "--out", str(tmp_path / "x"), "--epochs", "0"]) == 2
     assert "at least 1" in capsys.readouterr().err
+
+
+def test_export_writes_vectors_an_inner_product_index_ranks_like_the_model(prepared, tmp_path,
+                                                                           capsys):  # fmt: skip
+    import numpy as np
+    import polars as pl
+
+    run, out = tmp_path / "run", tmp_path / "vectors"
+    assert main(["train", str(prepared), "--out", str(run), *TINY]) == 0
+    capsys.readouterr()
+    assert main(["export", str(run), "--out", str(out), "--users", "--json"]) == 0
+    manifest = json.loads(capsys.readouterr().out)
+    assert manifest["items"] == 20 and manifest["users"] == 64 and manifest["dim"] == 32
+    assert json.loads((out / "export.json").read_text()) == manifest
+    items = pl.read_parquet(out / "item_vectors.parquet")
+    users = pl.read_parquet(out / "user_vectors.parquet")
+    assert items["item_id"].to_list() == [f"i{i}" for i in range(1, 21)]
+    assert items["name"][0] == "Item number 1"
+    # the successor pattern through the exported vectors: u1's best item follows its last one
+    u1 = users.filter(pl.col("user_id") == "u1")["vector"].to_numpy()[0]
+    best = items["item_id"][int(np.argmax(items["vector"].to_numpy() @ u1))]
+    assert main(["recommend", str(run), "--user", "u1", "-k", "1", "--include-seen",
+                 "--json"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["items"][0]["item_id"] == best
+
+    assert main(["export", str(run), "--out", str(out)]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert main(["export", str(run), "--out", str(run), "--force"]) == 2
+    assert "not the run itself" in capsys.readouterr().err
+    assert main(["export", str(run), "--out", str(out), "--force"]) == 0
+    assert not (out / "user_vectors.parquet").exists()  # replaced whole, not merged

@@ -328,3 +328,33 @@ def test_early_stopping_on_validation_ndcg(successor):
     assert rec.result is not None
     assert rec.result.stopped == "patience" and rec.result.epochs < 200
     assert rec.result.best_metrics["ndcg@10"] == 1.0
+
+
+@pytest.mark.parametrize("repeat", [False, True])
+def test_exported_vectors_reproduce_the_model_scores(successor, random_text, repeat):
+    """user_vectors . item_vectors = the model's scores: text score term and cosine head
+    included; the repeat term (history-dependent) is the only thing left out."""
+    cfg = tiny(max_epochs=1)
+    cfg = cfg.replace(model=ModelConfig(**{
+        **cfg.model.__dict__, "item_repr": "id+text", "text_score": True, "score": "cosine",
+        "repeat": repeat,
+    }))  # fmt: skip
+    rec = Recommender(cfg).fit(successor, text_vectors=random_text(20), progress=False)
+    items = rec.item_vectors()
+    ids, users = rec.user_vectors(batch_size=5)  # several batches
+    assert ids == [f"u{u}" for u in range(1, 65)] and items.shape == (20, users.shape[1])
+    assert users.shape[1] == 32 + 16  # d_model + the text vectors' width (text score term)
+    batch, _ = rec.user_batch(ids, cfg.model.max_len)
+    model = rec.model
+    assert model is not None
+    expected = rec.score(batch)[:, 1:]
+    if repeat:
+        bonus = model.repeat_bonus(torch.from_numpy(batch.items),
+                                   torch.from_numpy(batch.behaviours),
+                                   torch.from_numpy(batch.timestamps))  # fmt: skip
+        assert bonus is not None
+        expected = expected - bonus[:, 1:]
+    torch.testing.assert_close(torch.from_numpy(users @ items.T), expected, rtol=1e-4, atol=1e-4)
+    chosen, vectors = rec.user_vectors(["u3", "u1"])
+    np.testing.assert_allclose(vectors, users[[2, 0]], rtol=1e-5, atol=1e-5)  # other batch
+    assert chosen == ["u3", "u1"] and rec.user_vectors([])[1].shape == (0, users.shape[1])
