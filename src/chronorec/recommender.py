@@ -292,10 +292,11 @@ class Recommender:
         if which not in ("valid", "test"):
             raise ValueError(f"split must be 'valid' or 'test', not {which!r}")
         if "trained_on_all" in self.meta:
+            source = self.meta["trained_on_all"].get("from")
             raise ChronorecError(
                 "this model was trained on every event (chronorec refit), the validation and "
                 "test targets included, so it cannot be evaluated: evaluate the run it was "
-                "refitted from"
+                "refitted from" + (f", {source}" if source else "")
             )
         scoring = self.model
         if which == "valid" and self.valid_model is not None:

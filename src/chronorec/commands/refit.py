@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(
         f"refit {rec.config.model.name} ({rec.config.model.item_repr}) for {trained['epochs']} "
-        f"epochs on all {trained['events']:,} events in {trained['minutes']:.1f} min"
+        f"epoch{'s' if trained['epochs'] != 1 else ''} on all {trained['events']:,} events in "
+        f"{trained['minutes']:.1f} min"
     )
     print(f"run → {out} (serve or recommend from it; evaluate {args.run})")
     return 0
