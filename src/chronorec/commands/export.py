@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from chronorec.commands import check_out_dir
 from chronorec.errors import ChronorecError
 
 ITEMS_FILE = "item_vectors.parquet"
@@ -40,12 +41,10 @@ def run(args: argparse.Namespace) -> int:
     import polars as pl
 
     from chronorec.recommender import Recommender  # torch is imported only for this command
+    from chronorec.training.checkpoint import current_umask
 
     out: Path = args.out
-    if out.resolve() == args.run.resolve():
-        raise ChronorecError(f"{out}: --out must be a new directory, not the run itself")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
-        raise ChronorecError(f"{out}: exists (use --force to overwrite)")
+    check_out_dir(out, args.force, args.run, what="output directory")
     rec = Recommender.load(args.run, args.data)
     if args.users and rec.dataset is None:
         raise ChronorecError(
@@ -66,9 +65,7 @@ def run(args: argparse.Namespace) -> int:
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; give the usual directory mode
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; give the usual mode
     try:
         pl.DataFrame(
             {"item_id": rec.item_ids(), "name": rec.item_names(), "vector": items},

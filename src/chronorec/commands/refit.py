@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from chronorec.commands import check_out_dir
 from chronorec.errors import ChronorecError
 
 
@@ -35,10 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from chronorec.recommender import Recommender  # torch is imported only for this command
 
     out: Path = args.out
-    if out.resolve() == args.run.resolve():
-        raise ChronorecError(f"{out}: --out must be a new directory, not the run itself")
-    if out.exists() and any(out.iterdir()) and not args.force:
-        raise ChronorecError(f"{out}: run directory exists (use --force to overwrite)")
+    check_out_dir(out, args.force, args.run)
     if args.epochs is not None and args.epochs < 1:
         raise ChronorecError(f"--epochs must be at least 1, not {args.epochs}")
     source = Recommender.load(args.run, args.data)
