@@ -134,13 +134,9 @@ def run_one(
         "valid": r.best_metrics, "test": test.metrics,
         "history": [epoch_line(h, cfg.train.select_metric) for h in r.history],
     }  # fmt: skip
-    if "refit" in rec.meta and rec.valid_model is not None:
+    if "refit" in rec.meta:
         refit, metric = rec.meta["refit"], cfg.train.select_metric
-        scoring, rec.model = rec.model, rec.valid_model  # the first weights on the test split
-        try:
-            first = rec.evaluate("test", slices=()).metrics[metric]
-        finally:
-            rec.model = scoring
+        first = rec.evaluate("test", slices=(), first_weights=True).metrics[metric]
         detail["note"] = (
             f"refit for test: {refit['epochs']} epochs on the {refit['events']:,} events before "
             f"the test cut in {refit['minutes']:.1f} min (in wall minutes); test {metric} "

@@ -286,9 +286,10 @@ class Recommender:
         return rec
 
     @contextlib.contextmanager
-    def at(self, which: str) -> Iterator[Recommender]:
+    def at(self, which: str, *, first_weights: bool = False) -> Iterator[Recommender]:
         """Score with the weights for ``which``: after a refit, validation uses the weights
-        trained on the training split only (the refit ones have seen its targets)."""
+        trained on the training split only (the refit ones have seen its targets).
+        ``first_weights`` uses those for the test split too (to measure what the refit adds)."""
         if which not in ("valid", "test"):
             raise ValueError(f"split must be 'valid' or 'test', not {which!r}")
         if "trained_on_all" in self.meta:
@@ -299,7 +300,7 @@ class Recommender:
                 "refitted from" + (f", {source}" if source else "")
             )
         scoring = self.model
-        if which == "valid" and self.valid_model is not None:
+        if (which == "valid" or first_weights) and self.valid_model is not None:
             self.model = self.valid_model
         try:
             yield self
@@ -319,15 +320,9 @@ class Recommender:
         model = self._require_model()
         model.eval()
         table = model.item_table()  # (V, D)
-        hidden = model(
-            torch.from_numpy(batch.items),
-            torch.from_numpy(batch.behaviours),
-            torch.from_numpy(batch.timestamps),
-            table,
-            last_only=True,
-        )  # (B, 1, D)
+        hidden = _last_hidden(model, batch, table)  # (B, D)
         items = torch.from_numpy(batch.items)
-        scores = model.scores(hidden[:, -1], items[:, -1], table)  # (B, V)
+        scores = model.scores(hidden, items[:, -1], table)  # (B, V)
         bonus = model.repeat_bonus(
             items, torch.from_numpy(batch.behaviours), torch.from_numpy(batch.timestamps)
         )  # (B, V) or None
@@ -360,12 +355,9 @@ class Recommender:
         parts = []
         for start in range(0, len(ids), batch_size):
             batch, _ = self.user_batch(ids[start : start + batch_size], self.config.model.max_len)
-            items = torch.from_numpy(batch.items)
-            hidden = model(
-                items, torch.from_numpy(batch.behaviours), torch.from_numpy(batch.timestamps),
-                table, last_only=True,
-            )[:, -1]  # fmt: skip
-            parts.append(model.score_query(hidden, model.last_text(items[:, -1])).float().numpy())
+            hidden = _last_hidden(model, batch, table)  # (B, D)
+            last = torch.from_numpy(batch.items[:, -1])
+            parts.append(model.score_query(hidden, model.last_text(last)).float().numpy())
         return ids, np.concatenate(parts)
 
     def recommend(
@@ -550,12 +542,14 @@ class Recommender:
         *,
         exclude_history: bool | None = None,
         progress: bool = False,
+        first_weights: bool = False,
         **options: Any,
     ) -> Any:
         """Full-ranking :func:`chronorec.evaluation.evaluate` of this model on the config's split
-        (``which`` = "valid" or "test"), with the weights for it (:meth:`at`). Cold/warm slices:
-        the cold-start protocol's hidden items when ``data.cold_fraction > 0``, else the items
-        absent from the events the weights were trained on."""
+        (``which`` = "valid" or "test"), with the weights for it (:meth:`at`; ``first_weights``
+        for a refit run's weights before the refit). Cold/warm slices: the cold-start
+        protocol's hidden items when ``data.cold_fraction > 0``, else the items absent from the
+        events the weights were trained on."""
         from chronorec.evaluation import evaluate
 
         dataset = self._require_dataset()
@@ -564,9 +558,9 @@ class Recommender:
         if self.config.data.cold_fraction > 0:
             options.setdefault("cold_items", cold_items(dataset, self.config))
         trained_on = split.train
-        if self.valid_model is not None:
+        if self.valid_model is not None and not first_weights:
             trained_on = split.known(which)  # type: ignore[arg-type]  # checked by Split
-        with self.at(which):
+        with self.at(which, first_weights=first_weights):
             return evaluate(
                 self, dataset, split.targets(which),  # type: ignore[arg-type]  # checked by Split
                 exclude_history=exclude, max_len=self.config.model.max_len,
@@ -582,13 +576,7 @@ class Recommender:
         model = self._require_model()
         model.eval()
         table = model.item_table()
-        hidden = model(
-            torch.from_numpy(batch.items),
-            torch.from_numpy(batch.behaviours),
-            torch.from_numpy(batch.timestamps),
-            table,
-            last_only=True,
-        )[:, -1]  # (B, D)
+        hidden = _last_hidden(model, batch, table)  # (B, D)
         logits = model.behaviour_logits(hidden, torch.from_numpy(items), table)  # (B, K, n_b)
         return logits.softmax(-1).numpy()
 
@@ -678,6 +666,17 @@ class Recommender:
         else:
             rec._items = pl.read_parquet(run / ckpt.ITEMS_FILE)
         return rec
+
+
+def _last_hidden(model: NextItemModel, batch: HistoryBatch, table: torch.Tensor) -> torch.Tensor:
+    """The model's hidden state (B, D) after the last step of each history in ``batch``."""
+    return model(
+        torch.from_numpy(batch.items),
+        torch.from_numpy(batch.behaviours),
+        torch.from_numpy(batch.timestamps),
+        table,
+        last_only=True,
+    )[:, -1]
 
 
 def _roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:

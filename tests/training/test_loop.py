@@ -109,6 +109,9 @@ def test_refit_trains_again_on_every_event_before_the_test_cut(successor, tmp_pa
     assert not np.array_equal(rec.recommend(["u1"])[1], plain.recommend(["u1"])[1])
     with rec.at("valid"):
         np.testing.assert_array_equal(rec.recommend(["u1"])[1], plain.recommend(["u1"])[1])
+    # the first weights on the test split: what the run would score without its refit
+    np.testing.assert_array_equal(rec.evaluate("test", first_weights=True).ranks,
+                                  plain.evaluate("test").ranks)  # fmt: skip
 
 
 def test_refit_all_trains_the_recipe_on_every_event_and_refuses_evaluation(successor, tmp_path):
