@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from chronorec.errors import ChronorecError
@@ -16,3 +20,23 @@ def check_out_dir(
         raise ChronorecError(f"{out}: --out must be a new directory, not the run itself")
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise ChronorecError(f"{out}: {what} exists (use --force to overwrite)")
+
+
+def write_dir(out: Path, write: Callable[[Path], object]) -> None:
+    """Call ``write(tmp)`` on a new directory beside ``out``, then put it in ``out``'s place
+    (replacing what was there): the directory appears whole or not at all."""
+    from chronorec.training.checkpoint import current_umask
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; give the usual mode
+    try:
+        write(tmp)
+        if out.is_dir():
+            shutil.rmtree(out)
+        elif out.exists():
+            out.unlink()
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
-from chronorec.commands import check_out_dir
+from chronorec.commands import check_out_dir, write_dir
 from chronorec.errors import ChronorecError
 
 ITEMS_FILE = "item_vectors.parquet"
@@ -41,7 +38,6 @@ def run(args: argparse.Namespace) -> int:
     import polars as pl
 
     from chronorec.recommender import Recommender  # torch is imported only for this command
-    from chronorec.training.checkpoint import current_umask
 
     out: Path = args.out
     check_out_dir(out, args.force, args.run, what="output directory")
@@ -63,10 +59,8 @@ def run(args: argparse.Namespace) -> int:
         "item_repr": rec.config.model.item_repr,
         "repeat_term_not_included": rec.config.model.repeat,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; give the usual mode
-    try:
+
+    def write(tmp: Path) -> None:
         pl.DataFrame(
             {"item_id": rec.item_ids(), "name": rec.item_names(), "vector": items},
             schema={"item_id": pl.String, "name": pl.String, "vector": pl.Array(pl.Float32, dim)},
@@ -79,14 +73,8 @@ def run(args: argparse.Namespace) -> int:
             ).write_parquet(tmp / USERS_FILE)
             manifest["users"] = len(user_ids)
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-        if out.is_dir():
-            shutil.rmtree(out)
-        elif out.exists():
-            out.unlink()
-        tmp.rename(out)  # the directory appears whole or not at all
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    write_dir(out, write)
     if args.json:
         print(json.dumps(manifest))
         return 0

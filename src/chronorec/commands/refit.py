@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from chronorec.commands import check_out_dir
+from chronorec.commands import check_out_dir, write_dir
 from chronorec.errors import ChronorecError
 
 
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         )
     rec = source.refit_all(epochs=args.epochs, progress=not args.no_progress)
     rec.meta["trained_on_all"]["from"] = str(args.run.resolve())
-    rec.save(out)
+    write_dir(out, rec.save)  # the run appears whole or not at all
     trained = rec.meta["trained_on_all"]
     if args.json:
         print(json.dumps({"run": str(out), **trained}))
