@@ -361,8 +361,8 @@ def main() -> None:
         nargs="+",
         metavar="BASELINE",
         help="also evaluate each saved run blended with these baselines, weights tuned on "
-        "the valid split (needs --runs): popular, popular-recent, repeat, transitions, user-knn, "
-        "text-knn",
+        "the valid split (needs --runs): popular, popular-recent, repeat, repeat-recent, "
+        "transitions, user-knn, text-knn",
     )
     parser.add_argument(
         "--no-append", action="store_true", help="print, do not touch BENCHMARKS.md"

@@ -64,6 +64,7 @@ class ModelConfig:
     text_score: bool = False
     repeat: bool = False  # learned bonus for items already in the history (retail repeats)
     repeat_time: bool = False  # the repeat bonus also by time since each occurrence (log2 hours)
+    repeat_visits: bool = False  # the repeat bonus by visits back (a basket is one), not events
 
     def __post_init__(self) -> None:
         _choice("model.name", self.name, MODEL_NAMES)
@@ -87,6 +88,8 @@ class ModelConfig:
             raise ConfigError("model.text_score needs item text: model.item_repr text or id+text")
         if self.repeat_time and not self.repeat:
             raise ConfigError("model.repeat_time adds to the repeat term: set model.repeat=true")
+        if self.repeat_visits and not self.repeat:
+            raise ConfigError("model.repeat_visits counts the repeat term: set model.repeat=true")
 
 
 @dataclass(frozen=True)

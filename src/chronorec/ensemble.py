@@ -36,9 +36,10 @@ from chronorec.recommender import Recommender, build_text_vectors, cold_items, m
 log = logging.getLogger(__name__)
 
 BLEND_BASELINES = (
-    "popular", "popular-recent", "repeat", "transitions", "user-knn", "text-knn"
+    "popular", "popular-recent", "repeat", "repeat-recent", "transitions", "user-knn", "text-knn"
 )  # fmt: skip
-LOG_SCALED = ("popular", "popular-recent", "repeat", "transitions")  # counts: log1p, then z
+# counts (or decayed counts): log1p, then z
+LOG_SCALED = ("popular", "popular-recent", "repeat", "repeat-recent", "transitions")
 RECENT_DAYS = 30.0  # the window of "popular-recent", before the last training event
 WEIGHT_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 MIN_Z = 2.0  # a blend weight moves for a validation gain of at least 2 standard errors
@@ -200,6 +201,9 @@ class Ensemble:
                     model = bl.MostPopular(window_days=RECENT_DAYS, behaviour=behaviour)
                 elif name == "repeat":
                     model = bl.RepeatFrequency(behaviour=behaviour)
+                elif name == "repeat-recent":
+                    half_life = bl.REPEAT_HALF_LIFE
+                    model = bl.RepeatFrequency(behaviour=behaviour, half_life=half_life)
                 elif name == "transitions":
                     model = bl.ItemTransitions()
                 elif name == "user-knn":

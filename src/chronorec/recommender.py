@@ -128,6 +128,11 @@ class Recommender:
                 f"train.target = {cfg.train.target!r} needs timestamps (a basket is the events "
                 "of one timestamp), and this dataset has none"
             )
+        if cfg.model.repeat_visits and not dataset.has_timestamps:
+            raise ConfigError(
+                "model.repeat_visits needs timestamps (a visit is the events of one timestamp), "
+                "and this dataset has none"
+            )
         split = split if split is not None else make_split(dataset, cfg)
         if cfg.model.item_repr != "id" and text_vectors is None:
             text_vectors = build_text_vectors(dataset, cfg)

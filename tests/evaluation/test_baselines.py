@@ -77,6 +77,33 @@ def test_repeat_can_count_one_behaviour() -> None:
     assert top(scores_for(model, events, 1, 3), 1) == [2]
 
 
+def test_recent_repeat_weighs_each_visit_by_its_age() -> None:
+    # Item 5 in three early baskets, item 2 in the last basket together with item 3; item 4
+    # once in between. Visits back: 5 -> 4, 3, 2; 4 -> 1; 2 and 3 -> 0. User 2 makes 2 and 6
+    # more popular than 3.
+    events = make_events(
+        {1: [5, 5, 5, 4, 2, 3], 2: [6, 6, 2]},
+        timestamps={1: [0, 10, 20, 30, 40, 40], 2: [0, 1, 2]},
+    )
+    frequent = RepeatFrequency().fit(events, 6)
+    assert top(scores_for(frequent, events, 1, 6), 2) == [5, 3]  # 3 times; then the latest
+    recent = RepeatFrequency(half_life=1.0).fit(events, 6)
+    assert recent.name == "repeat-recent" and recent.by_visit_
+    s = scores_for(recent, events, 1, 6)
+    assert s[5] == pytest.approx(2**-4 + 2**-3 + 2**-2, abs=1e-6)  # 0.4375
+    assert s[4] == pytest.approx(0.5, abs=1e-6)
+    assert s[2] == pytest.approx(1.0, abs=1e-6)
+    # 2 and 3 share the last visit: the more popular (2) first, then 3, 4, 5, then the rest
+    # (item 6 popular, item 1 never seen)
+    assert top(s, 6) == [2, 3, 4, 5, 6, 1]
+    assert RepeatFrequency(half_life=100.0).fit(events, 6).score(
+        EventArrays.from_events(events).histories(np.array([1]), np.array([6]), 50),
+        np.array([1]),
+    ).argmax().item() == 5  # a long half-life counts almost like plain frequency
+    with pytest.raises(ValueError, match="half-life"):
+        RepeatFrequency(half_life=0.0)
+
+
 def test_transitions_rank_the_known_successor_first() -> None:
     # In training 1 -> 2 always, 2 -> 3 twice and 2 -> 4 once; item 4 is the most popular.
     train = make_events({1: [1, 2, 3], 2: [1, 2, 4, 4, 4], 3: [4, 4, 1, 2], 4: [2, 3]})
@@ -173,7 +200,7 @@ def test_baselines_side_by_side() -> None:
     targets = make_targets([(u, 3, 5) for u in range(1, 5)])
     models = fit_baselines(train, 3, recent_days=1, item_vectors=np.eye(4, dtype=np.float32))
     assert list(models) == [
-        "popular", "popular-1d", "repeat", "transitions", "user-knn", "text-knn"
+        "popular", "popular-1d", "repeat", "repeat-recent", "transitions", "user-knn", "text-knn"
     ]  # fmt: skip
     results = evaluate_many(models, EventArrays.from_events(events), targets, n_items=3)
     assert results["transitions"]["hr@1"] == 1.0  # 2 -> 3 every time

@@ -12,7 +12,7 @@ import torch
 from chronorec.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from chronorec.data.dataset import FORMAT_VERSION, PreparedDataset
 from chronorec.errors import ConfigError
-from chronorec.models.repeat import RepeatBias, age_buckets, distance_buckets
+from chronorec.models.repeat import RepeatBias, age_buckets, distance_buckets, visit_index
 from chronorec.recommender import Recommender
 
 
@@ -68,6 +68,41 @@ def test_age_bonus_by_hand():
         RepeatBias(n_behaviours=1).set_weights(torch.zeros(12), by_age=by_age)
 
 
+def test_visit_bonus_by_hand():
+    # one basket {3, 5} at t=10, then item 7 and item 3 again in the last basket at t=20
+    bias = RepeatBias(n_behaviours=1, n_buckets=4, visits=True)
+    bias.set_weights(torch.tensor([1.0, 10.0, 100.0, 1000.0]))
+    items = torch.tensor([[0, 3, 5, 7, 3]])
+    behaviours = torch.tensor([[0, 1, 1, 1, 1]])
+    times = torch.tensor([[0, 10, 10, 20, 20]])
+    assert visit_index(times).tolist() == [[0, 1, 1, 2, 2]]
+    last = bias.last(items, behaviours, n_items=8, timestamps=times)
+    # item 3: this visit (1) + one visit back (10); item 5: one visit back, although two lines
+    # separate it from item 3 in the same basket; item 7: this visit
+    assert last[0, [3, 5, 7]].tolist() == [11.0, 10.0, 1.0]
+    by_events = RepeatBias(n_behaviours=1, n_buckets=4)
+    by_events.set_weights(torch.tensor([1.0, 10.0, 100.0, 1000.0]))
+    assert by_events.last(items, behaviours, 8)[0, [3, 5]].tolist() == [101.0, 100.0]
+    steps = bias(items, behaviours, times).dense(9)  # (1, 5, 9)
+    assert torch.allclose(steps[:, -1], last)
+    # step 2 (item 5) sees its basket (3, 5) at distance 0, never the later item 7
+    assert steps[0, 2].tolist() == [0, 0, 0, 1.0, 0, 1.0, 0, 0, 0]
+    with pytest.raises(ValueError, match="timestamps"):
+        bias.last(items, behaviours, n_items=8)
+
+
+def test_repeat_visits_needs_the_repeat_term_and_timestamps():
+    with pytest.raises(ConfigError, match="model.repeat=true"):
+        ModelConfig(repeat_visits=True)
+    untimed = alternating_dataset(n_users=4)
+    untimed = dataclasses.replace(untimed, manifest={**untimed.manifest, "has_timestamps": False})
+    cfg = RunConfig(model=ModelConfig(name="gru", d_model=8, max_len=8, repeat=True,
+                                      repeat_visits=True),
+                    train=TrainConfig(max_epochs=1, threads=1))  # fmt: skip
+    with pytest.raises(ConfigError, match="timestamps"):
+        Recommender(cfg).fit(untimed, progress=False)
+
+
 def test_repeat_time_needs_the_repeat_term():
     with pytest.raises(ConfigError, match="model.repeat=true"):
         ModelConfig(repeat_time=True)
@@ -94,23 +129,25 @@ def alternating_dataset(n_users: int = 80, n_items: int = 60, seed: int = 0) -> 
                             "item_id": [f"i{i}" for i in range(1, n_items + 1)]}),
         users=pl.DataFrame({"user": np.arange(1, n_users + 1, dtype=np.int32),
                             "user_id": [f"u{u}" for u in range(1, n_users + 1)]}),
-        manifest={"format_version": FORMAT_VERSION, "behaviours": ["buy"]},
+        manifest={"format_version": FORMAT_VERSION, "behaviours": ["buy"], "has_timestamps": True},
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("name", ["gru", "transformer"])
-def test_repeat_bias_learns_a_per_user_repeat(name):
+@pytest.mark.parametrize(("name", "visits"), [("gru", False), ("transformer", False),
+                                             ("gru", True)])  # fmt: skip
+def test_repeat_bias_learns_a_per_user_repeat(name, visits):
     ds = alternating_dataset()
     cfg = RunConfig(
         model=ModelConfig(name=name, d_model=16, n_layers=1, n_heads=2, dropout=0.0, max_len=8,
-                          repeat=True),
+                          repeat=True, repeat_visits=visits),
         train=TrainConfig(lr=2e-2, batch_size=16, max_epochs=15, warmup_steps=5, patience=15,
                           eval_every=15, threads=1),
         data=DataConfig(exclude_history=False),  # the answer is a repeat: it must stay rankable
     )  # fmt: skip
     with_repeat = Recommender(cfg).fit(ds, progress=False).evaluate("test")
     assert with_repeat["hr@1"] == 1.0
-    no_repeat_cfg = cfg.replace(model=dataclasses.replace(cfg.model, repeat=False))
+    no_repeat = dataclasses.replace(cfg.model, repeat=False, repeat_visits=False)
+    no_repeat_cfg = cfg.replace(model=no_repeat)
     without = Recommender(no_repeat_cfg).fit(ds, progress=False).evaluate("test")
     assert without["hr@1"] < with_repeat["hr@1"]
 

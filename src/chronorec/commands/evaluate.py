@@ -44,8 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--blend",
         metavar="NAMES",
         help="comma-separated baselines to blend with the run(s): popular, popular-recent "
-        "(last 30 days), repeat, transitions, user-knn, text-knn; their weights are tuned on "
-        "the valid split unless --weights gives them",
+        "(last 30 days), repeat, repeat-recent (recency-weighted), transitions, user-knn, "
+        "text-knn; their weights are tuned on the valid split unless --weights gives them",
     )
     p.add_argument(
         "--weights",

@@ -62,7 +62,11 @@ class NextItemModel(nn.Module):
         self.head = ScoreHead(cfg.score, cfg.temperature)
         self.behaviour_head = BehaviourHead(D, n_behaviours) if cfg.behaviour_head else None
         self.repeat = (
-            RepeatBias(n_behaviours, n_age_buckets=AGE_BUCKETS if cfg.repeat_time else 0)
+            RepeatBias(
+                n_behaviours,
+                n_age_buckets=AGE_BUCKETS if cfg.repeat_time else 0,
+                visits=cfg.repeat_visits,
+            )
             if cfg.repeat
             else None
         )

@@ -10,7 +10,9 @@ indirectly through the hidden state. ``RepeatBias`` adds an explicit, learned co
 so the score of an item grows with how often and how recently (in events, log2 buckets) and with
 which behaviour the user touched it; with ``n_age_buckets`` (``model.repeat_time``) also by how
 long ago in time (log2 hours), which tells a basket bought yesterday from one bought a year ago
-when both are a few events back. The model learns the weights end to end; in data without
+when both are a few events back. With ``visits`` (``model.repeat_visits``) ``t - s`` counts
+visits instead of events — events sharing a timestamp (one basket, one invoice) are one step —
+so the items of one basket get one weight rather than weights set by the order of its lines. The model learns the weights end to end; in data without
 repeats they go negative (and evaluation that excludes history items never sees them).
 """
 
@@ -66,6 +68,15 @@ def distance_buckets(distance: torch.Tensor, n_buckets: int) -> torch.Tensor:
     return bucket.long().clamp(max=n_buckets - 1)
 
 
+def visit_index(timestamps: torch.Tensor) -> torch.Tensor:
+    """(B, L) timestamps -> (B, L) running visit number: +1 wherever the timestamp changes from
+    the column before (left padding forms visit 0 or shares the first visit's number, and is
+    masked wherever it is used)."""
+    change = torch.zeros_like(timestamps, dtype=torch.long)
+    change[:, 1:] = (timestamps[:, 1:] != timestamps[:, :-1]).long()
+    return change.cumsum(1)
+
+
 def age_buckets(seconds: torch.Tensor, n_buckets: int) -> torch.Tensor:
     """Time since a past event (seconds, ≥ 0) -> bucket in ``0..n_buckets - 1``: 0 for the same
     moment (the same basket), then ``1 + floor(log2(1 + hours))``: under an hour, 1-2 h, 3-6 h,
@@ -90,9 +101,11 @@ class RepeatBias(nn.Module):
         init: float = 1.0,
         scale: float = 10.0,
         n_age_buckets: int = 0,
+        visits: bool = False,
     ) -> None:
         super().__init__()
         self.n_buckets = n_buckets
+        self.visits = visits
         self.scale = scale
         self.raw_distance = nn.Parameter(torch.full((n_buckets,), init / scale))
         self.raw_behaviour = nn.Parameter(torch.zeros(n_behaviours + 1))
@@ -127,6 +140,12 @@ class RepeatBias(nn.Module):
                 raise ValueError("this repeat term was built without age buckets")
             self.raw_age.copy_(by_age / self.scale)
 
+    @staticmethod
+    def _need_time(timestamps: torch.Tensor | None) -> torch.Tensor:
+        if timestamps is None:
+            raise ValueError("a repeat term counted in visits needs timestamps")
+        return timestamps
+
     def _age_term(self, age: torch.Tensor) -> torch.Tensor | float:
         """Seconds since each past event (...,) -> its learned age weight, or 0 without ages."""
         by_age = self.by_age
@@ -141,8 +160,13 @@ class RepeatBias(nn.Module):
         L = items.shape[1]
         steps = torch.arange(L, device=items.device)
         distance = steps[:, None] - steps[None, :]  # (L, L) = t - s
-        w = self.by_distance[distance_buckets(distance, self.n_buckets)]  # (L, L)
-        w = w[None] + self.by_behaviour[behaviours][:, None, :]  # (B, L, L)
+        if self.visits:
+            visit = visit_index(self._need_time(timestamps))  # (B, L)
+            back = visit[:, :, None] - visit[:, None, :]  # (B, L, L), causal part >= 0
+            w = self.by_distance[distance_buckets(back, self.n_buckets)]  # (B, L, L)
+        else:
+            w = self.by_distance[distance_buckets(distance, self.n_buckets)][None]  # (1, L, L)
+        w = w + self.by_behaviour[behaviours][:, None, :]  # (B, L, L)
         if self.raw_age is not None:
             if timestamps is None:
                 raise ValueError("a repeat term with age buckets needs timestamps")
@@ -169,8 +193,12 @@ class RepeatBias(nn.Module):
         """Bonus after the last step only (inference): (B, L) -> (B, n_items + 1); the ages
         count back from each history's last event."""
         B, L = items.shape
-        distance = (L - 1) - torch.arange(L, device=items.device)  # (L,)
-        w = self.by_distance[distance_buckets(distance, self.n_buckets)][None]  # (1, L)
+        if self.visits:
+            visit = visit_index(self._need_time(timestamps))  # (B, L)
+            distance = visit[:, -1:] - visit  # (B, L) visits back from the last event
+        else:
+            distance = ((L - 1) - torch.arange(L, device=items.device))[None]  # (1, L)
+        w = self.by_distance[distance_buckets(distance, self.n_buckets)]  # (B or 1, L)
         w = w + self.by_behaviour[behaviours]  # (B, L)
         if self.raw_age is not None:
             if timestamps is None:
