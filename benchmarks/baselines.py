@@ -3,22 +3,36 @@
 Usage:
     python benchmarks/baselines.py DIR [--split loo|temporal] [--test-days 30] [--behaviour buy]
         [--exclude-history no|yes|both] [--max-len 2000] [--recent-days 30] [--vectors V.npy]
-        [--which valid|test] [--slices]
+        [--which valid|test] [--slices] [--repeat-half-lives 2 4 8] [--no-append]
 
 ``DIR`` is a directory written by ``chronorec prepare``. ``--vectors`` is an
 ``(n_items + 1, d)`` NumPy file of item text vectors for the text-KNN baseline.
+``--repeat-half-lives`` adds one recency-weighted repeat baseline per half-life (in visits), to
+choose ``repeat-recent``'s half-life on the valid split. The tables are appended to BENCHMARKS.md
+unless ``--no-append``.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from chronorec.data import leave_one_out, load_prepared, temporal_split
-from chronorec.data.sequences import EventArrays
-from chronorec.evaluation import evaluate_many, fit_baselines, results_table, slices_table
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import append_report  # noqa: E402
+
+from chronorec.data import leave_one_out, load_prepared, temporal_split  # noqa: E402
+from chronorec.data.sequences import EventArrays  # noqa: E402
+from chronorec.evaluation import (  # noqa: E402
+    RepeatFrequency,
+    evaluate_many,
+    fit_baselines,
+    results_table,
+    slices_table,
+)
 
 
 def main() -> None:
@@ -33,6 +47,10 @@ def main() -> None:
     parser.add_argument("--vectors", default=None)
     parser.add_argument("--which", choices=["valid", "test"], default="test")
     parser.add_argument("--slices", action="store_true", help="also print each baseline's slices")
+    parser.add_argument("--repeat-half-lives", type=float, nargs="*", default=[], metavar="H")
+    parser.add_argument(
+        "--no-append", action="store_true", help="print, do not touch BENCHMARKS.md"
+    )
     args = parser.parse_args()
 
     ds = load_prepared(args.data)
@@ -46,12 +64,17 @@ def main() -> None:
     t0 = time.perf_counter()
     known = split.known(args.which)  # test: fitted on every event before the test cut
     models = fit_baselines(known, ds.n_items, recent_days=args.recent_days, item_vectors=vectors)
+    for h in args.repeat_half_lives:
+        extra = RepeatFrequency(half_life=h)
+        extra.name = f"repeat-recent-{h:g}v"
+        models[extra.name] = extra.fit(known, ds.n_items)
     fit_s = time.perf_counter() - t0
     arrays = EventArrays.from_events(ds.events, n_users=ds.n_users)
-    print(
+    head = (
         f"{args.data}: {split.protocol}, {args.which} targets {targets.height:,}, "
-        f"{ds.n_items:,} items, baselines fitted in {fit_s:.2f}s\n"
+        f"{ds.n_items:,} items, baselines fitted in {fit_s:.2f}s, history window {args.max_len}"
     )
+    parts = []
     for exclude in {"no": [False], "yes": [True], "both": [False, True]}[args.exclude_history]:
         results = evaluate_many(
             models,
@@ -63,13 +86,23 @@ def main() -> None:
             max_len=args.max_len,
             train=known,
         )
-        print(results_table(results, ("ndcg@10", "hr@10", "mrr@10", "recall@10", "recall@20")))
+        table = results_table(results, ("ndcg@10", "hr@10", "mrr@10", "recall@10", "recall@20"))
         seconds = ", ".join(f"{n} {r.seconds:.2f}s" for n, r in results.items())
         repeat = next(iter(results.values())).repeat_share
-        print(f"\nrepeat targets {repeat:.1%}; evaluation time: {seconds}\n")
+        parts.append(
+            f"exclude_history={exclude}:\n\n{table}\n\n"
+            f"repeat targets {repeat:.1%}; evaluation time: {seconds}"
+        )
         if args.slices:
             for name, result in results.items():
-                print(f"### {name} (exclude_history={exclude})\n\n{slices_table(result)}\n")
+                parts.append(f"### {name} (exclude_history={exclude})\n\n{slices_table(result)}")
+    text = "\n\n".join(parts)
+    name = Path(args.data).name
+    if args.no_append:
+        print(f"{head}\n\n{text}")
+    else:
+        title = f"baselines: {name}, {args.which} split (benchmarks/baselines.py)"
+        append_report(title, text, head)
 
 
 if __name__ == "__main__":

@@ -371,8 +371,9 @@ def fit_baselines(
 ) -> dict[str, Baseline]:
     """Every baseline that the data allows, fitted on ``train`` and keyed by name: global
     popularity, recent popularity (with ``recent_days``, when every event has a timestamp),
-    repeat, recency-weighted repeat (when every event has a timestamp), transitions, user-KNN, text-KNN (with ``item_vectors``). ``behaviour`` restricts
-    popularity and repeat counts to that behaviour."""
+    repeat, recency-weighted repeat (when every event has a timestamp), transitions, user-KNN,
+    text-KNN (with ``item_vectors``). ``behaviour`` restricts popularity and repeat counts to
+    that behaviour."""
     models: list[Baseline] = [MostPopular(behaviour=behaviour)]
     timed = "timestamp" in train.columns and train["timestamp"].null_count() == 0
     if recent_days is not None and timed:

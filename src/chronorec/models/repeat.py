@@ -12,8 +12,9 @@ which behaviour the user touched it; with ``n_age_buckets`` (``model.repeat_time
 long ago in time (log2 hours), which tells a basket bought yesterday from one bought a year ago
 when both are a few events back. With ``visits`` (``model.repeat_visits``) ``t - s`` counts
 visits instead of events — events sharing a timestamp (one basket, one invoice) are one step —
-so the items of one basket get one weight rather than weights set by the order of its lines. The model learns the weights end to end; in data without
-repeats they go negative (and evaluation that excludes history items never sees them).
+so the items of one basket get one weight rather than weights set by the order of its lines.
+The model learns the weights end to end; in data without repeats they go negative (and
+evaluation that excludes history items never sees them).
 """
 
 from __future__ import annotations
