@@ -63,10 +63,16 @@ def main() -> None:
     vectors = np.load(args.vectors) if args.vectors else None
     t0 = time.perf_counter()
     known = split.known(args.which)  # test: fitted on every event before the test cut
-    models = fit_baselines(known, ds.n_items, recent_days=args.recent_days, item_vectors=vectors)
+    models = fit_baselines(
+        known,
+        ds.n_items,
+        recent_days=args.recent_days,
+        item_vectors=vectors,
+        behaviour=behaviour,
+        behaviour_name=args.behaviour,
+    )
     for h in args.repeat_half_lives:
-        extra = RepeatFrequency(half_life=h)
-        extra.name = f"repeat-recent-{h:g}v"
+        extra = RepeatFrequency(half_life=h, name=f"repeat-recent-{h:g}v")
         models[extra.name] = extra.fit(known, ds.n_items)
     fit_s = time.perf_counter() - t0
     arrays = EventArrays.from_events(ds.events, n_users=ds.n_users)

@@ -294,8 +294,9 @@ def baseline_metrics(data: Path, cfg: RunConfig) -> dict[str, dict]:
     vectors = build_text_vectors(ds, cfg) if ds.text_columns else None
     behaviour = cfg.data.target_behaviour
     known = split.known("test")  # every event before the test cut
-    baselines = fit_baselines(known, ds.n_items, recent_days=RECENT_DAYS,
-                              item_vectors=vectors, behaviour=behaviour)  # fmt: skip
+    name = None if behaviour is None else ds.behaviours[behaviour - 1]
+    baselines = fit_baselines(known, ds.n_items, recent_days=RECENT_DAYS, item_vectors=vectors,
+                              behaviour=behaviour, behaviour_name=name)  # fmt: skip
     out = {}
     for window in sorted({cfg.model.max_len, FULL_HISTORY}):
         label = "whole history" if window == FULL_HISTORY else f"last {window} events"

@@ -199,11 +199,10 @@ class Ensemble:
                     if "timestamp" not in train.columns or train["timestamp"].null_count():
                         raise ConfigError("popular-recent needs a timestamp on every event")
                     model = bl.MostPopular(window_days=RECENT_DAYS, behaviour=behaviour)
-                elif name == "repeat":
-                    model = bl.RepeatFrequency(behaviour=behaviour)
+                elif name == "repeat":  # every behaviour: what the user viewed, put in the
+                    model = bl.RepeatFrequency()  # cart or bought (see fit_baselines)
                 elif name == "repeat-recent":
-                    half_life = bl.REPEAT_HALF_LIFE
-                    model = bl.RepeatFrequency(behaviour=behaviour, half_life=half_life)
+                    model = bl.RepeatFrequency(half_life=bl.REPEAT_HALF_LIFE)
                 elif name == "transitions":
                     model = bl.ItemTransitions()
                 elif name == "user-knn":

@@ -207,6 +207,18 @@ def test_baselines_side_by_side() -> None:
     assert "| transitions" in table and "1.0000" in table
 
 
+def test_target_behaviour_adds_a_repeat_of_that_behaviour_only() -> None:
+    # user 1 viewed item 2 three times and bought item 3 once
+    events = make_events({1: [2, 2, 2, 3], 2: [3, 3]}, behaviours={1: [1, 1, 1, 2], 2: [2, 2]})
+    models = fit_baselines(events, 3, behaviour=2, behaviour_name="buy")
+    assert list(models) == [
+        "popular", "repeat", "repeat-buy", "repeat-recent", "transitions", "user-knn"
+    ]  # fmt: skip
+    assert top(scores_for(models["repeat"], events, 1, 4), 1) == [2]  # every behaviour
+    assert top(scores_for(models["repeat-buy"], events, 1, 4), 1) == [3]
+    assert top(scores_for(models["popular"], events, 1, 4), 1) == [3]  # purchases only
+
+
 def test_a_log_without_timestamps_gets_no_recent_window_baseline() -> None:
     events = make_events({u: [1, 2, 3] for u in range(1, 4)})
     untimed = events.with_columns(pl.lit(None, dtype=pl.Int64).alias("timestamp"))

@@ -104,13 +104,14 @@ class RepeatFrequency:
         behaviour: int | None = None,
         fill_popular: bool = True,
         half_life: float | None = None,
+        name: str | None = None,
     ) -> None:
         if half_life is not None and not half_life > 0:
             raise ValueError("repeat-recent: the half-life must be > 0")
         self.behaviour = behaviour
         self.fill_popular = fill_popular
         self.half_life = half_life
-        self.name = "repeat" if half_life is None else "repeat-recent"
+        self.name = name or ("repeat" if half_life is None else "repeat-recent")
         self.popularity_: torch.Tensor | None = None
         self.n_items: int | None = None
         self.by_visit_ = False
@@ -368,19 +369,29 @@ def fit_baselines(
     recent_days: float | None = None,
     item_vectors: np.ndarray | torch.Tensor | None = None,
     behaviour: int | None = None,
+    behaviour_name: str | None = None,
 ) -> dict[str, Baseline]:
     """Every baseline that the data allows, fitted on ``train`` and keyed by name: global
     popularity, recent popularity (with ``recent_days``, when every event has a timestamp),
     repeat, recency-weighted repeat (when every event has a timestamp), transitions, user-KNN,
-    text-KNN (with ``item_vectors``). ``behaviour`` restricts popularity and repeat counts to
-    that behaviour."""
+    text-KNN (with ``item_vectors``).
+
+    ``behaviour`` (the targets' behaviour, e.g. purchases) restricts the popularity counts to
+    it and adds ``repeat-<behaviour_name>``: the user's own items of that behaviour only. The
+    plain repeat baselines count every event of the history, whatever its behaviour: on the
+    Taobao sample the items a user viewed predict the next purchase far better than the items
+    they bought before (BENCHMARKS.md)."""
     models: list[Baseline] = [MostPopular(behaviour=behaviour)]
     timed = "timestamp" in train.columns and train["timestamp"].null_count() == 0
     if recent_days is not None and timed:
         models.append(MostPopular(window_days=recent_days, behaviour=behaviour))
-    models += [RepeatFrequency(behaviour=behaviour)]
+    models.append(RepeatFrequency())
+    if behaviour is not None:
+        models.append(
+            RepeatFrequency(behaviour=behaviour, name=f"repeat-{behaviour_name or behaviour}")
+        )
     if timed:
-        models.append(RepeatFrequency(behaviour=behaviour, half_life=REPEAT_HALF_LIFE))
+        models.append(RepeatFrequency(half_life=REPEAT_HALF_LIFE))
     models += [ItemTransitions(), UserKNN()]
     if item_vectors is not None:
         models.append(TextKNN(item_vectors))
