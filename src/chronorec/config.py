@@ -140,6 +140,10 @@ class TrainConfig:
     # metrics, e.g. "recall@20" when the task is judged by Recall@20)
     select_metric: str = "ndcg@10"
     behaviour_loss_weight: float = 0.5  # weight of the behaviour-head loss when the head is on
+    # Loss weight of the steps whose next event has the split's target behaviour
+    # (data.target_behaviour, e.g. purchases), against 1 for every other step: a log of views
+    # with few purchases then teaches what is bought, not only what is viewed next.
+    target_weight: float = 1.0
     eval_batch_size: int = 256
 
     def __post_init__(self) -> None:
@@ -168,6 +172,8 @@ class TrainConfig:
             )
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ConfigError(f"train.max_minutes must be > 0, not {self.max_minutes}")
+        if not self.target_weight > 0:
+            raise ConfigError(f"train.target_weight must be > 0, not {self.target_weight}")
 
 
 @dataclass(frozen=True)
@@ -197,6 +203,13 @@ class RunConfig:
     # Options of chronorec.text.TextConfig, checked by it when the text matrix is built (kept as a
     # plain table so that importing the config never imports the text encoder).
     text: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.train.target_weight != 1.0 and self.data.target_behaviour is None:
+            raise ConfigError(
+                "train.target_weight weighs the steps whose next event has the target behaviour: "
+                "set data.target_behaviour"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -196,6 +196,7 @@ class Recommender:
             run_dir=run,
             resume=resume,
             progress=progress,
+            target_behaviour=cfg.data.target_behaviour,
         )
         self.model.eval()
         self.best_epoch = self.result.best_epoch
@@ -245,7 +246,7 @@ class Recommender:
         recipe = dataclasses.replace(cfg.train, max_epochs=epochs, max_minutes=None)
         done = train(
             model, EventArrays.from_events(events, n_users=dataset.n_users), recipe,
-            progress=progress,
+            progress=progress, target_behaviour=cfg.data.target_behaviour,
         )  # fmt: skip
         model.eval()
         trained = {

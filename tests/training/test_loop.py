@@ -361,3 +361,59 @@ def test_exported_vectors_reproduce_the_model_scores(successor, random_text, rep
     chosen, vectors = rec.user_vectors(["u3", "u1"])
     np.testing.assert_allclose(vectors, users[[2, 0]], rtol=1e-5, atol=1e-5)  # other batch
     assert chosen == ["u3", "u1"] and rec.user_vectors([])[1].shape == (0, users.shape[1])
+
+
+def view_or_buy_dataset(successor, n_users: int = 256, length: int = 12):  # type: ignore[no-untyped-def]
+    """After item x the next event is a view of x + 1 (80%) or a purchase of x + 2 (20%); the
+    history does not tell which comes. Trained on every step alike a model ranks x + 1 first;
+    what is bought after x is x + 2."""
+    rng = np.random.default_rng(0)
+    n_items = successor.n_items
+    rows = []
+    for u in range(1, n_users + 1):
+        x = int(rng.integers(1, n_items + 1))
+        for pos in range(length):
+            buy = pos > 0 and rng.random() < 0.2
+            if pos > 0:
+                x = (x - 1 + (2 if buy else 1)) % n_items + 1
+            rows.append((u, x, 100_000 * u + 3600 * pos, 2 if buy else 1, pos))
+    events = pl.DataFrame(
+        rows, schema={"user": pl.Int32, "item": pl.Int32, "timestamp": pl.Int64,
+                      "behaviour": pl.Int8, "position": pl.Int32}, orient="row",
+    ).with_columns(
+        pl.lit(1.0, dtype=pl.Float32).alias("value"),
+        pl.col("timestamp").diff().over("user").alias("gap"),
+    )  # fmt: skip
+    users = pl.DataFrame({"user": np.arange(1, n_users + 1, dtype=np.int32),
+                          "user_id": [f"u{u}" for u in range(1, n_users + 1)]})  # fmt: skip
+    return type(successor)(events, successor.items, users, successor.manifest)
+
+
+@pytest.mark.parametrize(("weight", "bought_first"), [(1.0, False), (20.0, True)])
+def test_target_weight_teaches_what_is_bought(successor, weight, bought_first):
+    from chronorec.config import DataConfig
+
+    data = view_or_buy_dataset(successor)
+    cfg = RunConfig(
+        model=tiny("gru").model,
+        train=TrainConfig(lr=1e-2, batch_size=16, max_epochs=10, eval_every=10, warmup_steps=5,
+                          threads=1, target_weight=weight),
+        data=DataConfig(target_behaviour=2, exclude_history=False),
+    )  # fmt: skip
+    rec = Recommender(cfg).fit(data, progress=False)
+    last = data.events.group_by("user").agg(pl.col("item").last()).sort("user")
+    users, items = last["user"].to_numpy(), last["item"].to_numpy()
+    arrays = EventArrays.from_events(data.events, n_users=int(users.max()))
+    lengths = data.events.group_by("user").len().sort("user")["len"].to_numpy()
+    batch = arrays.histories(users, lengths, 8)
+    top = rec.score(batch, users).argmax(1).numpy()
+    bought = (items - 1 + 2) % 20 + 1
+    share = float((top == bought).mean())  # 0.14 unweighted, 0.81 at weight 20 (seed 0)
+    assert (share > 0.7) if bought_first else (share < 0.3)
+
+
+def test_target_weight_needs_a_target_behaviour():
+    with pytest.raises(ChronorecError, match="data.target_behaviour"):
+        tiny(target_weight=5.0)
+    with pytest.raises(ChronorecError, match="target_weight"):
+        TrainConfig(target_weight=0.0)

@@ -147,3 +147,37 @@ def test_sparse_bias_gives_the_loss_and_gradients_of_its_dense_form(
     assert torch.allclose(got, want, atol=1e-6)
     assert torch.allclose(grad_w, grad_dense, atol=1e-6)
     assert grad_w[0, 2] == 0  # the padding entry moves nothing
+
+
+@pytest.mark.parametrize("loss_name", ["ce", "sampled", "bce"])
+def test_row_weights_give_the_weighted_mean_of_row_losses_and_its_gradients(
+    monkeypatch: pytest.MonkeyPatch, loss_name: str
+) -> None:
+    # 40 rows in chunks of 16: weighting row n by w_n equals sum_n w_n * loss_n / sum_n w_n,
+    # each loss_n computed alone; the same for the gradients.
+    monkeypatch.setattr(losses, "CHUNK_ELEMENTS", 2 * 9)
+    g = torch.Generator().manual_seed(3)
+    q = torch.randn(40, 4, generator=g, requires_grad=True)
+    table = torch.randn(10, 4, generator=g, requires_grad=True)
+    targets = torch.randint(1, 10, (40,), generator=g)
+    w = torch.where(torch.arange(40) % 5 == 0, 10.0, 1.0)
+    shared = torch.randint(1, 10, (6,), generator=g)
+    own = torch.randint(1, 10, (40, 3), generator=g)
+
+    def loss_of(rows: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        if loss_name == "ce":
+            return full_softmax_ce(q[rows], table, targets[rows], row_weights=weights)
+        if loss_name == "sampled":
+            return sampled_softmax(q[rows], table, targets[rows], shared, row_weights=weights)
+        return bce_negatives(q[rows], table, targets[rows], own[rows], row_weights=weights)
+
+    every = torch.arange(40)
+    weighted = loss_of(every, w)
+    ref = sum(w[n] * loss_of(every[n : n + 1]) for n in range(40)) / w.sum()
+    assert torch.allclose(weighted, ref, atol=1e-5)
+    got = torch.autograd.grad(weighted, [q, table])
+    want = torch.autograd.grad(ref, [q, table])
+    for a, b in zip(got, want, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+    # equal weights are the plain mean
+    assert torch.allclose(loss_of(every, torch.full((40,), 3.0)), loss_of(every), atol=1e-6)

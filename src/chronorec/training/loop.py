@@ -173,24 +173,28 @@ def _loss(
     bias: SparseBias | None = None,
     candidates: torch.Tensor | None = None,
     allowed: torch.Tensor | None = None,
+    row_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """hidden (N, D) at real positions after the input items ``last`` (N,), targets (N,),
     optional sparse logit ``bias`` -> scalar loss of ``cfg.loss``. ``candidates`` (C,) are the
     only items that may be negatives (all when None) and ``allowed`` (V,) the same set as a mask,
-    both built once per run."""
+    both built once per run; ``row_weights`` (N,) weigh the positions (plain mean when None)."""
     q, e = model.score_inputs(hidden, table, last)
+    w = row_weights
     if cfg.loss == "ce":
-        return full_softmax_ce(q, e, targets, bias, allowed)
+        return full_softmax_ce(q, e, targets, bias, allowed, row_weights=w)
     n = model.n_items if candidates is None else int(candidates.numel())
     if cfg.loss == "sampled":
         negatives = uniform_negatives(n, (cfg.n_negatives,), generator)
         if candidates is not None:
             negatives = candidates[negatives - 1]
-        return sampled_softmax(q, e, targets, negatives, logq=cfg.logq, bias=bias, n_classes=n)
+        return sampled_softmax(
+            q, e, targets, negatives, logq=cfg.logq, bias=bias, n_classes=n, row_weights=w
+        )
     negatives = uniform_negatives(n, (targets.shape[0], cfg.n_negatives), generator)
     if candidates is not None:
         negatives = candidates[negatives - 1]
-    return bce_negatives(q, e, targets, negatives, bias)
+    return bce_negatives(q, e, targets, negatives, bias, row_weights=w)
 
 
 def train(
@@ -202,9 +206,13 @@ def train(
     run_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    target_behaviour: int | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on the histories in ``events`` (a split's ``train`` log) and leave
-    it holding the best validated weights."""
+    it holding the best validated weights. With ``cfg.target_weight`` the steps whose next event
+    has ``target_behaviour`` weigh that much in the loss, every other step 1."""
+    if cfg.target_weight != 1.0 and target_behaviour is None:
+        raise ValueError("train.target_weight needs the target behaviour")
     started = time.perf_counter()
     deadline = started + cfg.max_minutes * 60 if cfg.max_minutes else math.inf
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
@@ -317,10 +325,16 @@ def train(
                 if model.repeat is not None:  # sparse (B, W-1, W-1) -> (N, W-1) real positions
                     bias = model.repeat(inputs, behaviours[:, :-1], timestamps[:, :-1])[real]
                 last = inputs[real]  # (N,) the input item at each real position
-                loss = _loss(model, cfg, h, last, table, tgt, generator, bias, candidates, allowed)
+                b_target = behaviours.gather(1, pos.clamp(min=0))[real] - 1  # (N,) 0-based
+                weights = None
+                if cfg.target_weight != 1.0:
+                    hit = b_target == (target_behaviour or 0) - 1
+                    weights = torch.where(hit, cfg.target_weight, 1.0)  # (N,)
+                loss = _loss(
+                    model, cfg, h, last, table, tgt, generator, bias, candidates, allowed, weights
+                )
                 if model.behaviour_head is not None:
                     b_logits = model.behaviour_head(h, table[tgt])  # (N, n_behaviours)
-                    b_target = behaviours.gather(1, pos.clamp(min=0))[real] - 1  # (N,)
                     b_loss = F.cross_entropy(b_logits, b_target)
                     loss = loss + cfg.behaviour_loss_weight * b_loss
 

@@ -24,11 +24,13 @@ def full_softmax_ce(
     targets: torch.Tensor,
     bias: torch.Tensor | SparseBias | None = None,
     allowed: torch.Tensor | None = None,
+    row_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy over the whole catalogue (the padding row is never a class). ``bias``
     (N, V), or sparse (N, K), is added to the logits (the repeat term). ``allowed`` (V,) bool
     limits the classes to those rows: an item outside it is neither a class nor pushed down as a
-    negative.
+    negative. ``row_weights`` (N,) > 0 make the loss the weighted mean over rows (default: the
+    plain mean).
 
     The (N, V) logits are never held at once: :class:`_ChunkedCatalogueCE` computes them a few
     hundred rows at a time and again in the backward pass. Under bf16 autocast the matmuls run in
@@ -42,14 +44,16 @@ def full_softmax_ce(
     if isinstance(bias, SparseBias):  # (N, K): as class indices, padding entries weigh 0
         cols, weights = (bias.cols - 1).clamp(min=0), bias.weights * (bias.cols > 0)
         bias = None
+    w = None if row_weights is None else (row_weights / row_weights.sum()).float()  # (N,)
     loss: torch.Tensor = _ChunkedCatalogueCE.apply(
-        q, table, targets, bias, cols, weights, mask, rows, dtype
+        q, table, targets, bias, cols, weights, mask, rows, dtype, w
     )
     return loss
 
 
 class _ChunkedCatalogueCE(torch.autograd.Function):
-    """Mean over rows of ``logsumexp(q e^T + bias) - (q e^T + bias)[target]``, in row chunks."""
+    """Mean over rows (or the sum weighted by ``row_w``, which sums to 1) of
+    ``logsumexp(q e^T + bias) - (q e^T + bias)[target]``, in row chunks."""
 
     @staticmethod
     def forward(
@@ -63,6 +67,7 @@ class _ChunkedCatalogueCE(torch.autograd.Function):
         masked: torch.Tensor | None,
         rows: int,
         dtype: torch.dtype,
+        row_w: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``bias`` (N, V) dense, or ``weights`` (N, K) added at class indices ``cols``."""
         qd, e = q.to(dtype), table[1:].to(dtype)  # (N, D), (V - 1, D)
@@ -74,17 +79,20 @@ class _ChunkedCatalogueCE(torch.autograd.Function):
             logits = _chunk_logits(qd, e, bias, sparse, masked, s, rows)  # (n, V - 1) float32
             lse[s : s + rows] = torch.logsumexp(logits, dim=1)
             picked[s : s + rows] = logits.gather(1, cls[s : s + rows, None])[:, 0]
-        ctx.save_for_backward(qd, e, cls, lse, bias, cols, weights, masked)
+        ctx.save_for_backward(qd, e, cls, lse, bias, cols, weights, masked, row_w)
         ctx.rows = rows
         ctx.dtypes = (q.dtype, table.dtype)
-        return (lse - picked).mean()
+        if row_w is None:
+            return (lse - picked).mean()
+        return ((lse - picked) * row_w).sum()
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        qd, e, cls, lse, bias, cols, weights, masked = ctx.saved_tensors
+        qd, e, cls, lse, bias, cols, weights, masked, row_w = ctx.saved_tensors
         rows: int = ctx.rows
         q_dtype, table_dtype = ctx.dtypes
-        scale = grad.float() / qd.shape[0]
+        # d loss / d row loss: 1 / N each, or each row's weight
+        scale = grad.float() / qd.shape[0] if row_w is None else grad.float() * row_w[:, None]
         grad_q = torch.empty(qd.shape, dtype=torch.float32)  # (N, D)
         grad_e = torch.zeros(e.shape, dtype=torch.float32)  # (V - 1, D)
         grad_bias, grad_weights = None, None
@@ -94,10 +102,10 @@ class _ChunkedCatalogueCE(torch.autograd.Function):
             grad_weights = torch.zeros(weights.shape, dtype=weights.dtype)  # (N, K)
         for s in range(0, qd.shape[0], rows):
             logits = _chunk_logits(qd, e, bias, (cols, weights), masked, s, rows)  # (n, V - 1)
-            # d loss / d logits = (softmax - one_hot(target)) * grad / N
+            # d loss / d logits = (softmax - one_hot(target)) * the row's share of grad
             p = logits.sub_(lse[s : s + rows, None]).exp_()
             p[torch.arange(p.shape[0]), cls[s : s + rows]] -= 1.0
-            p.mul_(scale)
+            p.mul_(scale if row_w is None else scale[s : s + rows])
             if grad_bias is not None:
                 grad_bias[s : s + rows, 1:] = p
             if grad_weights is not None:
@@ -107,7 +115,7 @@ class _ChunkedCatalogueCE(torch.autograd.Function):
             grad_e += (pd.T @ qd[s : s + rows]).float()
         grad_table = torch.nn.functional.pad(grad_e, (0, 0, 1, 0)).to(table_dtype)  # (V, D)
         return (grad_q.to(q_dtype), grad_table, None, grad_bias, None, grad_weights,
-                None, None, None)  # fmt: skip
+                None, None, None, None)  # fmt: skip
 
 
 def _chunk_logits(
@@ -150,12 +158,14 @@ def sampled_softmax(
     logq: bool = True,
     bias: torch.Tensor | SparseBias | None = None,
     n_classes: int | None = None,
+    row_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Softmax over the target and M negatives shared by the batch (``negatives`` (M,)).
 
     With ``logq`` each negative's logit is corrected by ``log(M · Q(j))`` — for uniform sampling
     ``Q(j) = 1 / (V - 1)`` — which makes the sampled partition function an unbiased estimate of the
-    full one. A negative that equals the row's target is masked out.
+    full one. A negative that equals the row's target is masked out. ``row_weights`` (N,): a
+    weighted mean over rows.
     """
     pos = (q * table[targets]).sum(-1, keepdim=True)  # (N, 1)
     neg = q @ table[negatives].T  # (N, M)
@@ -170,7 +180,8 @@ def sampled_softmax(
         neg = neg - math.log(negatives.shape[0] / n_items)
     neg = neg.masked_fill(negatives[None, :] == targets[:, None], float("-inf"))
     logits = torch.cat([pos, neg], dim=1)  # (N, 1 + M)
-    return F.cross_entropy(logits, torch.zeros_like(targets))
+    per_row = F.cross_entropy(logits, torch.zeros_like(targets), reduction="none")  # (N,)
+    return _mean(per_row, row_weights)
 
 
 def bce_negatives(
@@ -179,8 +190,10 @@ def bce_negatives(
     targets: torch.Tensor,
     negatives: torch.Tensor,
     bias: torch.Tensor | SparseBias | None = None,
+    row_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Binary cross-entropy: target = 1, each of its own negatives (``negatives`` (N, M)) = 0.
+    """Binary cross-entropy: target = 1, each of its own negatives (``negatives`` (N, M)) = 0,
+    summed per row and averaged over rows (weighted by ``row_weights`` (N,) when given).
     A sparse ``bias`` is made dense here: this loss is kept for comparison, not for large
     catalogues."""
     pos = (q * table[targets]).sum(-1)  # (N,)
@@ -191,6 +204,13 @@ def bce_negatives(
         pos = pos + bias.gather(1, targets[:, None])[:, 0]
         neg = neg + bias.gather(1, negatives)
     keep = (negatives != targets[:, None]).to(q.dtype)  # (N, M)
-    pos_loss = F.softplus(-pos).mean()
-    neg_loss = (F.softplus(neg) * keep).sum() / q.shape[0]
-    return pos_loss + neg_loss
+    per_row = F.softplus(-pos) + (F.softplus(neg) * keep).sum(1)  # (N,)
+    return _mean(per_row, row_weights)
+
+
+def _mean(per_row: torch.Tensor, row_weights: torch.Tensor | None) -> torch.Tensor:
+    """(N,) row losses -> their mean, or their mean weighted by ``row_weights`` (N,)."""
+    if row_weights is None:
+        return per_row.mean()
+    w = row_weights.to(per_row.dtype)
+    return (per_row * w).sum() / w.sum()
