@@ -65,6 +65,10 @@ class ModelConfig:
     repeat: bool = False  # learned bonus for items already in the history (retail repeats)
     repeat_time: bool = False  # the repeat bonus also by time since each occurrence (log2 hours)
     repeat_visits: bool = False  # the repeat bonus by visits back (a basket is one), not events
+    # Condition the scores on the behaviour of the event being predicted: a learned query offset
+    # and repeat weights per behaviour, trained with each step's actual next behaviour and ranked
+    # for data.target_behaviour (e.g. what will be bought, not what will be viewed next).
+    next_behaviour: bool = False
 
     def __post_init__(self) -> None:
         _choice("model.name", self.name, MODEL_NAMES)
@@ -205,6 +209,10 @@ class RunConfig:
     text: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.model.next_behaviour and self.data.target_behaviour is None:
+            raise ConfigError(
+                "model.next_behaviour ranks for the target behaviour: set data.target_behaviour"
+            )
         if self.train.target_weight != 1.0 and self.data.target_behaviour is None:
             raise ConfigError(
                 "train.target_weight weighs the steps whose next event has the target behaviour: "

@@ -63,6 +63,14 @@ def make_split(dataset: PreparedDataset, cfg: RunConfig) -> Split:
     return split
 
 
+def _new_model(
+    cfg: RunConfig, n_items: int, n_behaviours: int, text: torch.Tensor | None
+) -> NextItemModel:
+    """The untrained model of a run config (ranking for data.target_behaviour when the model
+    conditions on the next event's behaviour)."""
+    return NextItemModel(cfg.model, n_items, n_behaviours, text, cfg.data.target_behaviour)
+
+
 def build_text_vectors(dataset: PreparedDataset, cfg: RunConfig) -> np.ndarray:
     """The frozen item-text matrix ``(n_items + 1, d)`` from the text tower (cached on disk)."""
     from chronorec.text import item_matrix  # the encoder is imported only when text is asked for
@@ -145,7 +153,7 @@ class Recommender:
         top = dataset.events["behaviour"].max()
         n_behaviours = max(len(dataset.behaviours), int(top) if top is not None else 1)  # type: ignore[arg-type]  # an integer column
         torch.manual_seed(cfg.train.seed)
-        self.model = NextItemModel(cfg.model, dataset.n_items, n_behaviours, text)
+        self.model = _new_model(cfg, dataset.n_items, n_behaviours, text)
         self.model.tower.set_known_items(
             torch.from_numpy(split.train["item"].unique().to_numpy().astype(np.int64))
         )
@@ -239,7 +247,7 @@ class Recommender:
         cfg = self.config
         started = time.perf_counter()
         torch.manual_seed(cfg.train.seed)
-        model = NextItemModel(cfg.model, dataset.n_items, n_behaviours, text)
+        model = _new_model(cfg, dataset.n_items, n_behaviours, text)
         model.tower.set_known_items(
             torch.from_numpy(events["item"].unique().to_numpy().astype(np.int64))
         )
@@ -650,13 +658,13 @@ class Recommender:
         text = None
         if meta.get("text_dim"):
             text = torch.zeros(meta["n_items"] + 1, meta["text_dim"])  # filled by the weights
-        rec.model = NextItemModel(cfg.model, meta["n_items"], meta["n_behaviours"], text)
+        rec.model = _new_model(cfg, meta["n_items"], meta["n_behaviours"], text)
         ckpt.load_weights(run / ckpt.WEIGHTS_FILE, rec.model)
         rec.model.eval()
         if (run / ckpt.METRICS_FILE).is_file():
             rec.best_epoch = int(ckpt.read_json(run / ckpt.METRICS_FILE).get("best_epoch", 0))
         if "refit" in meta:  # written with the refit weights, after them
-            refit = NextItemModel(cfg.model, meta["n_items"], meta["n_behaviours"], text)
+            refit = _new_model(cfg, meta["n_items"], meta["n_behaviours"], text)
             ckpt.load_weights(run / ckpt.REFIT_WEIGHTS_FILE, refit)
             rec.valid_model, rec.model = rec.model, refit.eval()
         if dataset is None and meta.get("dataset") and Path(meta["dataset"]).is_dir():

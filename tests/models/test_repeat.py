@@ -91,6 +91,27 @@ def test_visit_bonus_by_hand():
         bias.last(items, behaviours, n_items=8)
 
 
+def test_next_behaviour_offsets_by_hand():
+    # behaviours 1 = view, 2 = buy; predicting a purchase adds 100 to every bucket-0 occurrence
+    # and 7 to every viewed one, predicting a view nothing
+    bias = RepeatBias(n_behaviours=2, n_buckets=3, by_next=True)
+    bias.set_weights(torch.tensor([1.0, 10.0, 10.0]))
+    assert bias.raw_next_distance is not None and bias.raw_next_behaviour is not None
+    with torch.no_grad():
+        bias.raw_next_distance[2, 0] = 100.0 / bias.scale
+        bias.raw_next_behaviour[2, 1] = 7.0 / bias.scale
+    items = torch.tensor([[4, 5]])
+    behaviours = torch.tensor([[1, 2]])  # item 4 viewed, then item 5 bought
+    view = bias.last(items, behaviours, n_items=6, next_behaviour=1)
+    buy = bias.last(items, behaviours, n_items=6, next_behaviour=2)
+    assert view[0, [4, 5]].tolist() == [10.0, 1.0]
+    assert buy[0, [4, 5]].tolist() == [17.0, 101.0]
+    # the step weights pick each step's own next behaviour: step 1 predicts a purchase
+    steps = bias(items, behaviours, next_behaviours=torch.tensor([[1, 2]])).dense(7)
+    assert torch.allclose(steps[:, -1], buy)
+    assert steps[0, 0].tolist() == [0, 0, 0, 0, 1.0, 0, 0]  # step 0 predicts a view
+
+
 def test_repeat_visits_needs_the_repeat_term_and_timestamps():
     with pytest.raises(ConfigError, match="model.repeat=true"):
         ModelConfig(repeat_visits=True)

@@ -412,6 +412,38 @@ def test_target_weight_teaches_what_is_bought(successor, weight, bought_first):
     assert (share > 0.7) if bought_first else (share < 0.3)
 
 
+def test_next_behaviour_ranks_for_the_target_behaviour(successor, tmp_path):
+    from chronorec.config import DataConfig
+
+    data = view_or_buy_dataset(successor)
+    model = dataclasses.replace(tiny("gru").model, next_behaviour=True)
+    cfg = RunConfig(
+        model=model,
+        train=TrainConfig(lr=1e-2, batch_size=16, max_epochs=10, eval_every=10, warmup_steps=5,
+                          threads=1),
+        data=DataConfig(target_behaviour=2, exclude_history=False),
+    )  # fmt: skip
+    rec = Recommender(cfg).fit(data, progress=False)
+    last = data.events.group_by("user").agg(pl.col("item").last()).sort("user")
+    users, items = last["user"].to_numpy(), last["item"].to_numpy()
+    arrays = EventArrays.from_events(data.events, n_users=int(users.max()))
+    lengths = data.events.group_by("user").len().sort("user")["len"].to_numpy()
+    batch = arrays.histories(users, lengths, 8)
+    scores = rec.score(batch, users)
+    assert float((scores.argmax(1).numpy() == (items + 1) % 20 + 1).mean()) > 0.9  # x + 2
+    # the same model asked for the next view ranks x + 1 first
+    assert rec.model is not None
+    rec.model.rank_behaviour = 1
+    viewed = rec.score(batch, users).argmax(1).numpy()
+    assert float((viewed == items % 20 + 1).mean()) > 0.9
+    rec.model.rank_behaviour = 2
+    rec.save(tmp_path / "run")
+    back = Recommender.load(tmp_path / "run", data)
+    assert torch.allclose(back.score(batch, users), scores)
+    with pytest.raises(ChronorecError, match="data.target_behaviour"):
+        RunConfig(model=model)
+
+
 def test_target_weight_needs_a_target_behaviour():
     with pytest.raises(ChronorecError, match="data.target_behaviour"):
         tiny(target_weight=5.0)

@@ -38,11 +38,17 @@ class NextItemModel(nn.Module):
         n_items: int,
         n_behaviours: int,
         text_vectors: torch.Tensor | None = None,
+        rank_behaviour: int | None = None,
     ) -> None:
+        """``rank_behaviour``: with ``cfg.next_behaviour``, the behaviour (1-based) whose next
+        event :meth:`scores`, :meth:`score_query` and :meth:`repeat_bonus` rank for."""
         super().__init__()
+        if cfg.next_behaviour and rank_behaviour is None:
+            raise ValueError("model.next_behaviour needs the behaviour to rank for")
         self.cfg = cfg
         self.n_items = n_items
         self.n_behaviours = n_behaviours
+        self.rank_behaviour = rank_behaviour if cfg.next_behaviour else None
         D = cfg.d_model
         self.tower = ItemTower(
             n_items,
@@ -66,6 +72,7 @@ class NextItemModel(nn.Module):
                 n_behaviours,
                 n_age_buckets=AGE_BUCKETS if cfg.repeat_time else 0,
                 visits=cfg.repeat_visits,
+                by_next=cfg.next_behaviour,
             )
             if cfg.repeat
             else None
@@ -74,6 +81,16 @@ class NextItemModel(nn.Module):
         # items keep every distinction of the encoder (the adaptor squeezes them into D): a
         # learned map of the hidden state plus the last history item's own text vector, scaled
         # (item-KNN on text, a strong baseline on sparse catalogues, is the model's start).
+        # Per behaviour of the predicted event, a linear map of the hidden state (identity +
+        # next_map[b]) and an offset (next_emb[b]), both zero at the start: the model begins as
+        # the unconditioned one. A map, not only an offset, so that "what is bought after this
+        # history" can differ from "what is viewed next" item by item.
+        self.next_emb: nn.Embedding | None = None
+        self.next_map: nn.Parameter | None = None
+        if cfg.next_behaviour:
+            self.next_emb = nn.Embedding(n_behaviours + 1, D)
+            nn.init.zeros_(self.next_emb.weight)
+            self.next_map = nn.Parameter(torch.zeros(n_behaviours + 1, D, D))
         self.text_query: nn.Linear | None = None
         self.text_last: nn.Parameter | None = None
         if cfg.text_score:
@@ -108,11 +125,18 @@ class NextItemModel(nn.Module):
         return self.encoder(x, mask, timestamps, last_only=last_only)  # (B, L | 1, D)
 
     def score_query(
-        self, hidden: torch.Tensor, last_text: torch.Tensor | None = None
+        self,
+        hidden: torch.Tensor,
+        last_text: torch.Tensor | None = None,
+        next_behaviour: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """hidden (..., D) -> the query (..., Q) with ``scores = query @ score_rows(...).T``.
         With the text score term also the text vectors (..., d_text) of each history's last
-        item (None for an empty history)."""
+        item (None for an empty history). With ``cfg.next_behaviour`` the query is for an
+        event of ``next_behaviour`` (...,) (training: each step's actual one; default: the
+        model's rank behaviour)."""
+        if self.next_emb is not None:
+            hidden = self._condition(hidden, next_behaviour)
         q = self.head.query(hidden)  # (..., D)
         if self.text_query is None or self.text_last is None:
             return q
@@ -136,12 +160,33 @@ class NextItemModel(nn.Module):
             text = self.tower.text_vectors
         return torch.cat([e, F.normalize(text.to(e.dtype), dim=-1)], dim=-1)  # (N, D + d_text)
 
+    def _condition(self, hidden: torch.Tensor, next_behaviour: torch.Tensor | None) -> torch.Tensor:
+        """hidden (..., D) -> ``hidden + hidden @ next_map[b].T + next_emb[b]`` for the
+        behaviour ``b`` of the predicted event: ``next_behaviour`` (...,), default the model's
+        rank behaviour."""
+        assert self.next_emb is not None and self.next_map is not None
+        if next_behaviour is None:
+            m = self.next_map[self.rank_behaviour]  # (D, D)
+            b = self.next_emb.weight[self.rank_behaviour]  # (D,)
+            return hidden + (hidden @ m.T.to(hidden.dtype)) + b.to(hidden.dtype)
+        n_b, D = self.next_map.shape[0], self.next_map.shape[1]
+        every = hidden @ self.next_map.reshape(n_b * D, D).T.to(hidden.dtype)  # (..., n_b * D)
+        every = every.reshape(*hidden.shape[:-1], n_b, D)
+        index = next_behaviour[..., None, None].expand(*hidden.shape[:-1], 1, D)
+        mapped = every.gather(-2, index).squeeze(-2)  # (..., D)
+        return hidden + mapped + self.next_emb(next_behaviour).to(hidden.dtype)
+
     def score_inputs(
-        self, hidden: torch.Tensor, table: torch.Tensor, last: torch.Tensor
+        self,
+        hidden: torch.Tensor,
+        table: torch.Tensor,
+        last: torch.Tensor,
+        next_behaviour: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """hidden (..., D) after the history items ``last`` (...,) -> ``(q, e)`` with
         ``scores = q @ e.T`` over the catalogue table; losses take these."""
-        return self.score_query(hidden, self.last_text(last)), self.score_rows(table)
+        q = self.score_query(hidden, self.last_text(last), next_behaviour)
+        return q, self.score_rows(table)
 
     def scores(
         self, hidden: torch.Tensor, last: torch.Tensor, table: torch.Tensor | None = None
@@ -162,7 +207,9 @@ class NextItemModel(nn.Module):
         None when the model has no repeat bias. Added to :meth:`scores` by every ranking path."""
         if self.repeat is None:
             return None
-        return self.repeat.last(items, behaviours, self.n_items, timestamps)
+        return self.repeat.last(
+            items, behaviours, self.n_items, timestamps, next_behaviour=self.rank_behaviour
+        )
 
     def behaviour_logits(
         self, hidden: torch.Tensor, items: torch.Tensor, table: torch.Tensor | None = None

@@ -103,6 +103,7 @@ class RepeatBias(nn.Module):
         scale: float = 10.0,
         n_age_buckets: int = 0,
         visits: bool = False,
+        by_next: bool = False,
     ) -> None:
         super().__init__()
         self.n_buckets = n_buckets
@@ -113,6 +114,13 @@ class RepeatBias(nn.Module):
         self.n_age_buckets = n_age_buckets
         # no parameter without ages: runs saved before the age term load unchanged
         self.raw_age = nn.Parameter(torch.zeros(n_age_buckets)) if n_age_buckets else None
+        # by_next (model.next_behaviour): offsets of both tables per behaviour of the predicted
+        # event, zero at the start
+        self.raw_next_distance: nn.Parameter | None = None
+        self.raw_next_behaviour: nn.Parameter | None = None
+        if by_next:
+            self.raw_next_distance = nn.Parameter(torch.zeros(n_behaviours + 1, n_buckets))
+            self.raw_next_behaviour = nn.Parameter(torch.zeros(n_behaviours + 1, n_behaviours + 1))
 
     @property
     def by_distance(self) -> torch.Tensor:
@@ -152,22 +160,42 @@ class RepeatBias(nn.Module):
         by_age = self.by_age
         return 0.0 if by_age is None else by_age[age_buckets(age, self.n_age_buckets)]
 
+    def _next_tables(self, next_behaviour: torch.Tensor | int | None) -> tuple[torch.Tensor, ...]:
+        """The offsets (..., n_buckets) and (..., n_behaviours + 1) for predicted events of
+        ``next_behaviour``; empty without ``by_next`` or without a behaviour."""
+        if self.raw_next_distance is None or self.raw_next_behaviour is None:
+            return ()
+        if next_behaviour is None:
+            return ()
+        nb = torch.as_tensor(next_behaviour)
+        return self.raw_next_distance[nb] * self.scale, self.raw_next_behaviour[nb] * self.scale
+
     def step_weights(
-        self, items: torch.Tensor, behaviours: torch.Tensor, timestamps: torch.Tensor | None = None
+        self,
+        items: torch.Tensor,
+        behaviours: torch.Tensor,
+        timestamps: torch.Tensor | None = None,
+        next_behaviours: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """items/behaviours/timestamps (B, L) left-padded -> causal weights (B, L, L): row t =
         query step, column s = history step; 0 for s > t and for padding. ``timestamps`` are
-        needed with age buckets."""
-        L = items.shape[1]
+        needed with age buckets; ``next_behaviours`` (B, L), the behaviour of the event each
+        step predicts, selects the ``by_next`` offsets."""
+        B, L = items.shape
         steps = torch.arange(L, device=items.device)
         distance = steps[:, None] - steps[None, :]  # (L, L) = t - s
         if self.visits:
             visit = visit_index(self._need_time(timestamps))  # (B, L)
             back = visit[:, :, None] - visit[:, None, :]  # (B, L, L), causal part >= 0
-            w = self.by_distance[distance_buckets(back, self.n_buckets)]  # (B, L, L)
+            buckets = distance_buckets(back, self.n_buckets)  # (B, L, L)
         else:
-            w = self.by_distance[distance_buckets(distance, self.n_buckets)][None]  # (1, L, L)
+            buckets = distance_buckets(distance, self.n_buckets)[None]  # (1, L, L)
+        w = self.by_distance[buckets]  # (B or 1, L, L)
         w = w + self.by_behaviour[behaviours][:, None, :]  # (B, L, L)
+        offsets = self._next_tables(next_behaviours)  # (B, L, n_buckets), (B, L, n_beh + 1)
+        if offsets:
+            w = w + offsets[0].gather(2, buckets.expand(B, L, L))
+            w = w + offsets[1].gather(2, behaviours[:, None, :].expand(B, L, L))
         if self.raw_age is not None:
             if timestamps is None:
                 raise ValueError("a repeat term with age buckets needs timestamps")
@@ -176,12 +204,16 @@ class RepeatBias(nn.Module):
         return w * keep
 
     def forward(
-        self, items: torch.Tensor, behaviours: torch.Tensor, timestamps: torch.Tensor | None = None
+        self,
+        items: torch.Tensor,
+        behaviours: torch.Tensor,
+        timestamps: torch.Tensor | None = None,
+        next_behaviours: torch.Tensor | None = None,
     ) -> SparseBias:
         """Bonus for every step, sparse: (B, L) -> cols and weights (B, L, L), i.e. step t
         gives ``weights[b, t, s]`` to item ``items[b, s]`` (0 for s > t and for padding)."""
         B, L = items.shape
-        w = self.step_weights(items, behaviours, timestamps)  # (B, L, L)
+        w = self.step_weights(items, behaviours, timestamps, next_behaviours)  # (B, L, L)
         return SparseBias(items[:, None, :].expand(B, L, L), w)
 
     def last(
@@ -190,17 +222,23 @@ class RepeatBias(nn.Module):
         behaviours: torch.Tensor,
         n_items: int,
         timestamps: torch.Tensor | None = None,
+        next_behaviour: int | None = None,
     ) -> torch.Tensor:
         """Bonus after the last step only (inference): (B, L) -> (B, n_items + 1); the ages
-        count back from each history's last event."""
+        count back from each history's last event; ``next_behaviour`` selects the ``by_next``
+        offsets."""
         B, L = items.shape
         if self.visits:
             visit = visit_index(self._need_time(timestamps))  # (B, L)
             distance = visit[:, -1:] - visit  # (B, L) visits back from the last event
         else:
             distance = ((L - 1) - torch.arange(L, device=items.device))[None]  # (1, L)
-        w = self.by_distance[distance_buckets(distance, self.n_buckets)]  # (B or 1, L)
+        buckets = distance_buckets(distance, self.n_buckets)  # (B or 1, L)
+        w = self.by_distance[buckets]  # (B or 1, L)
         w = w + self.by_behaviour[behaviours]  # (B, L)
+        offsets = self._next_tables(next_behaviour)  # (n_buckets,), (n_behaviours + 1,)
+        if offsets:
+            w = w + offsets[0][buckets] + offsets[1][behaviours]
         if self.raw_age is not None:
             if timestamps is None:
                 raise ValueError("a repeat term with age buckets needs timestamps")

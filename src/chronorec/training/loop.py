@@ -174,12 +174,14 @@ def _loss(
     candidates: torch.Tensor | None = None,
     allowed: torch.Tensor | None = None,
     row_weights: torch.Tensor | None = None,
+    next_behaviour: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """hidden (N, D) at real positions after the input items ``last`` (N,), targets (N,),
     optional sparse logit ``bias`` -> scalar loss of ``cfg.loss``. ``candidates`` (C,) are the
     only items that may be negatives (all when None) and ``allowed`` (V,) the same set as a mask,
-    both built once per run; ``row_weights`` (N,) weigh the positions (plain mean when None)."""
-    q, e = model.score_inputs(hidden, table, last)
+    both built once per run; ``row_weights`` (N,) weigh the positions (plain mean when None);
+    ``next_behaviour`` (N,) is each target's behaviour, for a model that conditions on it."""
+    q, e = model.score_inputs(hidden, table, last, next_behaviour)
     w = row_weights
     if cfg.loss == "ce":
         return full_softmax_ce(q, e, targets, bias, allowed, row_weights=w)
@@ -321,18 +323,22 @@ def train(
                 hidden = model(inputs, behaviours[:, :-1], timestamps[:, :-1], table)  # (B,W-1,D)
                 h = hidden[real]  # (N, D)
                 tgt = targets[real]  # (N,)
+                next_beh = behaviours.gather(1, pos.clamp(min=0)).masked_fill(pos < 0, 0)
+                cond = next_beh if model.cfg.next_behaviour else None  # (B, W-1) 1-based
                 bias = None
                 if model.repeat is not None:  # sparse (B, W-1, W-1) -> (N, W-1) real positions
-                    bias = model.repeat(inputs, behaviours[:, :-1], timestamps[:, :-1])[real]
+                    bias = model.repeat(inputs, behaviours[:, :-1], timestamps[:, :-1], cond)
+                    bias = bias[real]
                 last = inputs[real]  # (N,) the input item at each real position
-                b_target = behaviours.gather(1, pos.clamp(min=0))[real] - 1  # (N,) 0-based
+                b_target = next_beh[real] - 1  # (N,) 0-based
                 weights = None
                 if cfg.target_weight != 1.0:
                     hit = b_target == (target_behaviour or 0) - 1
                     weights = torch.where(hit, cfg.target_weight, 1.0)  # (N,)
                 loss = _loss(
-                    model, cfg, h, last, table, tgt, generator, bias, candidates, allowed, weights
-                )
+                    model, cfg, h, last, table, tgt, generator, bias, candidates, allowed, weights,
+                    None if cond is None else cond[real],
+                )  # fmt: skip
                 if model.behaviour_head is not None:
                     b_logits = model.behaviour_head(h, table[tgt])  # (N, n_behaviours)
                     b_loss = F.cross_entropy(b_logits, b_target)
