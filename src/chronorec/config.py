@@ -92,6 +92,8 @@ class ModelConfig:
             raise ConfigError("model.text_score needs item text: model.item_repr text or id+text")
         if self.repeat_time and not self.repeat:
             raise ConfigError("model.repeat_time adds to the repeat term: set model.repeat=true")
+        if self.next_behaviour and not self.use_behaviour:
+            raise ConfigError("model.next_behaviour conditions on behaviour: model.use_behaviour")
         if self.repeat_visits and not self.repeat:
             raise ConfigError("model.repeat_visits counts the repeat term: set model.repeat=true")
 

@@ -112,6 +112,23 @@ def test_next_behaviour_offsets_by_hand():
     assert steps[0, 0].tolist() == [0, 0, 0, 0, 1.0, 0, 0]  # step 0 predicts a view
 
 
+@pytest.mark.parametrize("use_behaviour", [True, False])
+def test_a_behaviour_blind_model_repeats_without_behaviours(use_behaviour):
+    from chronorec.models.model import NextItemModel
+
+    cfg = ModelConfig(name="gru", d_model=8, max_len=4, repeat=True, use_behaviour=use_behaviour)
+    model = NextItemModel(cfg, n_items=6, n_behaviours=2)
+    assert model.repeat is not None
+    model.repeat.set_weights(torch.ones(12), torch.tensor([0.0, 1.0, 50.0]))  # a buy weighs 50
+    items, times = torch.tensor([[0, 3, 5]]), torch.tensor([[0, 1, 2]])
+    viewed = model.repeat_bonus(items, torch.tensor([[0, 1, 1]]), times)
+    bought = model.repeat_bonus(items, torch.tensor([[0, 2, 1]]), times)
+    steps = model.repeat_steps(items, torch.tensor([[0, 2, 1]]), times)
+    assert viewed is not None and bought is not None and steps is not None
+    assert torch.equal(viewed, bought) != use_behaviour
+    assert torch.allclose(steps.dense(7)[:, -1], bought)
+
+
 def test_repeat_visits_needs_the_repeat_term_and_timestamps():
     with pytest.raises(ConfigError, match="model.repeat=true"):
         ModelConfig(repeat_visits=True)

@@ -16,7 +16,7 @@ from chronorec.models.heads import BehaviourHead, ScoreHead
 from chronorec.models.hstu import HSTUEncoder
 from chronorec.models.inputs import time_gap_buckets
 from chronorec.models.lstm import LSTMEncoder
-from chronorec.models.repeat import RepeatBias
+from chronorec.models.repeat import RepeatBias, SparseBias
 from chronorec.models.tower import ItemTower
 from chronorec.models.transformer import TransformerEncoder
 
@@ -200,6 +200,25 @@ class NextItemModel(nn.Module):
         s[..., 0] = float("-inf")
         return s
 
+    def _seen(self, items: torch.Tensor, behaviours: torch.Tensor) -> torch.Tensor:
+        """The behaviours the repeat term may see: as logged, or every event as behaviour 1 for a
+        behaviour-blind model (``use_behaviour=false``), which must not weigh a purchase
+        differently from a view anywhere."""
+        return behaviours if self.cfg.use_behaviour else (items > 0).to(behaviours.dtype)
+
+    def repeat_steps(
+        self,
+        items: torch.Tensor,
+        behaviours: torch.Tensor,
+        timestamps: torch.Tensor,
+        next_behaviours: torch.Tensor | None = None,
+    ) -> SparseBias | None:
+        """The repeat term of every step of a training window (B, L), sparse (see
+        :meth:`RepeatBias.forward`), or None when the model has no repeat bias."""
+        if self.repeat is None:
+            return None
+        return self.repeat(items, self._seen(items, behaviours), timestamps, next_behaviours)
+
     def repeat_bonus(
         self, items: torch.Tensor, behaviours: torch.Tensor, timestamps: torch.Tensor
     ) -> torch.Tensor | None:
@@ -208,8 +227,9 @@ class NextItemModel(nn.Module):
         if self.repeat is None:
             return None
         return self.repeat.last(
-            items, behaviours, self.n_items, timestamps, next_behaviour=self.rank_behaviour
-        )
+            items, self._seen(items, behaviours), self.n_items, timestamps,
+            next_behaviour=self.rank_behaviour,
+        )  # fmt: skip
 
     def behaviour_logits(
         self, hidden: torch.Tensor, items: torch.Tensor, table: torch.Tensor | None = None

@@ -325,9 +325,9 @@ def train(
                 tgt = targets[real]  # (N,)
                 next_beh = behaviours.gather(1, pos.clamp(min=0)).masked_fill(pos < 0, 0)
                 cond = next_beh if model.cfg.next_behaviour else None  # (B, W-1) 1-based
-                bias = None
-                if model.repeat is not None:  # sparse (B, W-1, W-1) -> (N, W-1) real positions
-                    bias = model.repeat(inputs, behaviours[:, :-1], timestamps[:, :-1], cond)
+                # repeat term, sparse (B, W-1, W-1) -> (N, W-1) at the real positions
+                bias = model.repeat_steps(inputs, behaviours[:, :-1], timestamps[:, :-1], cond)
+                if bias is not None:
                     bias = bias[real]
                 last = inputs[real]  # (N,) the input item at each real position
                 b_target = next_beh[real] - 1  # (N,) 0-based
