@@ -22,6 +22,9 @@ from chronorec.models.transformer import TransformerEncoder
 
 AGE_BUCKETS = 16  # repeat term by time since an occurrence: log2 hours, up to ~4 years
 TEXT_LAST_INIT = 5.0  # a cosine of 1 to the last item's text starts as a logit gap of 5
+# next_scale is stored divided by this, so that the optimiser's step, sized for embeddings, moves
+# these few log-scales that much faster (as RepeatBias's weights; a run has a few hundred steps)
+NEXT_SCALE_RATE = 10.0
 
 ENCODERS: dict[str, type[nn.Module]] = {
     "lstm": LSTMEncoder,
@@ -85,12 +88,16 @@ class NextItemModel(nn.Module):
         # next_map[b]) and an offset (next_emb[b]), both zero at the start: the model begins as
         # the unconditioned one. A map, not only an offset, so that "what is bought after this
         # history" can differ from "what is viewed next" item by item.
+        # And a log-scale of the whole query (next_scale[b]): for a purchase, the items a user
+        # viewed (the repeat term) may matter more than what the hidden state suggests.
         self.next_emb: nn.Embedding | None = None
         self.next_map: nn.Parameter | None = None
+        self.next_scale: nn.Parameter | None = None
         if cfg.next_behaviour:
             self.next_emb = nn.Embedding(n_behaviours + 1, D)
             nn.init.zeros_(self.next_emb.weight)
             self.next_map = nn.Parameter(torch.zeros(n_behaviours + 1, D, D))
+            self.next_scale = nn.Parameter(torch.zeros(n_behaviours + 1))
         self.text_query: nn.Linear | None = None
         self.text_last: nn.Parameter | None = None
         if cfg.text_score:
@@ -138,12 +145,15 @@ class NextItemModel(nn.Module):
         if self.next_emb is not None:
             hidden = self._condition(hidden, next_behaviour)
         q = self.head.query(hidden)  # (..., D)
-        if self.text_query is None or self.text_last is None:
-            return q
-        t = self.text_query(hidden)  # (..., d_text)
-        if last_text is not None:
-            t = t + self.text_last * F.normalize(last_text.to(t.dtype), dim=-1)
-        return torch.cat([q, t], dim=-1)  # (..., D + d_text)
+        if self.text_query is not None and self.text_last is not None:
+            t = self.text_query(hidden)  # (..., d_text)
+            if last_text is not None:
+                t = t + self.text_last * F.normalize(last_text.to(t.dtype), dim=-1)
+            q = torch.cat([q, t], dim=-1)  # (..., D + d_text)
+        if self.next_scale is not None:  # how much the scores count next to the repeat term
+            b = self.rank_behaviour if next_behaviour is None else next_behaviour
+            q = q * (NEXT_SCALE_RATE * self.next_scale[b]).exp()[..., None].to(q.dtype)
+        return q
 
     def last_text(self, items: torch.Tensor) -> torch.Tensor | None:
         """The catalogue text vectors of items (...,) for :meth:`score_query`; None without the
