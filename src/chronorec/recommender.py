@@ -331,6 +331,18 @@ class Recommender:
     @torch.no_grad()
     def score(self, batch: HistoryBatch, users: np.ndarray | None = None) -> torch.Tensor:
         """Scores ``(B, n_items + 1)`` of every item after each history; column 0 is -inf."""
+        scores, bonus = self._score_parts(batch)
+        return scores if bonus is None else scores + bonus
+
+    @torch.no_grad()
+    def score_parts(self, batch: HistoryBatch) -> dict[str, torch.Tensor]:
+        """The two terms of :meth:`score`, each ``(B, n_items + 1)``: ``"hidden"``, the hidden
+        state's scores (column 0 -inf), and ``"repeat"``, the repeat term's bonus for items
+        already in the history (zeros without ``model.repeat``)."""
+        scores, bonus = self._score_parts(batch)
+        return {"hidden": scores, "repeat": torch.zeros_like(scores) if bonus is None else bonus}
+
+    def _score_parts(self, batch: HistoryBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
         model = self._require_model()
         model.eval()
         table = model.item_table()  # (V, D)
@@ -340,7 +352,7 @@ class Recommender:
         bonus = model.repeat_bonus(
             items, torch.from_numpy(batch.behaviours), torch.from_numpy(batch.timestamps)
         )  # (B, V) or None
-        return scores if bonus is None else scores + bonus
+        return scores, bonus
 
     @torch.no_grad()
     def item_vectors(self) -> np.ndarray:

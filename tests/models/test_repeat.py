@@ -11,6 +11,7 @@ import torch
 
 from chronorec.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from chronorec.data.dataset import FORMAT_VERSION, PreparedDataset
+from chronorec.data.sequences import EventArrays
 from chronorec.errors import ConfigError
 from chronorec.models.repeat import RepeatBias, age_buckets, distance_buckets, visit_index
 from chronorec.recommender import Recommender
@@ -199,6 +200,10 @@ def test_saved_repeat_model_scores_identically(tmp_path):
     rec = Recommender(cfg).fit(ds, progress=False)
     rec.save(tmp_path / "run")
     back = Recommender.load(tmp_path / "run", ds)
+    batch = EventArrays.from_events(ds.events).histories(np.array([1, 2]), np.array([8, 8]), 8)
+    parts = rec.score_parts(batch)
+    assert torch.allclose(parts["hidden"] + parts["repeat"], rec.score(batch))
+    assert parts["repeat"].abs().sum() > 0  # the history's items get a bonus
     ids_a, s_a = rec.recommend(["u1", "u2"], k=5, exclude_seen=False)
     ids_b, s_b = back.recommend(["u1", "u2"], k=5, exclude_seen=False)
     assert ids_a == ids_b and np.allclose(s_a, s_b)
