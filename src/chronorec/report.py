@@ -156,7 +156,11 @@ def _evaluate_all(
     exclude = rec.config.data.exclude_history
     results = {"model": rec.evaluate("test").to_dict()}
     known = split.known("test")  # every event before the test cut
-    baselines = fit_baselines(known, ds.n_items, recent_days=RECENT_DAYS, item_vectors=vectors)
+    behaviour = rec.config.data.target_behaviour  # as benchmarks/quality.py fits them
+    baselines = fit_baselines(
+        known, ds.n_items, recent_days=RECENT_DAYS, item_vectors=vectors, behaviour=behaviour,
+        behaviour_name=None if behaviour is None else ds.behaviours[behaviour - 1],
+    )  # fmt: skip
     for name, scorer in baselines.items():
         results[name] = evaluate(
             scorer, ds, split.test, exclude_history=exclude, max_len=rec.config.model.max_len,
