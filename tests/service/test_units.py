@@ -13,7 +13,7 @@ import torch
 from fastapi.testclient import TestClient
 from helpers import TOKEN, two_shop_dataset, write_tiny_bert
 
-from chronorec.config import ModelConfig, RunConfig, TrainConfig
+from chronorec.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from chronorec.errors import ConfigError
 from chronorec.recommender import Recommender
 from chronorec.service import ServiceSettings, create_app
@@ -254,6 +254,32 @@ def test_repeat_model_serves_the_offline_scores(dataset_dir: Path, tmp_path: Pat
     assert rec.model is not None and rec.model.repeat is not None
     # make the repeat term matter, in both directions
     rec.model.repeat.set_weights(torch.linspace(3.0, -3.0, rec.model.repeat.n_buckets))
+    run = rec.save(tmp_path / "run")
+    settings = ServiceSettings(run_dir=str(run), db_url=f"sqlite:///{tmp_path}/e.db", token=TOKEN)
+    with TestClient(create_app(settings)) as c:
+        for user in ("u1", "u2", "u5"):
+            want_ids, want_scores = rec.recommend([user], k=6, exclude_seen=False)
+            got = c.get(f"/users/{user}/recommendations?k=6&exclude_seen=false").json()["items"]
+            assert [x["item_id"] for x in got] == want_ids[0]
+            np.testing.assert_allclose([x["score"] for x in got], want_scores[0], atol=1e-4)
+
+
+@pytest.mark.parametrize(("name", "repeat"), [("gru", False), ("transformer", True)])
+def test_next_behaviour_model_serves_the_offline_scores(
+    dataset_dir: Path, tmp_path: Path, name: str, repeat: bool
+) -> None:
+    """A model ranking for the target behaviour's next event, through the GRU's incremental
+    state and through the window (repeat term): served top-k equals offline recommend."""
+    cfg = RunConfig(
+        model=ModelConfig(name=name, d_model=16, n_layers=1, n_heads=2, max_len=8, dropout=0.0,
+                          repeat=repeat, next_behaviour=True),
+        train=TrainConfig(max_epochs=3, batch_size=16, lr=1e-2, threads=1, warmup_steps=1),
+        data=DataConfig(target_behaviour=2),
+    )  # fmt: skip
+    rec = Recommender(cfg).fit(dataset_dir, progress=False)
+    assert rec.model is not None and rec.model.next_map is not None
+    with torch.no_grad():  # make the conditioning matter
+        rec.model.next_map[2].normal_(0.0, 0.5)
     run = rec.save(tmp_path / "run")
     settings = ServiceSettings(run_dir=str(run), db_url=f"sqlite:///{tmp_path}/e.db", token=TOKEN)
     with TestClient(create_app(settings)) as c:
