@@ -65,9 +65,9 @@ class ModelConfig:
     repeat: bool = False  # learned bonus for items already in the history (retail repeats)
     repeat_time: bool = False  # the repeat bonus also by time since each occurrence (log2 hours)
     repeat_visits: bool = False  # the repeat bonus by visits back (a basket is one), not events
-    # Condition the scores on the behaviour of the event being predicted: a learned query offset
-    # and repeat weights per behaviour, trained with each step's actual next behaviour and ranked
-    # for data.target_behaviour (e.g. what will be bought, not what will be viewed next).
+    # Condition the scores on the behaviour of the event being predicted: a learned map, offset
+    # and scale of the query and repeat weights per behaviour, trained with each step's actual
+    # next behaviour and ranked for data.target_behaviour (what will be bought, not viewed next).
     next_behaviour: bool = False
 
     def __post_init__(self) -> None:

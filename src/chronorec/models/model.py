@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from chronorec.config import ModelConfig
+from chronorec.errors import ConfigError
 from chronorec.models.gru import GRUEncoder
 from chronorec.models.heads import BehaviourHead, ScoreHead
 from chronorec.models.hstu import HSTUEncoder
@@ -46,8 +47,11 @@ class NextItemModel(nn.Module):
         """``rank_behaviour``: with ``cfg.next_behaviour``, the behaviour (1-based) whose next
         event :meth:`scores`, :meth:`score_query` and :meth:`repeat_bonus` rank for."""
         super().__init__()
-        if cfg.next_behaviour and rank_behaviour is None:
-            raise ValueError("model.next_behaviour needs the behaviour to rank for")
+        if cfg.next_behaviour and not (rank_behaviour and 1 <= rank_behaviour <= n_behaviours):
+            raise ConfigError(
+                f"model.next_behaviour ranks for data.target_behaviour, which must be one of the "
+                f"log's behaviours 1..{n_behaviours}, not {rank_behaviour}"
+            )
         self.cfg = cfg
         self.n_items = n_items
         self.n_behaviours = n_behaviours
