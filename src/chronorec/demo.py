@@ -49,7 +49,7 @@ def demo_config(s: DemoSettings) -> RunConfig:
             name=s.model, item_repr=s.item_repr, d_model=s.d_model, max_len=s.max_len,
             n_layers=2, n_heads=2, dropout=0.2,
             repeat=True,  # most retail purchases are repeats: learn a bonus for them
-            repeat_visits=True,  # counted in invoices back (+0.004 Recall@20, BENCHMARKS.md)
+            repeat_visits=True,  # counted in invoices back (+0.006 Recall@20, BENCHMARKS.md)
         ),
         train=TrainConfig(
             max_epochs=s.max_epochs, max_minutes=s.max_minutes, patience=2, batch_size=128,
