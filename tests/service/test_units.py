@@ -243,6 +243,15 @@ def test_rnn_state_advances_one_step_per_event(text_run: Path, tmp_path: Path) -
         assert "chronorec_user_state_steps" in c.get("/metrics").text
 
 
+def assert_serves_offline(client: TestClient, rec: Recommender) -> None:
+    """Served top-6 (history items allowed) equals offline ``recommend`` for three users."""
+    for user in ("u1", "u2", "u5"):
+        want_ids, want_scores = rec.recommend([user], k=6, exclude_seen=False)
+        got = client.get(f"/users/{user}/recommendations?k=6&exclude_seen=false").json()["items"]
+        assert [x["item_id"] for x in got] == want_ids[0]
+        np.testing.assert_allclose([x["score"] for x in got], want_scores[0], atol=1e-4)
+
+
 def test_repeat_model_serves_the_offline_scores(dataset_dir: Path, tmp_path: Path) -> None:
     """A model with the repeat term: served top-k (repeats allowed) equals offline recommend."""
     cfg = RunConfig(
@@ -257,11 +266,7 @@ def test_repeat_model_serves_the_offline_scores(dataset_dir: Path, tmp_path: Pat
     run = rec.save(tmp_path / "run")
     settings = ServiceSettings(run_dir=str(run), db_url=f"sqlite:///{tmp_path}/e.db", token=TOKEN)
     with TestClient(create_app(settings)) as c:
-        for user in ("u1", "u2", "u5"):
-            want_ids, want_scores = rec.recommend([user], k=6, exclude_seen=False)
-            got = c.get(f"/users/{user}/recommendations?k=6&exclude_seen=false").json()["items"]
-            assert [x["item_id"] for x in got] == want_ids[0]
-            np.testing.assert_allclose([x["score"] for x in got], want_scores[0], atol=1e-4)
+        assert_serves_offline(c, rec)
 
 
 @pytest.mark.parametrize(("name", "repeat"), [("gru", False), ("transformer", True)])
@@ -283,11 +288,7 @@ def test_next_behaviour_model_serves_the_offline_scores(
     run = rec.save(tmp_path / "run")
     settings = ServiceSettings(run_dir=str(run), db_url=f"sqlite:///{tmp_path}/e.db", token=TOKEN)
     with TestClient(create_app(settings)) as c:
-        for user in ("u1", "u2", "u5"):
-            want_ids, want_scores = rec.recommend([user], k=6, exclude_seen=False)
-            got = c.get(f"/users/{user}/recommendations?k=6&exclude_seen=false").json()["items"]
-            assert [x["item_id"] for x in got] == want_ids[0]
-            np.testing.assert_allclose([x["score"] for x in got], want_scores[0], atol=1e-4)
+        assert_serves_offline(c, rec)
 
 
 def test_text_score_model_serves_the_offline_scores_and_a_posted_copy_scores_as_its_original(
@@ -309,11 +310,7 @@ def test_text_score_model_serves_the_offline_scores_and_a_posted_copy_scores_as_
     settings = ServiceSettings(run_dir=str(run), db_url=f"sqlite:///{tmp_path}/e.db", token=TOKEN)
     title = two_shop_dataset().items.filter(pl.col("item_id") == "i3")["title"].item()
     with TestClient(create_app(settings)) as c:
-        for user in ("u1", "u2", "u5"):
-            want_ids, want_scores = rec.recommend([user], k=6, exclude_seen=False)
-            got = c.get(f"/users/{user}/recommendations?k=6&exclude_seen=false").json()["items"]
-            assert [x["item_id"] for x in got] == want_ids[0]
-            np.testing.assert_allclose([x["score"] for x in got], want_scores[0], atol=1e-4)
+        assert_serves_offline(c, rec)
         item = {"item_id": "i3-copy", "title": title}
         assert c.post("/items", json=item, headers=AUTH).status_code == 201
         got = c.get("/users/u1/recommendations?k=30&exclude_seen=false").json()["items"]

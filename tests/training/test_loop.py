@@ -389,23 +389,35 @@ def view_or_buy_dataset(successor, n_users: int = 256, length: int = 12):  # typ
     return type(successor)(events, successor.items, users, successor.manifest)
 
 
-@pytest.mark.parametrize(("weight", "bought_first"), [(1.0, False), (20.0, True)])
-def test_target_weight_teaches_what_is_bought(successor, weight, bought_first):
+def fit_view_or_buy(data, model: ModelConfig, **train: object) -> Recommender:  # type: ignore[no-untyped-def]
+    """A tiny GRU recipe on :func:`view_or_buy_dataset`, purchases (2) as the target."""
     from chronorec.config import DataConfig
 
-    data = view_or_buy_dataset(successor)
+    opts: dict[str, object] = dict(lr=1e-2, batch_size=16, max_epochs=10, eval_every=10,
+                                   warmup_steps=5, threads=1)  # fmt: skip
+    opts.update(train)
     cfg = RunConfig(
-        model=tiny("gru").model,
-        train=TrainConfig(lr=1e-2, batch_size=16, max_epochs=10, eval_every=10, warmup_steps=5,
-                          threads=1, target_weight=weight),
+        model=model,
+        train=TrainConfig(**opts),  # type: ignore[arg-type]
         data=DataConfig(target_behaviour=2, exclude_history=False),
-    )  # fmt: skip
-    rec = Recommender(cfg).fit(data, progress=False)
+    )
+    return Recommender(cfg).fit(data, progress=False)
+
+
+def after_last_event(data):  # type: ignore[no-untyped-def]
+    """(users, last item of each, the batch of their whole histories)."""
     last = data.events.group_by("user").agg(pl.col("item").last()).sort("user")
     users, items = last["user"].to_numpy(), last["item"].to_numpy()
     arrays = EventArrays.from_events(data.events, n_users=int(users.max()))
     lengths = data.events.group_by("user").len().sort("user")["len"].to_numpy()
-    batch = arrays.histories(users, lengths, 8)
+    return users, items, arrays.histories(users, lengths, 8)
+
+
+@pytest.mark.parametrize(("weight", "bought_first"), [(1.0, False), (20.0, True)])
+def test_target_weight_teaches_what_is_bought(successor, weight, bought_first):
+    data = view_or_buy_dataset(successor)
+    rec = fit_view_or_buy(data, tiny("gru").model, target_weight=weight)
+    users, items, batch = after_last_event(data)
     top = rec.score(batch, users).argmax(1).numpy()
     bought = (items - 1 + 2) % 20 + 1
     share = float((top == bought).mean())  # 0.14 unweighted, 0.81 at weight 20 (seed 0)
@@ -413,22 +425,10 @@ def test_target_weight_teaches_what_is_bought(successor, weight, bought_first):
 
 
 def test_next_behaviour_ranks_for_the_target_behaviour(successor, tmp_path):
-    from chronorec.config import DataConfig
-
     data = view_or_buy_dataset(successor)
     model = dataclasses.replace(tiny("gru").model, next_behaviour=True)
-    cfg = RunConfig(
-        model=model,
-        train=TrainConfig(lr=1e-2, batch_size=16, max_epochs=10, eval_every=10, warmup_steps=5,
-                          threads=1),
-        data=DataConfig(target_behaviour=2, exclude_history=False),
-    )  # fmt: skip
-    rec = Recommender(cfg).fit(data, progress=False)
-    last = data.events.group_by("user").agg(pl.col("item").last()).sort("user")
-    users, items = last["user"].to_numpy(), last["item"].to_numpy()
-    arrays = EventArrays.from_events(data.events, n_users=int(users.max()))
-    lengths = data.events.group_by("user").len().sort("user")["len"].to_numpy()
-    batch = arrays.histories(users, lengths, 8)
+    rec = fit_view_or_buy(data, model)
+    users, items, batch = after_last_event(data)
     scores = rec.score(batch, users)
     assert float((scores.argmax(1).numpy() == (items + 1) % 20 + 1).mean()) > 0.9  # x + 2
     # the same model asked for the next view ranks x + 1 first
