@@ -132,7 +132,9 @@ def main() -> None:
         timed = []
         for run in args.run:
             rec = Recommender.load(run)
-            ds = rec._require_dataset()
+            if rec.dataset is None:
+                sys.exit(f"{run}: the prepared dataset recorded in the run was not found")
+            ds = rec.dataset
             split = make_split(ds, rec.config)
             events = EventArrays.from_events(ds.events, n_users=ds.n_users)
             fastest = {"capped": float("inf"), "uncapped": float("inf")}

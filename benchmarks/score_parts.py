@@ -57,7 +57,9 @@ def main() -> None:
     rows = []
     for run in args.runs:
         rec = Recommender.load(run, dataset=args.data)
-        ds = rec._require_dataset()
+        if rec.dataset is None:
+            sys.exit(f"{run}: its prepared dataset was not found; pass --data DIR")
+        ds = rec.dataset
         cfg = rec.config
         targets = make_split(ds, cfg).targets(args.split)
         with rec.at(args.split):
