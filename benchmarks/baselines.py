@@ -52,6 +52,8 @@ def main() -> None:
         "--no-append", action="store_true", help="print, do not touch BENCHMARKS.md"
     )
     args = parser.parse_args()
+    if any(not h > 0 for h in args.repeat_half_lives):
+        parser.error("--repeat-half-lives: every half-life must be > 0")
 
     ds = load_prepared(args.data)
     behaviour = ds.behaviours.index(args.behaviour) + 1 if args.behaviour else None

@@ -131,19 +131,19 @@ class RepeatFrequency:
         if self.behaviour is not None:
             keep &= torch.from_numpy(batch.behaviours) == self.behaviour
         ones = keep.double()
-        step = torch.arange(1, length + 1, dtype=torch.float64).expand(b, -1) * ones  # (B, L)
-        latest = torch.zeros(b, self.n_items + 1, dtype=torch.float64)
-        latest.scatter_reduce_(1, items, step, reduce="amax")
+        scores = torch.zeros(b, self.n_items + 1, dtype=torch.float64)
         if self.half_life is not None:
             back = _steps_back(batch, self.by_visit_)
             w = torch.from_numpy(_decay(back, self.half_life)).double() * ones
-            scores = torch.zeros_like(latest).scatter_add_(1, items, w)
+            scores.scatter_add_(1, items, w)
             # Ties (equal weights, e.g. the items of one basket): training popularity, not the
             # order of lines within a basket (+0.008 Recall@20 on Online Retail).
             if self.fill_popular:
                 scores = scores + 1e-9 * self.popularity_
         else:
-            counts = torch.zeros_like(latest).scatter_add_(1, items, ones)  # (B, n_items + 1)
+            step = torch.arange(1, length + 1, dtype=torch.float64).expand(b, -1) * ones  # (B, L)
+            latest = torch.zeros_like(scores).scatter_reduce_(1, items, step, reduce="amax")
+            counts = scores.scatter_add_(1, items, ones)  # (B, n_items + 1)
             # Count first, recency breaks ties; both are integers, so the [0, 1) popularity only
             # orders items that are otherwise tied (those outside the history).
             scores = counts * (length + 1) + latest

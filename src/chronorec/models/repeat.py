@@ -163,10 +163,9 @@ class RepeatBias(nn.Module):
     def _next_tables(self, next_behaviour: torch.Tensor | int | None) -> tuple[torch.Tensor, ...]:
         """The offsets (..., n_buckets) and (..., n_behaviours + 1) for predicted events of
         ``next_behaviour``; empty without ``by_next`` or without a behaviour."""
-        if self.raw_next_distance is None or self.raw_next_behaviour is None:
+        if next_behaviour is None or self.raw_next_distance is None:
             return ()
-        if next_behaviour is None:
-            return ()
+        assert self.raw_next_behaviour is not None  # both exist with by_next
         nb = torch.as_tensor(next_behaviour)
         return self.raw_next_distance[nb] * self.scale, self.raw_next_behaviour[nb] * self.scale
 
