@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from chronorec.cli import main
-from chronorec.report import SECTIONS
+from chronorec.report import BLEND_ROW, SECTIONS
 
 
 def _check_report(path: Path) -> None:
@@ -42,12 +42,50 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_demo_quick_writes_the_report(demo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _check_report(demo_dir / "report.html")
     assert (demo_dir / "run" / "model.safetensors").is_file()
+    # the demo's recipe refits on every event before the test cut, and blends the baselines
+    assert (demo_dir / "run" / "refit.safetensors").is_file()
+    page = (demo_dir / "report.html").read_text(encoding="utf-8")
+    assert f"<td>{BLEND_ROW}</td>" in page and "(weights tuned on validation)" in page
 
 
-def test_report_command_for_a_saved_run(demo_dir: Path, tmp_path: Path) -> None:
+def test_report_command_for_a_saved_run(demo_dir: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "again.html"
     assert main(["report", str(demo_dir / "run"), "--out", str(out)]) == 0
     _check_report(out)
+    assert BLEND_ROW not in out.read_text(encoding="utf-8")
+    blended = tmp_path / "blended.html"
+    args = ["report", str(demo_dir / "run"), "--out", str(blended), "--blend", "repeat-recent"]
+    assert main(args) == 0
+    _check_report(blended)
+    assert f"<td>{BLEND_ROW}</td>" in blended.read_text(encoding="utf-8")
+    assert main([*args[:-1], "repeat-soon"]) == 2
+    assert "unknown baseline(s) repeat-soon" in capsys.readouterr().err
+
+
+def test_the_blend_row_and_examples_come_from_the_tuned_blend(successor) -> None:
+    # item i is always followed by i + 1: transitions are perfect, a barely trained run is not;
+    # the weight search on validation finds that and the blend ranks the examples
+    from chronorec.config import ModelConfig, RunConfig, TrainConfig
+    from chronorec.ensemble import Ensemble
+    from chronorec.recommender import Recommender
+    from chronorec.report import collect_report_data
+
+    cfg = RunConfig(
+        model=ModelConfig(name="gru", d_model=16, n_layers=1, max_len=8, dropout=0.0),
+        train=TrainConfig(max_epochs=1, batch_size=16, lr=1e-4, threads=1, warmup_steps=1),
+    )  # fmt: skip
+    rec = Recommender(cfg).fit(successor, progress=False)
+    data = collect_report_data(
+        rec, successor, title="t", vectors=None, train_summary={}, blend=["transitions"]
+    )
+    assert data.blend_weights is not None and data.blend_weights["transitions"] > 0
+    assert "transitions" in data.info[f"{BLEND_ROW} (weights tuned on validation)"]
+    model, blend = data.results["model"], data.results[BLEND_ROW]
+    assert blend["ndcg@10"] > max(model["ndcg@10"] + 0.1, 0.9)
+    assert blend == Ensemble([rec], data.blend_weights).evaluate("test").to_dict()
+    for ex in data.examples:  # the item after the last one first, as the blend ranks
+        last = int(ex.history[0][0].rsplit(" ", 1)[1])
+        assert ex.recommended[0][0] == f"Item number {last % 20 + 1}"
 
 
 def test_report_for_a_log_without_timestamps_or_prices(successor, tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ import torch
 
 from chronorec.data.dataset import PreparedDataset
 from chronorec.data.splits import Split
+from chronorec.ensemble import Ensemble
 from chronorec.recommender import Recommender, make_split
 
 SECTIONS = (
@@ -57,6 +58,7 @@ class ReportData:
     embedding_colour: np.ndarray | None = None  # (n,) e.g. log price
     embedding_colour_label: str = ""
     examples: list[Example] = field(default_factory=list)
+    blend_weights: dict[str, float] | None = None  # the BLEND_ROW's tuned weights, if any
 
 
 # ----------------------------------------------------------------------------- plots
@@ -146,6 +148,7 @@ def plot_embeddings(xy: np.ndarray, colour: np.ndarray | None, label: str) -> st
 # ----------------------------------------------------------------------------- data
 
 RECENT_DAYS = 30.0  # window of the recent-popularity baseline
+BLEND_ROW = "model + baselines"  # results key of the model blended with baselines
 
 
 def _evaluate_all(
@@ -183,9 +186,16 @@ def _embedding_map(rec: Recommender, ds: PreparedDataset) -> tuple[np.ndarray, n
 
 
 def _examples(
-    rec: Recommender, ds: PreparedDataset, split: Split, n: int, k: int = 5
+    rec: Recommender,
+    ds: PreparedDataset,
+    split: Split,
+    n: int,
+    k: int = 5,
+    scorer: Recommender | Ensemble | None = None,
 ) -> list[Example]:
-    """The ``n`` test customers with the longest histories: last purchases and top-``k``."""
+    """The ``n`` test customers with the longest histories: last purchases and the top-``k`` of
+    ``scorer`` (default: ``rec``)."""
+    scorer = rec if scorer is None else scorer
     items = ds.items.sort("item")
     names = items["title"].fill_null("").to_list() if "title" in items.columns else rec.item_ids()
     prices = items["price"].to_list() if "price" in items.columns else [None] * ds.n_items
@@ -200,7 +210,7 @@ def _examples(
         hist = ds.events.filter((pl.col("user") == u) & (pl.col("position") < hlen))
         hist_ids = [ids[i - 1] for i in hist["item"].to_list()]
         last = hist["item"].to_list()[-5:][::-1]
-        got, scores = rec.recommend_histories(
+        got, scores = scorer.recommend_histories(
             [hist_ids], k,
             timestamps=[hist["timestamp"].to_list()] if ds.has_timestamps else None,
             exclude_seen=rec.config.data.exclude_history,  # as the metrics above rank
@@ -223,11 +233,22 @@ def collect_report_data(
     vectors: np.ndarray | None,
     train_summary: dict[str, Any],
     n_examples: int = 3,
+    blend: Sequence[str] = (),
 ) -> ReportData:
     """Evaluate ``rec`` and the baselines on the test split and gather every section's data.
-    ``train_summary`` is the run's ``metrics.json`` (history, epochs, stopped)."""
+    ``train_summary`` is the run's ``metrics.json`` (history, epochs, stopped).
+
+    ``blend``: baselines to blend with the model, their weights tuned on the validation split
+    (:meth:`Ensemble.tune`); the blend gets its own row (:data:`BLEND_ROW`) and recommends the
+    examples."""
     split = make_split(ds, rec.config)  # one split for the baselines and the examples
     results = _evaluate_all(rec, ds, split, vectors)
+    scorer: Recommender | Ensemble = rec
+    weights: dict[str, float] = {}
+    if blend and split.valid.height:
+        scorer = Ensemble([rec])
+        weights = scorer.tune(blend, which="valid")
+        results[BLEND_ROW] = scorer.evaluate("test").to_dict()
     xy, colour = _embedding_map(rec, ds)
     cfg = rec.config
     info = {
@@ -242,10 +263,23 @@ def collect_report_data(
         "epochs": train_summary.get("epochs", ""),
         "stopped": train_summary.get("stopped", ""),
     }
+    refit = rec.meta.get("refit")
+    if refit:  # the test split and the examples are scored with the refit weights
+        info["refit"] = (
+            f"{refit['epochs']} epochs on the {refit['events']:,} events before the test cut"
+        )
+    if blend:
+        info[f"{BLEND_ROW} (weights tuned on validation)"] = (
+            ", ".join(f"{name} {w:g}" for name, w in weights.items())
+            if weights
+            else "not tuned: the split has no validation targets"
+        )
     return ReportData(
         title=title, info=info, history=train_summary.get("history", []),
         results=results, model_name="model", embedding_xy=xy, embedding_colour=colour,
-        embedding_colour_label="log10 price (£)", examples=_examples(rec, ds, split, n_examples),
+        embedding_colour_label="log10 price (£)",
+        examples=_examples(rec, ds, split, n_examples, scorer=scorer),
+        blend_weights=weights or None,
     )  # fmt: skip
 
 
@@ -362,9 +396,13 @@ def write_report(data: ReportData, path: str | Path) -> Path:
 
 
 def report_for_run(
-    run_dir: str | Path, out: str | Path | None = None, dataset: str | Path | None = None
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    dataset: str | Path | None = None,
+    blend: Sequence[str] = (),
 ) -> Path:
-    """Write ``report.html`` for a saved run; ``dataset`` defaults to the one it was trained on."""
+    """Write ``report.html`` for a saved run; ``dataset`` defaults to the one it was trained on;
+    ``blend`` as in :func:`collect_report_data`."""
     from chronorec.recommender import build_text_vectors
     from chronorec.training import checkpoint as ckpt
 
@@ -382,6 +420,6 @@ def report_for_run(
     )
     data = collect_report_data(
         rec, rec.dataset, title=f"chronorec report: {run.name}", vectors=vectors,
-        train_summary=summary,
+        train_summary=summary, blend=blend,
     )  # fmt: skip
     return write_report(data, out if out is not None else run / "report.html")

@@ -17,11 +17,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", type=Path, help="run directory written by `chronorec train`")
     p.add_argument("--out", type=Path, help="output file (default: RUN/report.html)")
     p.add_argument("--dataset", type=Path, help="prepared dataset (default: the run's own)")
+    p.add_argument(
+        "--blend",
+        help="comma-separated baselines to blend with the model in one more row (weights tuned "
+        "on the valid split, as `chronorec evaluate --blend` does): popular, popular-recent, "
+        "repeat, repeat-recent, transitions, user-knn, text-knn",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from chronorec.report import report_for_run  # torch: only when the command runs
 
-    print(f"report: {report_for_run(args.run, args.out, args.dataset)}")
+    blend = [n.strip() for n in args.blend.split(",") if n.strip()] if args.blend else []
+    print(f"report: {report_for_run(args.run, args.out, args.dataset, blend)}")
     return 0
