@@ -40,7 +40,7 @@ PRECISIONS = ("auto", "bf16", "fp32")
 LR_DECAYS = ("none", "linear", "cosine")
 SELECT_METRICS = ("ndcg", "hr", "mrr", "recall")
 SELECT_KS = ("1", "5", "10", "20", "50")
-TARGETS = ("next-event", "next-basket", "next-window")
+TARGETS = ("next-event", "next-basket", "next-window", "next-k")
 
 
 @dataclass(frozen=True)
@@ -130,9 +130,12 @@ class TrainConfig:
     # with one timestamp, e.g. the lines of one invoice; drawn anew each epoch). In retail the
     # next invoice line is mostly another item of the same basket, while what is asked is the
     # items of later baskets. "next-window": an event drawn from the later baskets of the next
-    # target_days days (what a test window of days asks for).
+    # target_days days (what a test window of days asks for). "next-k": one of the next
+    # target_k events, drawn uniformly (logs without timestamps, e.g. ML-1M, whose order within a
+    # rating session carries little).
     target: str = "next-event"
     target_days: float = 30.0
+    target_k: int = 2
     # Share of events removed at random from each training window, anew each epoch, so a step
     # also learns what follows an event the log did not record (lost or untracked events;
     # CL4SRec's item crop/mask family). 0 trains on the windows as logged.
@@ -157,7 +160,9 @@ class TrainConfig:
         _choice("train.precision", self.precision, PRECISIONS)
         _choice("train.lr_decay", self.lr_decay, LR_DECAYS)
         _choice("train.target", self.target, TARGETS)
-        for key in ("n_negatives", "batch_size", "max_epochs", "eval_every", "patience"):
+        for key in (
+            "n_negatives", "batch_size", "max_epochs", "eval_every", "patience", "target_k"
+        ):  # fmt: skip
             if getattr(self, key) < 1:
                 raise ConfigError(f"train.{key} must be >= 1, not {getattr(self, key)}")
         if not 0.0 <= self.decay_start < 1.0:

@@ -259,6 +259,21 @@ def test_target_positions_next_window():
     assert target_positions(items, stamps, "next-window", g, 10).tolist() == [[-1, -1, 3]]
 
 
+def test_target_positions_next_k():
+    items = torch.tensor([[0, 0, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6]])
+    stamps = torch.zeros_like(items)  # order only: timestamps play no part
+    g = torch.Generator().manual_seed(0)
+    one = target_positions(items, stamps, "next-k", g, k=1)
+    assert one.equal(target_positions(items, stamps, "next-event"))
+    draws = torch.stack([target_positions(items, stamps, "next-k", g, k=3) for _ in range(600)])
+    for t in range(5):  # step t draws t+1 .. t+3, cut at the window's end, about evenly
+        got = draws[:, :, t]  # (600, B)
+        want = list(range(t + 1, min(t + 3, 5) + 1))
+        assert sorted(set(got.flatten().tolist())) == want
+        counts = torch.bincount(got.flatten(), minlength=6)[want].float()
+        assert counts.min() > 0.8 * counts.mean()
+
+
 @pytest.mark.parametrize("metric, best_epoch", [("ndcg@10", 1), ("recall@20", 2)])
 def test_select_metric_picks_the_kept_checkpoint(successor, metric, best_epoch):
     """Early stopping and the kept weights follow train.select_metric: with scripted validation

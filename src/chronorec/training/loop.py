@@ -78,6 +78,7 @@ def target_positions(
     kind: str,
     generator: torch.Generator | None = None,
     window_seconds: int = 0,
+    k: int = 1,
 ) -> torch.Tensor:
     """Window (B, W), left-padded -> (B, W - 1): the window position of the event that input
     step t learns to predict, or -1 where there is none.
@@ -86,11 +87,17 @@ def target_positions(
     basket is a run of events with one timestamp; the steps of the window's last basket have
     no target. ``next-window``: a random event after t's basket and at most ``window_seconds``
     after t (PinnerFormer's dense all-action loss): what a user will do over the coming days,
-    which is what a test window of days asks for.
+    which is what a test window of days asks for. ``next-k``: one of the next ``k`` events
+    (t + 1 … t + k, as many as the window has), drawn uniformly.
     """
     B, W = items.shape
     if kind == "next-event":
         return torch.arange(1, W).expand(B, W - 1)
+    if kind == "next-k":
+        steps = torch.arange(W - 1)  # (W-1,)
+        ahead = (W - 1 - steps).clamp(max=k)  # (W-1,) events after t inside the window
+        u = torch.rand(B, W - 1, generator=generator)
+        return steps + 1 + (u * ahead).long().clamp(max=ahead - 1)  # (B, W-1)
     pad = items == 0  # (B, W)
     starts = torch.ones_like(pad)  # (B, W) True where a basket starts
     starts[:, 1:] = (timestamps[:, 1:] != timestamps[:, :-1]) | pad[:, :-1]
@@ -312,7 +319,9 @@ def train(
                     items[:, -width:], behaviours[:, -width:], timestamps[:, -width:]
                 )  # fmt: skip
             inputs = items[:, :-1]  # (B, W-1)
-            pos = target_positions(items, timestamps, cfg.target, generator, horizon)  # (B, W-1)
+            pos = target_positions(
+                items, timestamps, cfg.target, generator, horizon, cfg.target_k
+            )  # (B, W-1)
             targets = items.gather(1, pos.clamp(min=0)).masked_fill(pos < 0, 0)  # (B, W-1)
             real = (inputs > 0) & (targets > 0)  # (B, W-1)
             if not real.any():  # next-basket: windows inside a single basket teach nothing
