@@ -131,7 +131,7 @@ class Recommender:
         if not isinstance(dataset, PreparedDataset):
             dataset_path = str(Path(dataset).resolve())
             dataset = load_prepared(dataset)
-        if cfg.train.target != "next-event" and not dataset.has_timestamps:
+        if cfg.train.target in ("next-basket", "next-window") and not dataset.has_timestamps:
             raise ConfigError(
                 f"train.target = {cfg.train.target!r} needs timestamps (a basket is the events "
                 "of one timestamp), and this dataset has none"
