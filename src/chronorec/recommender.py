@@ -603,7 +603,10 @@ class Recommender:
         model.eval()
         table = model.item_table()
         hidden = _last_hidden(model, batch, table)  # (B, D)
-        logits = model.behaviour_logits(hidden, torch.from_numpy(items), table)  # (B, K, n_b)
+        window = (torch.from_numpy(batch.items), torch.from_numpy(batch.behaviours))
+        logits = model.behaviour_logits(
+            hidden, torch.from_numpy(items), table, window
+        )  # (B, K, n_b)
         return logits.softmax(-1).numpy()
 
     def behaviour_auc(self, which: str = "test", behaviour: int | None = None) -> float:
@@ -663,7 +666,12 @@ class Recommender:
                 f"{run}: no {ckpt.WEIGHTS_FILE} yet (training has not finished an epoch)"
             )
         saved = ckpt.read_json(run / ckpt.CONFIG_FILE)
-        cfg = RunConfig.from_dict(saved["config"], source=str(run / ckpt.CONFIG_FILE))
+        raw = saved["config"]
+        model_raw = raw.get("model")
+        if isinstance(model_raw, dict) and "behaviour_features" not in model_raw:
+            # saved before the behaviour head read history features: it has no inputs for them
+            raw = {**raw, "model": {**model_raw, "behaviour_features": False}}
+        cfg = RunConfig.from_dict(raw, source=str(run / ckpt.CONFIG_FILE))
         meta = saved["meta"]
         rec = cls(cfg)
         rec.meta = meta

@@ -172,14 +172,46 @@ def test_cosine_head_bounds_scores_by_the_temperature():
     assert float(s.abs().max()) <= 10.0 + 1e-4
 
 
-def test_behaviour_head_gives_a_distribution_per_candidate():
+@pytest.mark.parametrize("features", [True, False])
+def test_behaviour_head_gives_a_distribution_per_candidate(features):
     cfg = tiny_config("transformer").model
-    model = NextItemModel(ModelConfig(**{**cfg.__dict__, "behaviour_head": True}), 20, 2).eval()
+    cfg = ModelConfig(**{**cfg.__dict__, "behaviour_head": True, "behaviour_features": features})
+    model = NextItemModel(cfg, 20, 2).eval()
+    items, behaviours, stamps = _inputs([[0, 1, 2, 3]])
     with torch.no_grad():
-        h = model(*_inputs([[0, 1, 2, 3]]))[:, -1]
-        p = model.behaviour_logits(h, torch.tensor([[4, 5, 6]])).softmax(-1)
+        h = model(items, behaviours, stamps)[:, -1]
+        p = model.behaviour_logits(
+            h, torch.tensor([[4, 5, 6]]), window=(items, behaviours)
+        ).softmax(-1)
+        if features:  # the window is an input of this head
+            with pytest.raises(ValueError, match="history window"):
+                model.behaviour_logits(h, torch.tensor([[4, 5, 6]]))
+        else:
+            assert torch.equal(p, model.behaviour_logits(h, torch.tensor([[4, 5, 6]])).softmax(-1))
     assert p.shape == (1, 3, 2)
     np.testing.assert_allclose(p.sum(-1).numpy(), 1.0, rtol=1e-5)
+
+
+def test_history_features_by_hand():
+    from chronorec.models.heads import history_features
+
+    # one window: padding, then item 7 viewed, 8 bought, 7 carted (behaviours 1 view, 2 cart,
+    # 3 buy)
+    items = torch.tensor([[0, 7, 8, 7]])
+    behaviours = torch.tensor([[0, 1, 3, 2]])
+    # after the whole window, candidates 7, 8 and 9
+    last = history_features(items, behaviours, torch.tensor([[[7, 8, 9]]]), 3)  # (1, 1, 3, 6)
+    mix = [1 / 3, 1 / 3, 1 / 3]
+    want = torch.tensor([[mix + [np.log(2), np.log(2), 0], mix + [0, 0, np.log(2)], mix + [0] * 3]])
+    torch.testing.assert_close(last[0], want.float())
+    # every step of the window, each with its own candidate (the next item): step t sees 0..t
+    steps = history_features(items, behaviours, torch.tensor([[[7], [8], [7], [8]]]), 3)
+    assert steps.shape == (1, 4, 1, 6)
+    torch.testing.assert_close(steps[0, 0, 0], torch.zeros(6))  # padding: nothing seen yet
+    torch.testing.assert_close(steps[0, 1, 0, :3], torch.tensor([1.0, 0, 0]))  # one view
+    torch.testing.assert_close(steps[0, 1, 0, 3:], torch.zeros(3))  # item 8: not seen yet
+    torch.testing.assert_close(steps[0, 2, 0, 3:], torch.tensor([np.log(2), 0, 0]).float())
+    torch.testing.assert_close(steps[0, 3], last[0, :, 1:2].reshape(1, 6))  # = after the window
 
 
 def test_evaluate_uses_full_ranking_on_a_fitted_model(successor):

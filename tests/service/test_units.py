@@ -291,6 +291,78 @@ def test_next_behaviour_model_serves_the_offline_scores(
         assert_serves_offline(c, rec)
 
 
+@pytest.mark.parametrize(("name", "repeat"), [("gru", False), ("transformer", True)])
+def test_behaviour_ranking_serves_the_offline_scores(
+    dataset_dir: Path, tmp_path: Path, name: str, repeat: bool
+) -> None:
+    """``?behaviour=buy`` ranks by score + log P(buy | history, item), the behaviour head
+    reading the history's features (behaviour mix, earlier events on the item): through the
+    GRU's incremental state (also after a posted event) and through the window."""
+    cfg = RunConfig(
+        model=ModelConfig(name=name, d_model=16, n_layers=1, n_heads=2, max_len=8, dropout=0.0,
+                          repeat=repeat, behaviour_head=True),
+        train=TrainConfig(max_epochs=3, batch_size=16, lr=1e-2, threads=1, warmup_steps=1),
+    )  # fmt: skip
+    rec = Recommender(cfg).fit(dataset_dir, progress=False)
+    assert rec.model is not None and rec.model.behaviour_head is not None
+    assert rec.model.behaviour_head.n_features == 4
+    with torch.no_grad():  # make the features matter
+        rec.model.behaviour_head.mlp[0].weight[:, -4:].normal_(0.0, 2.0)
+    run = rec.save(tmp_path / "run")
+    settings = ServiceSettings(run_dir=str(run), db_url=f"sqlite:///{tmp_path}/e.db", token=TOKEN)
+    ids = rec.item_ids()
+
+    names = rec.meta["behaviours"]
+
+    def offline(user: str, extra: tuple[str, int] | None = None) -> tuple[list[str], np.ndarray]:
+        """Top-6 by score + log P(buy) for the user's logged history (+ one bought item)."""
+        logged, _ = rec.user_batch([user], 10_000)
+        real = logged.items[0] > 0
+        items = [ids[i - 1] for i in logged.items[0][real]]
+        behaviours = [names[b - 1] for b in logged.behaviours[0][real]]
+        stamps = [int(t) for t in logged.timestamps[0][real]]
+        if extra is not None:
+            items, behaviours, stamps = (
+                items + [extra[0]],
+                behaviours + ["buy"],
+                stamps + [extra[1]],
+            )
+        got, scores = rec.recommend_histories(
+            [items], k=len(ids), timestamps=[stamps], behaviours=[behaviours], exclude_seen=False
+        )
+        batch, _ = rec.history_batch(
+            [items], cfg.model.max_len, timestamps=[stamps], behaviours=[behaviours]
+        )
+        rows = np.array([[ids.index(i) + 1 for i in got[0]]])
+        p_buy = rec.behaviour_probabilities(batch, rows)[0, :, names.index("buy")]
+        combined = scores[0] + np.log(p_buy)
+        order = np.argsort(-combined, kind="stable")[:6]
+        return [got[0][i] for i in order], combined[order]
+
+    with TestClient(create_app(settings)) as c:
+        for user in ("u1", "u2", "u5"):
+            want_ids, want_scores = offline(user)
+            url = f"/users/{user}/recommendations?k=6&exclude_seen=false&behaviour=buy"
+            got = c.get(url).json()["items"]
+            assert [x["item_id"] for x in got] == want_ids
+            np.testing.assert_allclose([x["score"] for x in got], want_scores, atol=1e-4)
+        # a purchase posted now: the next ranking counts it among the earlier events
+        # a user whose state the GRU can step on (history shorter than max_len)
+        lengths = {u: int((rec.user_batch([u], 100)[0].items > 0).sum())
+                   for u in (f"u{i}" for i in range(1, 40))}  # fmt: skip
+        short = next(u for u, n in lengths.items() if n < cfg.model.max_len)
+        url = f"/users/{short}/recommendations?k=6&exclude_seen=false&behaviour=buy"
+        bought = offline(short)[0][0]
+        assert [x["item_id"] for x in c.get(url).json()["items"]][0] == bought
+        last = int(rec.user_batch([short], 1)[0].timestamps[0, -1])
+        event = {"user_id": short, "item_id": bought, "behaviour": "buy", "timestamp": last + 600}
+        assert c.post("/events", json=event, headers=AUTH).status_code in (200, 201, 202)
+        want_ids, want_scores = offline(short, (bought, last + 600))
+        got = c.get(url).json()
+        assert [x["item_id"] for x in got["items"]] == want_ids
+        np.testing.assert_allclose([x["score"] for x in got["items"]], want_scores, atol=1e-4)
+
+
 def test_text_score_model_serves_the_offline_scores_and_a_posted_copy_scores_as_its_original(
     dataset_dir: Path, tmp_path: Path
 ) -> None:

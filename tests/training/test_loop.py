@@ -62,6 +62,39 @@ def test_behaviour_head_learns_which_items_are_bought(successor):
     assert rec.behaviour_auc("test", behaviour=2) > 0.95
 
 
+def test_behaviour_head_reads_the_users_earlier_events_on_the_item():
+    """A user buys an item exactly when they have had it before (any item, any user): only the
+    history says which targets are purchases, and the history features say it directly."""
+    import polars as pl
+
+    from chronorec.data.dataset import FORMAT_VERSION, PreparedDataset
+
+    rng = np.random.default_rng(0)
+    n_users, length, n_items = 200, 12, 30
+    items = rng.integers(1, n_items + 1, (n_users, length))
+    before = np.array([[row[t] in row[:t] for t in range(length)] for row in items])
+    users = np.repeat(np.arange(1, n_users + 1), length)
+    pos = np.tile(np.arange(length), n_users)
+    events = pl.DataFrame({
+        "user": users.astype(np.int32), "item": items.ravel().astype(np.int32),
+        "timestamp": (100_000 * users + 3600 * pos).astype(np.int64),
+        "behaviour": (1 + before.ravel()).astype(np.int8),
+        "value": np.ones(users.size, dtype=np.float32), "position": pos.astype(np.int32),
+    }).with_columns(pl.col("timestamp").diff().over("user").alias("gap"))  # fmt: skip
+    catalogue = pl.DataFrame({"item": np.arange(1, n_items + 1, dtype=np.int32),
+                              "item_id": [f"i{i}" for i in range(1, n_items + 1)]})  # fmt: skip
+    people = pl.DataFrame({"user": np.arange(1, n_users + 1, dtype=np.int32),
+                           "user_id": [f"u{u}" for u in range(1, n_users + 1)]})  # fmt: skip
+    manifest = {"format_version": FORMAT_VERSION, "format": "synthetic",
+                "behaviours": ["view", "buy"], "has_timestamps": True, "text_columns": [],
+                "counts": {"users": n_users, "items": n_items, "events": users.size}}  # fmt: skip
+    data = PreparedDataset(events=events, items=catalogue, users=people, manifest=manifest)
+    cfg = tiny(name="gru", max_epochs=15, eval_every=15, behaviour_loss_weight=2.0)
+    cfg = cfg.replace(model=dataclasses.replace(cfg.model, max_len=12, behaviour_head=True))
+    rec = Recommender(cfg).fit(data, progress=False)
+    assert rec.behaviour_auc("test", behaviour=2) > 0.95
+
+
 def test_roc_auc_against_hand_computed_values():
     from chronorec.recommender import _roc_auc
 

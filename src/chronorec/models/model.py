@@ -13,7 +13,7 @@ from torch.nn import functional as F
 from chronorec.config import ModelConfig
 from chronorec.errors import ConfigError
 from chronorec.models.gru import GRUEncoder
-from chronorec.models.heads import BehaviourHead, ScoreHead
+from chronorec.models.heads import BehaviourHead, ScoreHead, history_features
 from chronorec.models.hstu import HSTUEncoder
 from chronorec.models.inputs import time_gap_buckets
 from chronorec.models.lstm import LSTMEncoder
@@ -73,7 +73,11 @@ class NextItemModel(nn.Module):
                 emb.weight[0].zero_()
         self.encoder = ENCODERS[cfg.name](cfg)
         self.head = ScoreHead(cfg.score, cfg.temperature)
-        self.behaviour_head = BehaviourHead(D, n_behaviours) if cfg.behaviour_head else None
+        self.behaviour_head = (
+            BehaviourHead(D, n_behaviours, 2 * n_behaviours if cfg.behaviour_features else 0)
+            if cfg.behaviour_head
+            else None
+        )
         self.repeat = (
             RepeatBias(
                 n_behaviours,
@@ -245,13 +249,35 @@ class NextItemModel(nn.Module):
             next_behaviour=self.rank_behaviour,
         )  # fmt: skip
 
+    def behaviour_features(
+        self, items: torch.Tensor, behaviours: torch.Tensor, candidates: torch.Tensor
+    ) -> torch.Tensor | None:
+        """What the behaviour head reads besides the hidden state (:func:`history_features`):
+        window (B, L) and candidates (B, T, K) -> (B, T, K, F); None when it reads nothing."""
+        head = self.behaviour_head
+        if head is None or not head.n_features:
+            return None
+        return history_features(items, self._seen(items, behaviours), candidates, self.n_behaviours)
+
     def behaviour_logits(
-        self, hidden: torch.Tensor, items: torch.Tensor, table: torch.Tensor | None = None
+        self,
+        hidden: torch.Tensor,
+        items: torch.Tensor,
+        table: torch.Tensor | None = None,
+        window: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """hidden (B, D), candidate items (B, K) -> logits (B, K, n_behaviours)."""
+        """hidden (B, D) after the history ``window`` (items, behaviours), each (B, L), and
+        candidate items (B, K) -> logits (B, K, n_behaviours). The window is needed by a head
+        that reads history features."""
         if self.behaviour_head is None:
             raise ValueError("this model was built without a behaviour head")
         if table is None:
             table = self.item_table()
         e = table[items]  # (B, K, D)
-        return self.behaviour_head(hidden[:, None, :].expand_as(e), e)
+        features = None
+        if self.behaviour_head.n_features:
+            if window is None:
+                raise ValueError("this behaviour head reads the history window: pass it")
+            features = self.behaviour_features(window[0], window[1], items[:, None, :])
+            features = None if features is None else features[:, 0]  # (B, K, F)
+        return self.behaviour_head(hidden[:, None, :].expand_as(e), e, features)

@@ -59,6 +59,8 @@ class UserState:
     steppable: bool = False
     # the model's repeat term (rows, bonus) over the last max_len events, when it has one
     repeat: tuple[np.ndarray, np.ndarray] | None = None
+    # the last max_len events' item rows and behaviours, for the behaviour head's features
+    window: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0, np.int64))
 
 
 @dataclass(frozen=True)
@@ -369,6 +371,10 @@ class Engine:
             int(ts[-1]),
             carry,
             True,
+            window=(
+                np.concatenate([state.window[0], rows])[-self.max_len :],
+                np.concatenate([state.window[1], behs])[-self.max_len :],
+            ),
         )
         with self._cache_lock:
             self._cache[user_id] = new
@@ -467,11 +473,12 @@ class Engine:
             zero, none = torch.zeros(self._raw.shape[1]), torch.zeros(self._prep.shape[1])
             return UserState(zero, none, seen, 0, steppable=self._stepper is not None)
         raw, _ = self._tables()
+        m = min(n, L)
+        window = (items[-m:].astype(np.int64), behs[-m:].astype(np.int64))
         if self._stepper is not None and n <= L:
             hidden, carry = self._stepper.run(self._stepper.inputs(raw, items, behs, ts))
             query = self._query(hidden, int(items[-1]))
-            return UserState(hidden, query, seen, n, int(ts[-1]), carry, True)
-        m = min(n, L)
+            return UserState(hidden, query, seen, n, int(ts[-1]), carry, True, window=window)
         batch = np.zeros((3, 1, L), dtype=np.int64)  # items, behaviours, timestamps; left-padded
         batch[0, 0, -m:] = items[-m:]
         batch[1, 0, -m:] = behs[-m:]
@@ -484,7 +491,7 @@ class Engine:
             rows = np.unique(items[-m:])
             repeat = (rows, bonus[0, torch.from_numpy(rows)].numpy().astype(np.float32))
         query = self._query(hidden, int(items[-1]))
-        return UserState(hidden, query, seen, n, int(ts[-1]), repeat=repeat)
+        return UserState(hidden, query, seen, n, int(ts[-1]), repeat=repeat, window=window)
 
     @torch.no_grad()
     def _query(self, hidden: torch.Tensor, last: int) -> torch.Tensor:
@@ -574,7 +581,13 @@ class Engine:
             )
         with torch.no_grad():
             cand = torch.from_numpy(rows)[None]  # (1, K)
-            logits = self.model.behaviour_logits(state.hidden[None], cand, raw)  # (1, K, n_b)
+            window = (
+                torch.from_numpy(state.window[0])[None],
+                torch.from_numpy(state.window[1])[None],
+            )  # (1, m) each
+            logits = self.model.behaviour_logits(
+                state.hidden[None], cand, raw, window
+            )  # (1, K, n_b)
             logp = torch.log_softmax(logits, -1)[0, :, self.behaviour_index(name) - 1]  # (K,)
         combined = scores + logp.numpy()
         order = np.argsort(-combined, kind="stable")

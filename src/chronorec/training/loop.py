@@ -349,7 +349,11 @@ def train(
                     None if cond is None else cond[real],
                 )  # fmt: skip
                 if model.behaviour_head is not None:
-                    b_logits = model.behaviour_head(h, table[tgt])  # (N, n_behaviours)
+                    feats = model.behaviour_features(
+                        inputs, behaviours[:, :-1], targets[:, :, None]
+                    )  # (B, W-1, 1, F) or None
+                    feats = None if feats is None else feats[:, :, 0][real]  # (N, F)
+                    b_logits = model.behaviour_head(h, table[tgt], feats)  # (N, n_behaviours)
                     b_loss = F.cross_entropy(b_logits, b_target)
                     loss = loss + cfg.behaviour_loss_weight * b_loss
 
