@@ -47,6 +47,31 @@ def test_train_evaluate_recommend(prepared, tmp_path, capsys):
     assert main(["recommend", str(run), "--history", "i4,i5", "-k", "1", "--allow", "i6,i9",
                  "--json"]) == 0  # fmt: skip
     assert json.loads(capsys.readouterr().out)["items"][0]["item_id"] == "i6"
+    assert "behaviour_auc" not in out  # no behaviour head
+
+
+def test_evaluate_reports_the_behaviour_heads_auc(successor, tmp_path, capsys):
+    # even items are bought, odd ones viewed: the head learns it from the item (AUC near 1)
+    import polars as pl
+
+    from chronorec.recommender import Recommender
+
+    events = successor.events.with_columns(
+        (1 + (pl.col("item") % 2 == 0).cast(pl.Int8)).alias("behaviour")
+    )
+    data = type(successor)(events, successor.items, successor.users, successor.manifest)
+    run = tmp_path / "run"
+    args = ["train", str(data.save(tmp_path / "data")), "--model", "gru", "--out", str(run)]
+    assert main([*args, *TINY, "--set", "model.behaviour_head=true"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--split", "test", "--json"]) == 0
+    auc = json.loads(capsys.readouterr().out)["behaviour_auc"]
+    rec = Recommender.load(run)
+    assert auc == {"view": pytest.approx(rec.behaviour_auc("test", 1), abs=1e-4),
+                   "buy": pytest.approx(rec.behaviour_auc("test", 2), abs=1e-4)}  # fmt: skip
+    assert auc["buy"] > 0.95
+    assert main(["evaluate", str(run), "--split", "test"]) == 0
+    assert "AUC of P(buy | history, item) on the targets" in capsys.readouterr().out
 
 
 def test_user_mistakes_exit_2_with_a_message(prepared, tmp_path, capsys):

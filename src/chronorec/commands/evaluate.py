@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from chronorec.errors import ConfigError
 
@@ -78,9 +79,12 @@ def run(args: argparse.Namespace) -> int:
             tuned = "valid"
     result = scorer.evaluate(args.split, exclude_history=args.exclude)
     blend = scorer.weights if isinstance(scorer, Ensemble) else {}
+    auc = _behaviour_auc(scorer, args.split)
     if args.json:
         out = result.to_dict()
         out.update(split=args.split, model=model, item_repr=item_repr)
+        if auc:
+            out["behaviour_auc"] = auc
         if len(args.run) > 1:
             out["runs"] = [str(r) for r in args.run]
         if blend:
@@ -110,10 +114,30 @@ def run(args: argparse.Namespace) -> int:
             f"  {name:<16} n={sm.get('n_targets', 0):>7,.0f}  NDCG@10 {sm.get('ndcg@10', 0):.4f}"
             f"  HR@10 {sm.get('hr@10', 0):.4f}"
         )
+    for name, value in auc.items():
+        print(f"behaviour head: AUC of P({name} | history, item) on the targets {value:.4f}")
     if blend:
         weights_arg = ",".join(f"{name}={w:g}" for name, w in blend.items())
         print(f"the same blend in `chronorec recommend`: --weights {weights_arg}")
     return 0
+
+
+def _behaviour_auc(scorer: Any, split: str) -> dict[str, float]:
+    """For one run with a behaviour head: the AUC of P(b | history, item) telling the split's
+    targets of each behaviour b from the others, where the split has both kinds."""
+    from chronorec.recommender import Recommender
+
+    if not isinstance(scorer, Recommender) or scorer.model is None:
+        return {}
+    if scorer.model.behaviour_head is None:
+        return {}
+    names = scorer.meta.get("behaviours") or []
+    out = {}
+    for b, name in enumerate(names, start=1):
+        value = scorer.behaviour_auc(split, behaviour=b)
+        if value == value:  # NaN when every target has (or none has) this behaviour
+            out[name] = round(value, 4)
+    return out
 
 
 def parse_weights(text: str | None) -> dict[str, float]:
