@@ -95,6 +95,22 @@ def test_behaviour_head_reads_the_users_earlier_events_on_the_item():
     assert rec.behaviour_auc("test", behaviour=2) > 0.95
 
 
+def test_a_run_saved_before_head_features_loads_without_them(successor, tmp_path):
+    import json
+
+    cfg = tiny(max_epochs=1)
+    cfg = cfg.replace(model=dataclasses.replace(cfg.model, behaviour_head=True,
+                                                behaviour_features=False))  # fmt: skip
+    rec = Recommender(cfg).fit(successor, run_dir=tmp_path / "run", progress=False)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    del saved["config"]["model"]["behaviour_features"]  # as written before the option existed
+    (tmp_path / "run" / "config.json").write_text(json.dumps(saved))
+    old = Recommender.load(tmp_path / "run", dataset=successor)
+    assert old.model is not None and old.model.behaviour_head is not None
+    assert old.model.behaviour_head.n_features == 0
+    assert old.behaviour_auc("test") == rec.behaviour_auc("test")
+
+
 def test_roc_auc_against_hand_computed_values():
     from chronorec.recommender import _roc_auc
 
