@@ -58,6 +58,8 @@ class ModelConfig:
     use_behaviour: bool = True  # add a behaviour-type embedding to each step
     use_time: bool = True  # add a time-gap bucket embedding to each step (HSTU: also a bias)
     behaviour_head: bool = False  # pointwise P(behaviour = b | history, item)
+    # item_repr "id" only: score against a second, output ID table instead of the input one
+    separate_output: bool = False
     # the behaviour head also reads the history's behaviour mix and the user's earlier events
     # on the item, per behaviour (Taobao purchase AUC 0.575 against 0.565, BENCHMARKS.md)
     behaviour_features: bool = True
@@ -82,6 +84,11 @@ class ModelConfig:
                 raise ConfigError(f"model.{key} must be >= 1, not {getattr(self, key)}")
         if self.text_hidden < 0:
             raise ConfigError(f"model.text_hidden must be >= 0, not {self.text_hidden}")
+        if self.separate_output and self.item_repr != "id":
+            raise ConfigError(
+                "model.separate_output needs item_repr 'id': a text tower scores items from "
+                "their text, which an output ID table would not read"
+            )
         if self.name in ("transformer", "hstu") and self.d_model % self.n_heads:
             raise ConfigError(
                 f"model.d_model ({self.d_model}) must be divisible by "

@@ -172,6 +172,18 @@ def test_cosine_head_bounds_scores_by_the_temperature():
     assert float(s.abs().max()) <= 10.0 + 1e-4
 
 
+@pytest.mark.parametrize("name", ["lstm", "transformer"])
+def test_separate_output_table_learns_the_pattern(successor, name):
+    cfg = tiny_config(name)
+    cfg = cfg.replace(model=ModelConfig(**{**cfg.model.__dict__, "separate_output": True}))
+    rec = Recommender(cfg).fit(successor, progress=False)
+    assert rec.evaluate("test")["hr@1"] == 1.0
+    assert rec.model is not None and rec.model.out_emb is not None
+    # the input table is not what the items are scored against
+    table = rec.model.item_table()
+    assert not torch.equal(rec.model.score_rows(table), table)
+
+
 @pytest.mark.parametrize("features", [True, False])
 def test_behaviour_head_gives_a_distribution_per_candidate(features):
     cfg = tiny_config("transformer").model

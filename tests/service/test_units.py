@@ -269,6 +269,24 @@ def test_repeat_model_serves_the_offline_scores(dataset_dir: Path, tmp_path: Pat
         assert_serves_offline(c, rec)
 
 
+@pytest.mark.parametrize("name", ["gru", "transformer"])
+def test_separate_output_table_serves_the_offline_scores(
+    dataset_dir: Path, tmp_path: Path, name: str
+) -> None:
+    """Scores against a second ID table: served top-k (exact and stepped state) equals offline."""
+    cfg = RunConfig(
+        model=ModelConfig(name=name, d_model=16, n_layers=1, n_heads=2, max_len=8, dropout=0.0,
+                          separate_output=True),
+        train=TrainConfig(max_epochs=3, batch_size=16, lr=1e-2, threads=1, warmup_steps=1),
+    )  # fmt: skip
+    rec = Recommender(cfg).fit(dataset_dir, progress=False)
+    assert rec.model is not None and rec.model.out_emb is not None
+    run = rec.save(tmp_path / "run")
+    settings = ServiceSettings(run_dir=str(run), db_url=f"sqlite:///{tmp_path}/e.db", token=TOKEN)
+    with TestClient(create_app(settings)) as c:
+        assert_serves_offline(c, rec)
+
+
 @pytest.mark.parametrize(("name", "repeat"), [("gru", False), ("transformer", True)])
 def test_next_behaviour_model_serves_the_offline_scores(
     dataset_dir: Path, tmp_path: Path, name: str, repeat: bool

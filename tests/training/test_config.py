@@ -40,6 +40,7 @@ def test_round_trip_through_a_dict():
         ("train.select_metric=auc", "select_metric must be one of"),
         ("train.drop_events=1", r"drop_events must be in \[0, 1\)"),
         ("train.refit=maybe", "refit"),
+        ("train.target_k=0", "target_k must be >= 1"),
     ],
 )
 def test_bad_overrides_name_the_problem(override, message):
@@ -57,3 +58,9 @@ def test_unknown_key_in_a_file_is_an_error(tmp_path):
 def test_text_section_passes_through_for_the_text_tower():
     cfg = load_config(None, ["text.batch_size=8"])
     assert cfg.text == {"batch_size": 8}
+
+
+def test_separate_output_table_needs_an_id_tower():
+    with pytest.raises(ConfigError, match="separate_output needs item_repr 'id'"):
+        load_config(None, ["model.item_repr=id+text", "model.separate_output=true"])
+    assert load_config(None, ["model.separate_output=true"]).model.separate_output

@@ -73,6 +73,11 @@ class NextItemModel(nn.Module):
                 emb.weight[0].zero_()
         self.encoder = ENCODERS[cfg.name](cfg)
         self.head = ScoreHead(cfg.score, cfg.temperature)
+        # scores against a second ID table (the input table then only reads the history)
+        self.out_emb: nn.Embedding | None = None
+        if cfg.separate_output:
+            self.out_emb = nn.Embedding(n_items + 1, D, padding_idx=0)
+            nn.init.normal_(self.out_emb.weight, std=D**-0.5)
         self.behaviour_head = (
             BehaviourHead(D, n_behaviours, 2 * n_behaviours if cfg.behaviour_features else 0)
             if cfg.behaviour_head
@@ -170,7 +175,12 @@ class NextItemModel(nn.Module):
 
     def score_rows(self, table: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
         """Item-table rows (N, D) -> the rows (N, Q) that queries score against; with the text
-        score term also their text vectors ``text`` (N, d_text) (default: the catalogue's)."""
+        score term also their text vectors ``text`` (N, d_text) (default: the catalogue's).
+        With ``separate_output`` the rows are those of the output table (the whole catalogue)."""
+        if self.out_emb is not None:
+            if table.shape[0] != self.out_emb.num_embeddings:
+                raise ValueError("a model with a separate output table scores the whole catalogue")
+            table = self.out_emb.weight.to(table.dtype)
         e = self.head.rows(table)  # (N, D)
         if self.text_query is None:
             return e

@@ -111,7 +111,11 @@ class Engine:
             raw = self.model.item_table().detach().clone()  # (V, D)
         self._raw = raw
         # the rows queries score against: the same tensor as raw for a plain dot product
-        self._shared = self.model.head.kind == "dot" and self.model.text_query is None
+        self._shared = (
+            self.model.head.kind == "dot"
+            and self.model.text_query is None
+            and self.model.out_emb is None
+        )
         self._prep = raw if self._shared else self.model.score_rows(raw).detach()  # (V, Q)
         self._n_rows = raw.shape[0]
         self._items_lock = threading.Lock()
