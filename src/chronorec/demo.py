@@ -110,10 +110,10 @@ def run_demo(
     report = write_report(data, out / "report.html")
     _print_summary(data, say)
     weights = ",".join(f"{name}={w:g}" for name, w in (data.blend_weights or {}).items() if w > 0)
-    if weights:
+    if weights:  # repeats stay rankable, as in the evaluation above
         say(
             f"recommend with the blend: chronorec recommend {out / 'run'} --user ID "
-            f"--weights {weights}"
+            f"--weights {weights} --include-seen"
         )
     say(f"done in {time.perf_counter() - started:.0f} s; report: {report}")
     return report
