@@ -243,6 +243,24 @@ def test_rnn_state_advances_one_step_per_event(text_run: Path, tmp_path: Path) -
         assert "chronorec_user_state_steps" in c.get("/metrics").text
 
 
+def fit_tiny(dataset_dir: Path, name: str, data: DataConfig | None = None, **model: object):
+    """A 3-epoch model of width 16 on the two-shop data, with these model options."""
+    cfg = RunConfig(
+        model=ModelConfig(name=name, d_model=16, n_layers=1, n_heads=2, max_len=8, dropout=0.0,
+                          **model),  # type: ignore[arg-type]
+        train=TrainConfig(max_epochs=3, batch_size=16, lr=1e-2, threads=1, warmup_steps=1),
+        data=data or DataConfig(),
+    )  # fmt: skip
+    return Recommender(cfg).fit(dataset_dir, progress=False)
+
+
+def serve(rec: Recommender, tmp_path: Path) -> TestClient:
+    """A test client of the service over ``rec`` saved under ``tmp_path``."""
+    run = rec.save(tmp_path / "run")
+    settings = ServiceSettings(run_dir=str(run), db_url=f"sqlite:///{tmp_path}/e.db", token=TOKEN)
+    return TestClient(create_app(settings))
+
+
 def assert_serves_offline(client: TestClient, rec: Recommender) -> None:
     """Served top-6 (history items allowed) equals offline ``recommend`` for three users."""
     for user in ("u1", "u2", "u5"):
@@ -254,18 +272,11 @@ def assert_serves_offline(client: TestClient, rec: Recommender) -> None:
 
 def test_repeat_model_serves_the_offline_scores(dataset_dir: Path, tmp_path: Path) -> None:
     """A model with the repeat term: served top-k (repeats allowed) equals offline recommend."""
-    cfg = RunConfig(
-        model=ModelConfig(name="transformer", d_model=16, n_layers=1, n_heads=2, max_len=8,
-                          dropout=0.0, repeat=True),
-        train=TrainConfig(max_epochs=3, batch_size=16, lr=1e-2, threads=1, warmup_steps=1),
-    )  # fmt: skip
-    rec = Recommender(cfg).fit(dataset_dir, progress=False)
+    rec = fit_tiny(dataset_dir, "transformer", repeat=True)
     assert rec.model is not None and rec.model.repeat is not None
     # make the repeat term matter, in both directions
     rec.model.repeat.set_weights(torch.linspace(3.0, -3.0, rec.model.repeat.n_buckets))
-    run = rec.save(tmp_path / "run")
-    settings = ServiceSettings(run_dir=str(run), db_url=f"sqlite:///{tmp_path}/e.db", token=TOKEN)
-    with TestClient(create_app(settings)) as c:
+    with serve(rec, tmp_path) as c:
         assert_serves_offline(c, rec)
 
 
@@ -274,16 +285,9 @@ def test_separate_output_table_serves_the_offline_scores(
     dataset_dir: Path, tmp_path: Path, name: str
 ) -> None:
     """Scores against a second ID table: served top-k (exact and stepped state) equals offline."""
-    cfg = RunConfig(
-        model=ModelConfig(name=name, d_model=16, n_layers=1, n_heads=2, max_len=8, dropout=0.0,
-                          separate_output=True),
-        train=TrainConfig(max_epochs=3, batch_size=16, lr=1e-2, threads=1, warmup_steps=1),
-    )  # fmt: skip
-    rec = Recommender(cfg).fit(dataset_dir, progress=False)
+    rec = fit_tiny(dataset_dir, name, separate_output=True)
     assert rec.model is not None and rec.model.out_emb is not None
-    run = rec.save(tmp_path / "run")
-    settings = ServiceSettings(run_dir=str(run), db_url=f"sqlite:///{tmp_path}/e.db", token=TOKEN)
-    with TestClient(create_app(settings)) as c:
+    with serve(rec, tmp_path) as c:
         assert_serves_offline(c, rec)
 
 
@@ -293,19 +297,12 @@ def test_next_behaviour_model_serves_the_offline_scores(
 ) -> None:
     """A model ranking for the target behaviour's next event, through the GRU's incremental
     state and through the window (repeat term): served top-k equals offline recommend."""
-    cfg = RunConfig(
-        model=ModelConfig(name=name, d_model=16, n_layers=1, n_heads=2, max_len=8, dropout=0.0,
-                          repeat=repeat, next_behaviour=True),
-        train=TrainConfig(max_epochs=3, batch_size=16, lr=1e-2, threads=1, warmup_steps=1),
-        data=DataConfig(target_behaviour=2),
-    )  # fmt: skip
-    rec = Recommender(cfg).fit(dataset_dir, progress=False)
+    data = DataConfig(target_behaviour=2)
+    rec = fit_tiny(dataset_dir, name, data, repeat=repeat, next_behaviour=True)
     assert rec.model is not None and rec.model.next_map is not None
     with torch.no_grad():  # make the conditioning matter
         rec.model.next_map[2].normal_(0.0, 0.5)
-    run = rec.save(tmp_path / "run")
-    settings = ServiceSettings(run_dir=str(run), db_url=f"sqlite:///{tmp_path}/e.db", token=TOKEN)
-    with TestClient(create_app(settings)) as c:
+    with serve(rec, tmp_path) as c:
         assert_serves_offline(c, rec)
 
 
@@ -316,18 +313,12 @@ def test_behaviour_ranking_serves_the_offline_scores(
     """``?behaviour=buy`` ranks by score + log P(buy | history, item), the behaviour head
     reading the history's features (behaviour mix, earlier events on the item): through the
     GRU's incremental state (also after a posted event) and through the window."""
-    cfg = RunConfig(
-        model=ModelConfig(name=name, d_model=16, n_layers=1, n_heads=2, max_len=8, dropout=0.0,
-                          repeat=repeat, behaviour_head=True),
-        train=TrainConfig(max_epochs=3, batch_size=16, lr=1e-2, threads=1, warmup_steps=1),
-    )  # fmt: skip
-    rec = Recommender(cfg).fit(dataset_dir, progress=False)
+    rec = fit_tiny(dataset_dir, name, repeat=repeat, behaviour_head=True)
+    cfg = rec.config
     assert rec.model is not None and rec.model.behaviour_head is not None
     assert rec.model.behaviour_head.n_features == 4
     with torch.no_grad():  # make the features matter
         rec.model.behaviour_head.mlp[0].weight[:, -4:].normal_(0.0, 2.0)
-    run = rec.save(tmp_path / "run")
-    settings = ServiceSettings(run_dir=str(run), db_url=f"sqlite:///{tmp_path}/e.db", token=TOKEN)
     ids = rec.item_ids()
 
     names = rec.meta["behaviours"]
@@ -357,7 +348,7 @@ def test_behaviour_ranking_serves_the_offline_scores(
         order = np.argsort(-combined, kind="stable")[:6]
         return [got[0][i] for i in order], combined[order]
 
-    with TestClient(create_app(settings)) as c:
+    with serve(rec, tmp_path) as c:
         for user in ("u1", "u2", "u5"):
             want_ids, want_scores = offline(user)
             url = f"/users/{user}/recommendations?k=6&exclude_seen=false&behaviour=buy"
