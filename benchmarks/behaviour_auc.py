@@ -12,9 +12,14 @@ them (fitted on the valid split's targets, scored on ``--split``):
 - the user's own earlier events on this item, per behaviour (log counts): a cart before a
   purchase is the classic signal.
 
+With ``--rerank`` also the ranking question the service answers with ``?behaviour=buy``: each
+run's next-``b`` targets of the split (Recall@20, NDCG@10, full ranking, history kept) ranked by
+the model's scores alone and by score + log P(b | history, item) over its top 100, as the service
+re-ranks them.
+
 Usage:
   python benchmarks/behaviour_auc.py RUN [RUN ...] [--data DIR] [--split test] [--behaviour buy]
-      [--no-append]
+      [--rerank] [--no-append]
 """
 
 from __future__ import annotations
@@ -25,15 +30,36 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import append_report, markdown_table  # noqa: E402
 
 from chronorec.data.dataset import PreparedDataset  # noqa: E402
+from chronorec.data.sequences import HistoryBatch  # noqa: E402
 from chronorec.data.splits import Split  # noqa: E402
+from chronorec.evaluation import evaluate  # noqa: E402
 from chronorec.recommender import Recommender, _roc_auc, make_split  # noqa: E402
 
 SMOOTHING = 10.0  # pseudo-events at the overall share in the item and user rates
+RERANK = 100  # candidates the service re-ranks by behaviour (at k <= 20)
+RANK_METRICS = ("recall@20", "ndcg@10")
+
+
+class Reranked:
+    """A run's scores with its top ``RERANK`` items re-scored by + log P(b | history, item) and
+    every other item below them (as the service's ``?behaviour=`` list)."""
+
+    def __init__(self, rec: Recommender, b: int) -> None:
+        self.rec, self.b = rec, b
+
+    def score(self, batch: HistoryBatch, users: np.ndarray) -> torch.Tensor:
+        scores = self.rec.score(batch, users)  # (B, V + 1), column 0 -inf
+        top = scores.topk(RERANK, dim=1).indices  # (B, RERANK)
+        p = self.rec.behaviour_probabilities(batch, top.numpy())[:, :, self.b - 1]
+        out = scores - 1e6  # below every candidate, in the same order
+        out.scatter_(1, top, scores.gather(1, top) + torch.from_numpy(np.log(p)).float())
+        return out
 
 
 def _rate(known: pl.DataFrame, key: str, b: int, prior: float) -> pl.DataFrame:
@@ -80,6 +106,7 @@ def main() -> None:
     parser.add_argument("--data", default=None, help="prepared dataset (default: the runs')")
     parser.add_argument("--split", choices=["valid", "test"], default="test")
     parser.add_argument("--behaviour", help="behaviour name (default: the log's last)")
+    parser.add_argument("--rerank", action="store_true", help="also rank next-b targets")
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
     from sklearn.linear_model import LogisticRegression
@@ -117,6 +144,24 @@ def main() -> None:
         f"({n_pos / max(labels.size, 1):.1%}); the logistic regression was fitted on the "
         f"{fit_labels.size:,} valid targets ({int(fit_labels.sum()):,} {name})."
     )
+    if args.rerank:
+        ranked = []
+        targets = split.targets(args.split).filter(pl.col("behaviour") == b)  # type: ignore[arg-type]
+        for run in args.runs:
+            rec = first if run == args.runs[0] else Recommender.load(run, dataset=ds)
+            for label, scorer in (("scores", rec), (f"scores + log P({name})", Reranked(rec, b))):
+                with rec.at(args.split):
+                    got = evaluate(
+                        scorer, ds, targets, n_items=ds.n_items, exclude_history=False,
+                        max_len=rec.config.model.max_len, slices=(),
+                    )  # fmt: skip
+                ranked.append([run, label] + [f"{got[m]:.4f}" for m in RANK_METRICS])
+        table += "\n\n" + markdown_table(["run", "ranked by", *RANK_METRICS], ranked)
+        notes += (
+            f" Ranking: the {targets.height:,} {name} targets of the {args.split} split "
+            f"({targets['user'].n_unique():,} users), full ranking, history kept; the re-rank "
+            f"re-scores each run's top {RERANK}."
+        )
     if args.no_append:
         print(table + "\n\n" + notes)
     else:
