@@ -63,6 +63,9 @@ class ModelConfig:
     # the behaviour head also reads the history's behaviour mix and the user's earlier events
     # on the item, per behaviour (Taobao purchase AUC 0.575 against 0.565, BENCHMARKS.md)
     behaviour_features: bool = True
+    # the behaviour head reads the candidate's item vector (off: only the hidden state and the
+    # history features, for sparse catalogues whose rare items' vectors are noise to it)
+    behaviour_item: bool = True
     text_hidden: int = 256  # hidden width of the text adaptor MLP; 0 = whitening (linear) only
     # text and id+text: add a score term q(h) . text_i over the frozen, normalised text vectors
     # (their full width, not the d_model adaptor output)

@@ -43,11 +43,14 @@ class BehaviourHead(nn.Module):
     the hidden state may not keep (the user's behaviour mix, their own earlier events on the
     item), and what simple baselines predict purchases from."""
 
-    def __init__(self, d_model: int, n_behaviours: int, n_features: int = 0) -> None:
+    def __init__(
+        self, d_model: int, n_behaviours: int, n_features: int = 0, read_item: bool = True
+    ) -> None:
         super().__init__()
         self.n_features = n_features
+        self.read_item = read_item
         self.mlp = nn.Sequential(
-            nn.Linear(3 * d_model + n_features, d_model),
+            nn.Linear((3 if read_item else 1) * d_model + n_features, d_model),
             nn.GELU(),
             nn.Linear(d_model, n_behaviours),
         )
@@ -57,8 +60,9 @@ class BehaviourHead(nn.Module):
     ) -> torch.Tensor:
         """``hidden`` (..., D), item vectors ``items`` (..., D) and, for a head built with
         ``n_features``, ``features`` (..., n_features) -> logits (..., n_behaviours); class
-        ``b - 1`` is behaviour index ``b``."""
-        parts = [hidden, items, hidden * items]
+        ``b - 1`` is behaviour index ``b``. A head built without ``read_item`` ignores
+        ``items``."""
+        parts = [hidden, items, hidden * items] if self.read_item else [hidden]
         if self.n_features:
             if features is None:
                 raise ValueError("this behaviour head reads history features: pass them")

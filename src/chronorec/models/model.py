@@ -79,7 +79,12 @@ class NextItemModel(nn.Module):
             self.out_emb = nn.Embedding(n_items + 1, D, padding_idx=0)
             nn.init.normal_(self.out_emb.weight, std=D**-0.5)
         self.behaviour_head = (
-            BehaviourHead(D, n_behaviours, 2 * n_behaviours if cfg.behaviour_features else 0)
+            BehaviourHead(
+                D,
+                n_behaviours,
+                2 * n_behaviours if cfg.behaviour_features else 0,
+                read_item=cfg.behaviour_item,
+            )
             if cfg.behaviour_head
             else None
         )
