@@ -204,6 +204,20 @@ def test_behaviour_head_gives_a_distribution_per_candidate(features):
     np.testing.assert_allclose(p.sum(-1).numpy(), 1.0, rtol=1e-5)
 
 
+def test_behaviour_head_without_the_item_vector_sees_items_only_through_the_history():
+    cfg = tiny_config("gru").model
+    cfg = ModelConfig(**{**cfg.__dict__, "behaviour_head": True, "behaviour_item": False})
+    model = NextItemModel(cfg, 20, 2).eval()
+    items, behaviours, stamps = _inputs([[0, 1, 2, 3]])
+    with torch.no_grad():
+        h = model(items, behaviours, stamps)[:, -1]
+        p = model.behaviour_logits(h, torch.tensor([[3, 4, 5, 6]]), window=(items, behaviours))
+    # 4, 5 and 6 are not in the history: the same features, the same distribution; 3 is
+    torch.testing.assert_close(p[0, 1], p[0, 2])
+    torch.testing.assert_close(p[0, 1], p[0, 3])
+    assert not torch.allclose(p[0, 0], p[0, 1])
+
+
 def test_history_features_by_hand():
     from chronorec.models.heads import history_features
 
