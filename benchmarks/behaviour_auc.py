@@ -123,8 +123,8 @@ def main() -> None:
     labels, x, names = features(ds, split, args.split, b)
     n_pos = int(labels.sum())
     rows: list[list[object]] = []
-    for run in args.runs:
-        rec = first if run == args.runs[0] else Recommender.load(run, dataset=ds)
+    recs = [first] + [Recommender.load(run, dataset=ds) for run in args.runs[1:]]
+    for run, rec in zip(args.runs, recs, strict=True):
         if rec.model is None or rec.model.behaviour_head is None:
             sys.exit(f"{run}: trained without model.behaviour_head; nothing to evaluate")
         if rec.config.data != first.config.data:
@@ -147,8 +147,7 @@ def main() -> None:
     if args.rerank:
         ranked = []
         targets = split.targets(args.split).filter(pl.col("behaviour") == b)  # type: ignore[arg-type]
-        for run in args.runs:
-            rec = first if run == args.runs[0] else Recommender.load(run, dataset=ds)
+        for run, rec in zip(args.runs, recs, strict=True):
             for label, scorer in (("scores", rec), (f"scores + log P({name})", Reranked(rec, b))):
                 with rec.at(args.split):
                     got = evaluate(

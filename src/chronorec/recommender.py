@@ -612,23 +612,33 @@ class Recommender:
     def behaviour_auc(self, which: str = "test", behaviour: int | None = None) -> float:
         """ROC AUC of ``P(behaviour | history, target item)`` for telling the split's targets of
         ``behaviour`` (default: the last, e.g. "buy") from its other targets."""
+        b = behaviour if behaviour is not None else self._require_model().n_behaviours
+        return self.behaviour_aucs(which, [b])[b]
+
+    def behaviour_aucs(
+        self, which: str = "test", behaviours: Sequence[int] | None = None
+    ) -> dict[int, float]:
+        """:meth:`behaviour_auc` of each behaviour index in ``behaviours`` (default: all), from
+        one pass over the split's targets; NaN where the targets hold only one class."""
         dataset = self._require_dataset()
         assert self._arrays is not None
         targets = make_split(dataset, self.config).targets(which)  # type: ignore[arg-type]
-        b = behaviour if behaviour is not None else self._require_model().n_behaviours
+        n_b = self._require_model().n_behaviours
         users = targets["user"].to_numpy().astype(np.int64)
         hlens = targets["history_len"].to_numpy().astype(np.int64)
         items = targets["item"].to_numpy().astype(np.int64)
-        labels = targets["behaviour"].to_numpy() == b
-        probs = np.empty(users.size, dtype=np.float64)
+        probs = np.empty((users.size, n_b), dtype=np.float64)
         step = self.config.train.eval_batch_size
         with self.at(which):
             for s in range(0, users.size, step):
                 batch = self._arrays.histories(users[s : s + step], hlens[s : s + step],
                                                self.config.model.max_len)  # fmt: skip
-                p = self.behaviour_probabilities(batch, items[s : s + step, None])
-                probs[s : s + step] = p[:, 0, b - 1]
-        return _roc_auc(probs, labels)
+                probs[s : s + step] = self.behaviour_probabilities(
+                    batch, items[s : s + step, None]
+                )[:, 0]
+        logged = targets["behaviour"].to_numpy()
+        wanted = range(1, n_b + 1) if behaviours is None else behaviours
+        return {b: _roc_auc(probs[:, b - 1], logged == b) for b in wanted}
 
     # ------------------------------------------------------------------ persistence
 

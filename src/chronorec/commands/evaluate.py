@@ -132,12 +132,9 @@ def _behaviour_auc(scorer: Any, split: str) -> dict[str, float]:
     if scorer.model.behaviour_head is None:
         return {}
     names = scorer.meta.get("behaviours") or []
-    out = {}
-    for b, name in enumerate(names, start=1):
-        value = scorer.behaviour_auc(split, behaviour=b)
-        if value == value:  # NaN when every target has (or none has) this behaviour
-            out[name] = round(value, 4)
-    return out
+    aucs = scorer.behaviour_aucs(split, range(1, len(names) + 1))
+    # NaN where every target has (or none has) the behaviour
+    return {name: round(aucs[b], 4) for b, name in enumerate(names, start=1) if aucs[b] == aucs[b]}
 
 
 def parse_weights(text: str | None) -> dict[str, float]:

@@ -293,6 +293,7 @@ class NextItemModel(nn.Module):
         if self.behaviour_head.n_features:
             if window is None:
                 raise ValueError("this behaviour head reads the history window: pass it")
-            features = self.behaviour_features(window[0], window[1], items[:, None, :])
-            features = None if features is None else features[:, 0]  # (B, K, F)
+            features = history_features(
+                window[0], self._seen(window[0], window[1]), items[:, None, :], self.n_behaviours
+            )[:, 0]  # (B, K, F)
         return self.behaviour_head(hidden[:, None, :].expand_as(e), e, features)
