@@ -110,10 +110,10 @@ def free_port() -> int:
 
 
 def start_server(
-    run: Path, db: Path, exact_max_items: int, log: Path
+    run: Path, db: Path, exact_max_items: int, log: Path, blend: str = ""
 ) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    env = {**os.environ, "CHRONOREC_TOKEN": TOKEN}
+    env = {**os.environ, "CHRONOREC_TOKEN": TOKEN, "CHRONOREC_BLEND": blend}
     cmd = [
         "nice",
         "-n",
@@ -329,6 +329,12 @@ def main() -> int:
     ap.add_argument(
         "--warm", action="store_true", help="read every known user once before the timed load"
     )
+    ap.add_argument(
+        "--blend",
+        default="",
+        metavar="NAME=W,...",
+        help="serve the model blended with these baselines (every request scores every item)",
+    )
     args = ap.parse_args()
 
     rows = []
@@ -343,7 +349,7 @@ def main() -> int:
             exact_max = args.items if mode == "exact" else 0
             t0 = time.perf_counter()
             proc, url = start_server(
-                root / "run", root / f"{mode}.db", exact_max, root / "server.log"
+                root / "run", root / f"{mode}.db", exact_max, root / "server.log", args.blend
             )
             try:
                 startup = time.perf_counter() - t0
@@ -370,7 +376,7 @@ def main() -> int:
             first, checked = res["ryw_first"]
             rows.append(
                 [
-                    ready["retrieval"],
+                    ready["retrieval"] + (" + blend" if ready.get("blend") else ""),
                     "warmed" if args.warm else "cold",
                     f"{ready['n_items']:,}",
                     f"{ready['index_recall_at_10']:.3f}",
@@ -426,6 +432,12 @@ def main() -> int:
             "server that has been up a while); hits and in-server means are of the timed load "
             "only. "
             if args.warm
+            else ""
+        )  # fmt: skip
+        + (
+            f"Blended with baselines ({args.blend}): every read z-scores the model's scores "
+            "over the whole catalogue and adds the baselines' (`chronorec serve --blend`). "
+            if args.blend
             else ""
         )  # fmt: skip
         + f"Load average before the run: "

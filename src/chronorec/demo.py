@@ -115,6 +115,10 @@ def run_demo(
             f"recommend with the blend: chronorec recommend {out / 'run'} --user ID "
             f"--weights {weights} --include-seen"
         )
+        say(
+            f"serve it over HTTP: chronorec serve {out / 'run'} --dev --blend {weights}  "
+            "(then GET /users/ID/recommendations?exclude_seen=false)"
+        )
     say(f"done in {time.perf_counter() - started:.0f} s; report: {report}")
     return report
 

@@ -45,6 +45,23 @@ WEIGHT_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 MIN_Z = 2.0  # a blend weight moves for a validation gain of at least 2 standard errors
 
 
+def parse_weights(text: str | None, option: str = "--weights") -> dict[str, float]:
+    """``"transitions=0.3,repeat=1"`` -> ``{"transitions": 0.3, "repeat": 1.0}``; ``option``
+    names where the text came from in the error."""
+    out: dict[str, float] = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        name, sep, value = part.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"{option}: expected NAME=NUMBER, got {part.strip()!r}") from None
+    return out
+
+
 def standardise(scores: torch.Tensor) -> torch.Tensor:
     """(B, V) scores -> per-row z-scores over the finite entries; -inf stays -inf."""
     finite = torch.isfinite(scores)
@@ -242,12 +259,30 @@ class Ensemble:
         for rec in self.members:
             z = standardise(rec.score(_window(batch, rec.config.model.max_len), users))
             total = z if total.numel() == 0 else total + z
-        out = {"runs": total / len(self.members)}
+        return {"runs": total / len(self.members), **self.baseline_parts(batch, users, every=every)}
+
+    @torch.no_grad()
+    def baseline_parts(
+        self,
+        batch: HistoryBatch,
+        users: np.ndarray | None = None,
+        *,
+        every: bool = False,
+        n_cols: int | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """The z-scores of each baseline with a weight above 0 (``every``: of each blended one)
+        for a batch, ``(B, n_cols)`` with column 0 at -inf. ``n_cols`` (default: the fitted
+        catalogue's ``n_items + 1``) may be larger — a service's catalogue grows: the items
+        the baselines were not fitted on get each row's lowest raw score (nothing known)."""
+        out = {}
         baselines = self._fit_baselines()
         for name, w in self.weights.items():
             if w <= 0 and not every:
                 continue
             raw = torch.as_tensor(baselines[name].score(batch, users))
+            if n_cols is not None and n_cols > raw.shape[1]:
+                low = raw[:, 1:].min(1, keepdim=True).values  # (B, 1)
+                raw = torch.cat([raw, low.expand(-1, n_cols - raw.shape[1])], 1)
             out[name] = _baseline_z(name, raw, batch.items.shape[1])
         return out
 

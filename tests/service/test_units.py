@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from helpers import TOKEN, two_shop_dataset, write_tiny_bert
 
 from chronorec.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from chronorec.ensemble import Ensemble
 from chronorec.errors import ConfigError
 from chronorec.recommender import Recommender
 from chronorec.service import ServiceSettings, create_app
@@ -439,3 +440,100 @@ def test_exact_retriever_pads_a_row_with_few_allowed_items_without_shortening_ot
     rows, scores = ExactRetriever().search(q, table, 3, [np.array([1, 2]), np.array([], np.int64)])
     assert rows[1].tolist() == [1, 2, 3]  # the second row is not cut to one item
     assert rows[0, 0] == 3 and np.isneginf(scores[0, 1:]).all()
+
+
+BLEND = {"repeat-recent": 0.5, "transitions": 0.3, "user-knn": 0.2, "popular": 0.1, "repeat": 0.2}
+
+
+@pytest.mark.parametrize(("name", "repeat"), [("gru", False), ("transformer", True)])
+def test_blended_service_serves_the_offline_blend(
+    dataset_dir: Path, tmp_path: Path, name: str, repeat: bool
+) -> None:
+    """``blend``: the served ranking is the model's z-scores plus weighted baseline z-scores,
+    as ``chronorec recommend --weights`` ranks (Ensemble with fit_on="all"); after a posted
+    event, as the offline blend ranks the history with that event appended."""
+    rec = fit_tiny(dataset_dir, name, repeat=repeat)
+    run = rec.save(tmp_path / "run")
+    weights_text = ",".join(f"{k}={v}" for k, v in BLEND.items())
+    settings = ServiceSettings(
+        run_dir=str(run), db_url=f"sqlite:///{tmp_path}/e.db", token=TOKEN, blend=weights_text
+    )
+    offline = Ensemble.load([run], weights=BLEND, fit_on="all")
+    alone = rec.recommend(["u1"], k=6, exclude_seen=False)[0][0]
+    ids, names = rec.item_ids(), rec.meta["behaviours"]
+    max_len = rec.config.model.max_len
+    with TestClient(create_app(settings)) as c:
+        assert c.get("/ready").json()["blend"] == BLEND
+        for user in ("u1", "u2", "u5"):
+            for exclude in ("true", "false"):
+                want_ids, want_scores = offline.recommend(
+                    [user], k=6, exclude_seen=exclude == "true"
+                )
+                got = c.get(f"/users/{user}/recommendations?k=6&exclude_seen={exclude}").json()
+                assert got["source"] == "model+baselines"
+                assert [x["item_id"] for x in got["items"]] == want_ids[0]
+                np.testing.assert_allclose(
+                    [x["score"] for x in got["items"]], want_scores[0], atol=1e-4
+                )
+        served = [x["item_id"] for x in c.get("/users/u1/recommendations?k=6&exclude_seen=false")
+                  .json()["items"]]  # fmt: skip
+        assert served != alone  # the baselines change the ranking
+
+        # a short user's next event: the blend reads it (the GRU's state is stepped)
+        logged, _ = rec.user_batch(["u2"], 10_000)
+        real = logged.items[0] > 0
+        items = [ids[i - 1] for i in logged.items[0][real]]
+        behaviours = [names[b - 1] for b in logged.behaviours[0][real]]
+        stamps = [int(t) for t in logged.timestamps[0][real]]
+        assert len(items) < max_len
+        url = "/users/u2/recommendations?k=6&exclude_seen=false"
+        before = [x["item_id"] for x in c.get(url).json()["items"]]
+        event = {
+            "user_id": "u2",
+            "item_id": "i20",
+            "behaviour": "buy",
+            "timestamp": stamps[-1] + 60,
+        }
+        assert c.post("/events", json=event, headers=AUTH).status_code in (200, 201, 202)
+        want_ids, want_scores = offline.recommend_histories(
+            [items + ["i20"]],
+            k=6,
+            timestamps=[stamps + [stamps[-1] + 60]],
+            behaviours=[behaviours + ["buy"]],
+            exclude_seen=False,
+        )
+        got = c.get(url).json()["items"]
+        assert [x["item_id"] for x in got] == want_ids[0]
+        np.testing.assert_allclose([x["score"] for x in got], want_scores[0], atol=1e-4)
+        assert [x["item_id"] for x in got] != before  # the posted event counts
+
+
+def test_blend_pads_items_the_baselines_were_not_fitted_on(dataset_dir: Path) -> None:
+    """A service's catalogue grows: columns past the fitted catalogue get each row's lowest
+    raw score, so a posted item is ranked as one the baselines know nothing about."""
+    rec = fit_tiny(dataset_dir, "gru")
+    ens = Ensemble([rec], {"transitions": 1.0, "repeat": 1.0}, fit_on="all")
+    batch, _ = rec.user_batch(["u1", "u2"], rec.config.model.max_len)
+    n = len(rec.item_ids()) + 1
+    plain = ens.baseline_parts(batch)
+    padded = ens.baseline_parts(batch, n_cols=n + 3)
+    for name, z in padded.items():
+        assert z.shape == (2, n + 3) and plain[name].shape == (2, n)
+        raw = ens.baselines[name].score(batch, None)
+        low = raw[:, 1:].argmin(1)  # the lowest known item scores as the new ones
+        np.testing.assert_allclose(z[:, n:], z[torch.arange(2), 1 + low][:, None].expand(-1, 3))
+        assert torch.isinf(z[:, 0]).all()
+
+
+def test_blend_setting_errors(tmp_path: Path, text_run: Path) -> None:
+    for text, message in [
+        ("nope=1", "unknown baseline.*nope"),
+        ("repeat", "expected NAME=NUMBER, got 'repeat'"),
+        ("repeat=-1", "weight of repeat must be a number >= 0"),
+        ("repeat=nan", "weight of repeat"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            ServiceSettings(blend=text)
+    env = ServiceSettings.from_env({"CHRONOREC_BLEND": "repeat=0.5, transitions=1"})
+    assert env.blend_weights() == {"repeat": 0.5, "transitions": 1.0}
+    assert ServiceSettings().blend_weights() == {}

@@ -7,8 +7,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from chronorec.errors import ConfigError
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -58,7 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from chronorec.ensemble import Ensemble
+    from chronorec.ensemble import Ensemble, parse_weights
     from chronorec.recommender import Recommender
 
     weights = parse_weights(args.weights)
@@ -135,19 +133,3 @@ def _behaviour_auc(scorer: Any, split: str) -> dict[str, float]:
     aucs = scorer.behaviour_aucs(split, range(1, len(names) + 1))
     # NaN where every target has (or none has) the behaviour
     return {name: round(aucs[b], 4) for b, name in enumerate(names, start=1) if aucs[b] == aucs[b]}
-
-
-def parse_weights(text: str | None) -> dict[str, float]:
-    """``"transitions=0.3,repeat=1"`` -> ``{"transitions": 0.3, "repeat": 1.0}``."""
-    out: dict[str, float] = {}
-    for part in (text or "").split(","):
-        if not part.strip():
-            continue
-        name, sep, value = part.partition("=")
-        try:
-            if not sep:
-                raise ValueError
-            out[name.strip()] = float(value)
-        except ValueError:
-            raise ConfigError(f"--weights: expected NAME=NUMBER, got {part.strip()!r}") from None
-    return out

@@ -49,8 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from chronorec.commands.evaluate import parse_weights
-    from chronorec.ensemble import Ensemble
+    from chronorec.ensemble import Ensemble, parse_weights
     from chronorec.recommender import Recommender
 
     if args.k < 1:

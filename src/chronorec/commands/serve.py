@@ -44,6 +44,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="catalogues above this size use a FAISS index (default 200000)",
     )
     p.add_argument(
+        "--blend",
+        default=None,
+        metavar="NAME=WEIGHT,...",
+        help="blend the model with baselines at these weights, e.g. the line `chronorec demo` "
+        "or `chronorec evaluate --blend` prints (default: CHRONOREC_BLEND, else the model alone)",
+    )
+    p.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
     p.set_defaults(func=run)
@@ -58,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         db_url=args.db,
         dev=True if args.dev else None,
         exact_max_items=args.exact_max_items,
+        blend=args.blend,
     )
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port} is not a TCP port")

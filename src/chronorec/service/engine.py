@@ -3,6 +3,12 @@
 A user's state is recomputed from their last ``max_len`` events (the training log's, then the
 stored ones) on the first read after a write, and cached until the next write — the same window
 and arithmetic as offline ``Recommender.recommend``, so the exact path returns the same top-K.
+
+With the ``blend`` setting the model's scores over the whole catalogue are z-scored and blended
+with baselines (:class:`~chronorec.ensemble.Ensemble` with ``fit_on="all"``, as ``chronorec
+recommend --weights`` ranks): their item-side statistics (popularity, transitions, the
+neighbours of user-KNN) are fitted on the run's event log when the engine is built, and read the
+user's live window (the same last ``max_len`` events) on every request.
 An :class:`Engine` is immutable from the outside except for appended items and cached states;
 ``POST /admin/reload`` builds a new one and swaps the app's single reference to it, so requests
 in flight finish on the engine they started with.
@@ -25,7 +31,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from chronorec.data.sequences import EventArrays
+from chronorec.data.sequences import EventArrays, HistoryBatch
+from chronorec.ensemble import Ensemble, standardise
+from chronorec.errors import ConfigError
 from chronorec.recommender import Recommender
 from chronorec.service.retrieval import Retriever, build_retriever, recall_at_k
 from chronorec.service.settings import ServiceSettings
@@ -59,14 +67,19 @@ class UserState:
     steppable: bool = False
     # the model's repeat term (rows, bonus) over the last max_len events, when it has one
     repeat: tuple[np.ndarray, np.ndarray] | None = None
-    # the last max_len events' item rows and behaviours, for the behaviour head's features
-    window: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    # the last max_len events' item rows, behaviours and timestamps, for the behaviour head's
+    # features and the blended baselines
+    window: tuple[np.ndarray, np.ndarray, np.ndarray] = (
+        np.zeros(0, np.int64),
+        np.zeros(0, np.int64),
+        np.zeros(0, np.int64),
+    )
 
 
 @dataclass(frozen=True)
 class Ranked:
     items: list[tuple[str, str, float]]  # (item_id, name, score), best first
-    source: str  # "model", "popularity" or "blend"
+    source: str  # "model", "model+baselines", "popularity" or "blend"
     n_events: int
 
 
@@ -151,6 +164,18 @@ class Engine:
         self._pop_t = 0
         self._pop_top: np.ndarray | None = None
         self._tau = settings.popularity_half_life_days * 86_400 / math.log(2)
+
+        # baselines blended into the ranking, fitted on the run's log (items it knows)
+        self.blend_weights = settings.blend_weights()
+        self._blender: Ensemble | None = None
+        self._n_fitted = self._n_rows  # rows the baselines know; posted items come after
+        if self.blend_weights:
+            if rec.dataset is None:
+                raise ConfigError(
+                    "blend: the baselines are fitted on the run's event log; the run has no "
+                    "dataset (pass --dataset)"
+                )
+            self._blender = Ensemble([rec], self.blend_weights, fit_on="all")
 
         self._restore_items()
         self.retriever: Retriever = build_retriever(
@@ -378,6 +403,7 @@ class Engine:
             window=(
                 np.concatenate([state.window[0], rows])[-self.max_len :],
                 np.concatenate([state.window[1], behs])[-self.max_len :],
+                np.concatenate([state.window[2], ts])[-self.max_len :],
             ),
         )
         with self._cache_lock:
@@ -478,7 +504,11 @@ class Engine:
             return UserState(zero, none, seen, 0, steppable=self._stepper is not None)
         raw, _ = self._tables()
         m = min(n, L)
-        window = (items[-m:].astype(np.int64), behs[-m:].astype(np.int64))
+        window = (
+            items[-m:].astype(np.int64),
+            behs[-m:].astype(np.int64),
+            ts[-m:].astype(np.int64),
+        )
         if self._stepper is not None and n <= L:
             hidden, carry = self._stepper.run(self._stepper.inputs(raw, items, behs, ts))
             query = self._query(hidden, int(items[-1]))
@@ -518,14 +548,17 @@ class Engine:
             return self._ranked(rows, scores, "popularity", 0)
         raw, prep = self._tables()
         want = k if behaviour is None else max(100, 5 * k)
-        # a repeat model rescores history items: fetch enough others to stay exact
-        extra = 0 if state.repeat is None else len(state.repeat[0])
-        rows, scores = self.retriever.search(state.query[None], prep, want + extra, [exclude])
-        ok = np.isfinite(scores[0])  # a retriever pads a short list with -inf
-        rows, scores = rows[0][ok], scores[0][ok]
-        if state.repeat is not None:
-            rows, scores = self._with_repeat(state, rows, scores, exclude, prep)
-            rows, scores = rows[:want], scores[:want]
+        if self._blender is not None:
+            rows, scores = self._with_baselines(state, exclude, want, prep)
+        else:
+            # a repeat model rescores history items: fetch enough others to stay exact
+            extra = 0 if state.repeat is None else len(state.repeat[0])
+            rows, scores = self.retriever.search(state.query[None], prep, want + extra, [exclude])
+            ok = np.isfinite(scores[0])  # a retriever pads a short list with -inf
+            rows, scores = rows[0][ok], scores[0][ok]
+            if state.repeat is not None:
+                rows, scores = self._with_repeat(state, rows, scores, exclude, prep)
+                rows, scores = rows[:want], scores[:want]
         if behaviour is not None:
             rows, scores = self._by_behaviour(state, rows, scores, behaviour, raw)
             rows, scores = rows[:k], scores[:k]
@@ -533,7 +566,44 @@ class Engine:
             w = state.n_events / self.settings.blend_events
             rows, scores = self._blend(rows, scores, exclude, k, w)
             return self._ranked(rows, scores, "blend", state.n_events)
-        return self._ranked(rows, scores, "model", state.n_events)
+        source = "model" if self._blender is None else "model+baselines"
+        return self._ranked(rows, scores, source, state.n_events)
+
+    @torch.no_grad()
+    def _with_baselines(
+        self, state: UserState, exclude: np.ndarray, want: int, prep: torch.Tensor
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The top ``want`` of the model's z-scores over the whole catalogue plus the weighted
+        z-scores of the blended baselines after the user's window (``Ensemble.score``)."""
+        assert self._blender is not None
+        model = state.query[None] @ prep.T  # (1, V) every item: z-scores need them all
+        model[0, 0] = float("-inf")
+        if state.repeat is not None:
+            h_rows, bonus = state.repeat
+            model[0, torch.from_numpy(h_rows)] += torch.from_numpy(bonus)
+        items, behs, ts = state.window
+        m, L = len(items), self.max_len
+        batch = HistoryBatch(  # left-padded to max_len, as offline
+            items=np.zeros((1, L), np.int64),
+            behaviours=np.zeros((1, L), np.int64),
+            timestamps=np.zeros((1, L), np.int64),
+            lengths=np.array([m]),
+        )
+        # items posted after the baselines were fitted are unknown to them: padding
+        batch.items[0, L - m :] = np.where(items < self._n_fitted, items, 0)
+        batch.behaviours[0, L - m :] = behs
+        batch.timestamps[0, L - m :] = ts
+        scores = self._blender.combine(
+            {
+                "runs": standardise(model),
+                **self._blender.baseline_parts(batch, n_cols=model.shape[1]),
+            }
+        )[0]
+        if len(exclude):
+            scores[torch.from_numpy(exclude)] = float("-inf")
+        n = min(want, int(torch.isfinite(scores).sum()))
+        top = torch.topk(scores, n)
+        return top.indices.numpy().astype(np.int64), top.values.numpy()
 
     def _with_repeat(
         self,

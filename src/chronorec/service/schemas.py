@@ -107,7 +107,9 @@ class RecommendedItem(BaseModel):
 class Recommendations(BaseModel):
     user_id: str | None = None
     model_version: str
-    source: Literal["model", "popularity", "blend"]
+    # "model+baselines": the model blended with the baselines of the `blend` setting;
+    # "blend": a user with few events, the model's list fused with popularity's
+    source: Literal["model", "model+baselines", "popularity", "blend"]
     n_events: int
     items: list[RecommendedItem]
 
@@ -174,6 +176,7 @@ class Ready(BaseModel):
     n_items: int | None = None
     retrieval: str | None = None
     index_recall_at_10: float | None = None
+    blend: dict[str, float] | None = None  # baseline weights blended into the model's ranking
 
 
 class ErrorDetail(BaseModel):

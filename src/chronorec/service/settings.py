@@ -38,6 +38,9 @@ class ServiceSettings:
     blend_events: int = 3  # events after which a new user is served by the model alone
     popularity_half_life_days: float = 7.0
     threads: int = 1  # torch threads per request (requests already run concurrently)
+    # baselines blended into the model's ranking, "NAME=WEIGHT,..." as `chronorec recommend
+    # --weights` takes them (e.g. the weights `chronorec demo` or `evaluate --blend` tuned)
+    blend: str = ""
 
     def __post_init__(self) -> None:
         for key in (
@@ -60,6 +63,25 @@ class ServiceSettings:
             raise ConfigError(f"index_kind {self.index_kind!r} is not one of {INDEX_KINDS}")
         if self.token is not None and not self.token.strip():
             raise ConfigError("the service token is empty")
+        self.blend_weights()  # a bad blend fails at start-up
+
+    def blend_weights(self) -> dict[str, float]:
+        """``blend`` as baseline name -> weight (empty: the model alone)."""
+        if not self.blend.strip():
+            return {}
+        from chronorec.ensemble import BLEND_BASELINES, parse_weights
+
+        weights = parse_weights(self.blend, "blend (--blend or CHRONOREC_BLEND)")
+        unknown = sorted(set(weights) - set(BLEND_BASELINES))
+        if unknown:
+            raise ConfigError(
+                f"blend: unknown baseline(s) {', '.join(unknown)}; "
+                f"choose from {', '.join(BLEND_BASELINES)}"
+            )
+        bad = [name for name, w in weights.items() if not (w >= 0 and w < float("inf"))]
+        if bad:
+            raise ConfigError(f"blend: the weight of {bad[0]} must be a number >= 0")
+        return weights
 
     @classmethod
     def from_env(
