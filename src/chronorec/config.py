@@ -73,9 +73,6 @@ class ModelConfig:
     repeat: bool = False  # learned bonus for items already in the history (retail repeats)
     repeat_time: bool = False  # the repeat bonus also by time since each occurrence (log2 hours)
     repeat_visits: bool = False  # the repeat bonus by visits back (a basket is one), not events
-    # the hidden state scales the query against the repeat bonus, per user and step (RepeatNet's
-    # repeat-or-explore switch, additive): a user who buys again gets the history items first
-    repeat_gate: bool = False
     # Condition the scores on the behaviour of the event being predicted: a learned map, offset
     # and scale of the query and repeat weights per behaviour, trained with each step's actual
     # next behaviour and ranked for data.target_behaviour (what will be bought, not viewed next).
@@ -112,8 +109,6 @@ class ModelConfig:
             raise ConfigError("model.next_behaviour conditions on behaviour: model.use_behaviour")
         if self.repeat_visits and not self.repeat:
             raise ConfigError("model.repeat_visits counts the repeat term: set model.repeat=true")
-        if self.repeat_gate and not self.repeat:
-            raise ConfigError("model.repeat_gate weighs the repeat term: set model.repeat=true")
 
 
 @dataclass(frozen=True)

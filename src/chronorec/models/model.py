@@ -116,13 +116,6 @@ class NextItemModel(nn.Module):
             nn.init.zeros_(self.next_emb.weight)
             self.next_map = nn.Parameter(torch.zeros(n_behaviours + 1, D, D))
             self.next_scale = nn.Parameter(torch.zeros(n_behaviours + 1))
-        # Repeat-or-explore: a log-scale of the query from the hidden state, zero at the start,
-        # so that how much the scores count next to the repeat term differs per user and step.
-        self.repeat_gate: nn.Linear | None = None
-        if cfg.repeat_gate:
-            self.repeat_gate = nn.Linear(D, 1)
-            nn.init.zeros_(self.repeat_gate.weight)
-            nn.init.zeros_(self.repeat_gate.bias)
         self.text_query: nn.Linear | None = None
         self.text_last: nn.Parameter | None = None
         if cfg.text_score:
@@ -166,9 +159,7 @@ class NextItemModel(nn.Module):
         With the text score term also the text vectors (..., d_text) of each history's last
         item (None for an empty history). With ``cfg.next_behaviour`` the query is for an
         event of ``next_behaviour`` (...,) (training: each step's actual one; default: the
-        model's rank behaviour). With ``cfg.repeat_gate`` the query is scaled by
-        ``exp(gate(hidden))``, the user's weight of the scores against the repeat bonus."""
-        gate = None if self.repeat_gate is None else self.repeat_gate(hidden).exp()  # (..., 1)
+        model's rank behaviour)."""
         if self.next_emb is not None:
             hidden = self._condition(hidden, next_behaviour)
         q = self.head.query(hidden)  # (..., D)
@@ -180,8 +171,6 @@ class NextItemModel(nn.Module):
         if self.next_scale is not None:  # how much the scores count next to the repeat term
             b = self.rank_behaviour if next_behaviour is None else next_behaviour
             q = q * (NEXT_SCALE_RATE * self.next_scale[b]).exp()[..., None].to(q.dtype)
-        if gate is not None:  # the user's repeat-or-explore scale
-            q = q * gate.to(q.dtype)
         return q
 
     def last_text(self, items: torch.Tensor) -> torch.Tensor | None:

@@ -4,14 +4,15 @@ A user's state is recomputed from their last ``max_len`` events (the training lo
 stored ones) on the first read after a write, and cached until the next write — the same window
 and arithmetic as offline ``Recommender.recommend``, so the exact path returns the same top-K.
 
+An :class:`Engine` is immutable from the outside except for appended items and cached states;
+``POST /admin/reload`` builds a new one and swaps the app's single reference to it, so requests
+in flight finish on the engine they started with.
+
 With the ``blend`` setting the model's scores over the whole catalogue are z-scored and blended
 with baselines (:class:`~chronorec.ensemble.Ensemble` with ``fit_on="all"``, as ``chronorec
 recommend --weights`` ranks): their item-side statistics (popularity, transitions, the
 neighbours of user-KNN) are fitted on the run's event log when the engine is built, and read the
 user's live window (the same last ``max_len`` events) on every request.
-An :class:`Engine` is immutable from the outside except for appended items and cached states;
-``POST /admin/reload`` builds a new one and swaps the app's single reference to it, so requests
-in flight finish on the engine they started with.
 """
 
 from __future__ import annotations
