@@ -2,7 +2,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from chronorec.data.sequences import EventArrays
+from chronorec.data.sequences import EventArrays, HistoryBatch
 from chronorec.evaluation import (
     ItemTransitions,
     MostPopular,
@@ -159,6 +159,16 @@ def test_user_knn_same_scores_a_few_histories_at_a_time(monkeypatch: pytest.Monk
     whole = np.asarray(model.score(batch, np.arange(1, 8)))
     monkeypatch.setattr(baselines, "SIMILARITY_ELEMENTS", 1)  # one history at a time
     np.testing.assert_allclose(np.asarray(model.score(batch, np.arange(1, 8))), whole)
+    # a few histories are scored one by one from the CSR arrays (what a service request
+    # needs): the same sums, to float32 rounding (with every user a neighbour: no k-th tie)
+    model = UserKNN(k=10).fit(events, 8)
+    whole = np.asarray(model.score(batch, np.arange(1, 8)))  # 7 > FEW_HISTORIES: sparse
+    for r in range(7):
+        one = HistoryBatch(batch.items[r : r + 1], batch.behaviours[r : r + 1],
+                           batch.timestamps[r : r + 1], batch.lengths[r : r + 1])  # fmt: skip
+        got = np.asarray(model.score(one, np.array([r + 1])))[0]
+        np.testing.assert_allclose(got, whole[r], rtol=1e-5, atol=1e-7)
+        assert np.abs(got[1:]).max() > 0.1  # neighbours were found
 
 
 def test_user_knn_neighbours_weigh_their_recent_items_more() -> None:
