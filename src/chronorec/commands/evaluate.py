@@ -116,7 +116,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"behaviour head: AUC of P({name} | history, item) on the targets {value:.4f}")
     if blend:
         weights_arg = ",".join(f"{name}={w:g}" for name, w in blend.items())
-        print(f"the same blend in `chronorec recommend`: --weights {weights_arg}")
+        print(
+            f"the same blend in `chronorec recommend`: --weights {weights_arg}; "
+            f"in `chronorec serve`: --blend {weights_arg}"
+        )
     return 0
 
 
