@@ -93,6 +93,14 @@ def _window(batch: HistoryBatch, max_len: int) -> HistoryBatch:
     )
 
 
+def _known_only(batch: HistoryBatch, rows: int) -> HistoryBatch:
+    """The batch with items from row ``rows`` on (unknown to a baseline) as padding."""
+    if int(batch.items.max(initial=0)) < rows:
+        return batch
+    items = np.where(batch.items < rows, batch.items, 0)
+    return dataclasses.replace(batch, items=items)
+
+
 def _baseline_z(name: str, raw: torch.Tensor, width: int) -> torch.Tensor:
     """A baseline's raw scores on the scale the blend adds them at: per-history z-scores, of
     ``log1p`` of the counts for the count-based ones."""
@@ -152,6 +160,7 @@ class Ensemble:
                     + ", ".join(f"data.{name}" for name in diff)
                 )
         self.members = list(members)
+        self._n_rows = len(items) + 1  # the catalogue's rows (0 is padding)
         self.config = first.config
         self.max_len = max(rec.config.model.max_len for rec in members)
         self.weights: dict[str, float] = {}
@@ -280,14 +289,17 @@ class Ensemble:
     ) -> dict[str, torch.Tensor]:
         """The z-scores of each baseline with a weight above 0 (``every``: of each blended one)
         for a batch, ``(B, n_cols)`` with column 0 at -inf. ``n_cols`` (default: the fitted
-        catalogue's ``n_items + 1``) may be larger — a service's catalogue grows: the items
-        the baselines were not fitted on get each row's lowest raw score (nothing known)."""
+        catalogue's ``n_items + 1``) may be larger — a service's catalogue grows: the items a
+        baseline was not fitted on are padding in the history and get each row's lowest raw
+        score (nothing known), except in text-knn once given their text (``TextKNN.extend``)."""
         out = {}
         baselines = self._fit_baselines()
         for name, w in self.weights.items():
             if w <= 0 and not every:
                 continue
-            raw = torch.as_tensor(baselines[name].score(batch, users))
+            model = baselines[name]
+            known = model.vectors.shape[0] if name == "text-knn" else self._n_rows
+            raw = torch.as_tensor(model.score(_known_only(batch, known), users))
             if n_cols is not None and n_cols > raw.shape[1]:
                 low = raw[:, 1:].min(1, keepdim=True).values  # (B, 1)
                 raw = torch.cat([raw, low.expand(-1, n_cols - raw.shape[1])], 1)

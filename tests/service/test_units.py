@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from helpers import TOKEN, two_shop_dataset, write_tiny_bert
 
 from chronorec.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from chronorec.data.sequences import HistoryBatch
 from chronorec.ensemble import Ensemble
 from chronorec.errors import ConfigError
 from chronorec.recommender import Recommender
@@ -537,3 +538,38 @@ def test_blend_setting_errors(tmp_path: Path, text_run: Path) -> None:
     env = ServiceSettings.from_env({"CHRONOREC_BLEND": "repeat=0.5, transitions=1"})
     assert env.blend_weights() == {"repeat": 0.5, "transitions": 1.0}
     assert ServiceSettings().blend_weights() == {}
+
+
+def test_blend_with_text_knn_scores_a_posted_item_by_its_text(
+    text_run: Path, tmp_path: Path
+) -> None:
+    """A posted item is scored by text-knn from its text at once: a copy of a catalogue item's
+    text scores as the original in the blend (model and text-knn alike), and as the user's
+    latest item it makes text-knn rank the original first among the other items."""
+    settings = ServiceSettings(
+        run_dir=str(text_run), db_url=f"sqlite:///{tmp_path}/e.db", token=TOKEN,
+        blend="text-knn=1",
+    )  # fmt: skip
+    title = two_shop_dataset().items.filter(pl.col("item_id") == "i3")["title"].item()
+    with TestClient(create_app(settings)) as c:
+        item = {"item_id": "i3-copy", "title": title}
+        assert c.post("/items", json=item, headers=AUTH).status_code == 201
+        got = c.get("/users/u1/recommendations?k=30&exclude_seen=false").json()
+        assert got["source"] == "model+baselines"
+        score = {x["item_id"]: x["score"] for x in got["items"]}
+        assert score["i3-copy"] == pytest.approx(score["i3"], abs=1e-3)
+
+        event = {"user_id": "u1", "item_id": "i3-copy", "timestamp": 1_700_000_000}
+        assert c.post("/events", json=event, headers=AUTH).status_code in (200, 201, 202)
+        engine = c.app.state.engine  # type: ignore[attr-defined]
+        state = engine.user_state("u1")
+        assert state.window[0][-1] == engine.index["i3-copy"]
+        knn = engine._blender.baselines["text-knn"]
+        history = engine._blender.baseline_parts(
+            HistoryBatch(state.window[0][None], state.window[1][None], state.window[2][None],
+                         np.array([len(state.window[0])])),
+            n_cols=engine.n_items + 1,
+        )["text-knn"][0]  # fmt: skip
+        assert knn.vectors.shape[0] == engine.n_items + 1
+        top = torch.topk(history, 2).indices.tolist()  # the copy and its original, by text
+        assert {engine.item_ids[r - 1] for r in top} == {"i3", "i3-copy"}

@@ -224,13 +224,21 @@ class TextKNN:
         self.popularity_ = torch.from_numpy(_popularity_order(train, n_items))
         return self
 
+    def extend(self, vectors: np.ndarray | torch.Tensor) -> None:
+        """Append the text vectors ``(N, d)`` of new items (a service's posted items) as rows
+        ``n_items + 1 …``: they score by their text at once, with the lowest popularity."""
+        v = torch.nn.functional.normalize(torch.as_tensor(vectors, dtype=torch.float32), dim=1)
+        self.vectors = torch.cat([self.vectors, v])  # one assignment: readers see old or new
+
     def score(self, batch: HistoryBatch, users: np.ndarray) -> torch.Tensor:
+        vectors = self.vectors  # (V, d); may grow (extend) while this runs
         recent = torch.from_numpy(batch.items[:, -self.n_last :])  # (B, n_last)
-        query = self.vectors[recent].sum(1)  # (B, d), padding rows are zero
+        query = vectors[recent].sum(1)  # (B, d), padding rows are zero
         query = torch.nn.functional.normalize(query, dim=1)
-        scores = (query @ self.vectors.T).double()  # (B, n_items + 1) cosine in [-1, 1]
-        if self.popularity_ is not None:
-            scores = scores + 1e-6 * self.popularity_  # below any real similarity difference
+        scores = (query @ vectors.T).double()  # (B, V) cosine in [-1, 1]
+        if self.popularity_ is not None:  # below any real similarity difference
+            n = min(scores.shape[1], self.popularity_.shape[0])  # appended rows: popularity 0
+            scores[:, :n] += 1e-6 * self.popularity_[:n]
         scores[:, 0] = -2.0
         return scores
 

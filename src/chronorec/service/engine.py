@@ -169,7 +169,6 @@ class Engine:
         # baselines blended into the ranking, fitted on the run's log (items it knows)
         self.blend_weights = settings.blend_weights()
         self._blender: Ensemble | None = None
-        self._n_fitted = self._n_rows  # rows the baselines know; posted items come after
         if self.blend_weights:
             if rec.dataset is None:
                 raise ConfigError(
@@ -327,6 +326,8 @@ class Engine:
             if hasattr(self, "retriever"):
                 self.retriever.add(prep.numpy())
             self._n_rows = n + 1
+            if self._blender is not None and "text-knn" in self._blender.weights:
+                self._blender.baselines["text-knn"].extend(text_vector[None])
 
     def _tables(self) -> tuple[torch.Tensor, torch.Tensor]:
         n = self._n_rows
@@ -590,8 +591,7 @@ class Engine:
             timestamps=np.zeros((1, L), np.int64),
             lengths=np.array([m]),
         )
-        # items posted after the baselines were fitted are unknown to them: padding
-        batch.items[0, L - m :] = np.where(items < self._n_fitted, items, 0)
+        batch.items[0, L - m :] = items  # posted items: see Ensemble.baseline_parts
         batch.behaviours[0, L - m :] = behs
         batch.timestamps[0, L - m :] = ts
         scores = self._blender.combine(
