@@ -171,6 +171,25 @@ def test_user_knn_same_scores_a_few_histories_at_a_time(monkeypatch: pytest.Monk
         assert np.abs(got[1:]).max() > 0.1  # neighbours were found
 
 
+def test_user_knn_forget_is_fitting_without_the_user() -> None:
+    rng = np.random.default_rng(1)
+    histories = {u: rng.integers(1, 9, 6).tolist() for u in range(1, 8)}
+    events = make_events(histories)
+    model = UserKNN(k=3).fit(events, 8)
+    before = scores_for(model, events, 1, 5)
+    model.forget(4)
+    model.forget(99)  # not a training user: nothing to do
+    without = make_events({u: h for u, h in histories.items() if u != 4})
+    # the same rows (user ids are rows), popularity from every event: ties only differ
+    want = scores_for(UserKNN(k=3).fit(without, 8), events, 1, 5)
+    got = scores_for(model, events, 1, 5)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert np.abs(got - before).max() > 1e-3  # user 4 was a neighbour
+    arrays = EventArrays.from_events(events)  # the batched (sparse) path agrees
+    batch = arrays.histories(np.arange(1, 8), np.full(7, 5), 50)
+    np.testing.assert_allclose(np.asarray(model.score(batch, np.arange(1, 8)))[0], got, atol=1e-6)
+
+
 def test_user_knn_neighbours_weigh_their_recent_items_more() -> None:
     # User 2 had item 3 long ago and item 4 last; with a neighbour half-life 4 outranks 3.
     events = make_events({1: [1], 2: [3, 1, 1, 1, 4]})

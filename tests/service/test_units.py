@@ -573,3 +573,30 @@ def test_blend_with_text_knn_scores_a_posted_item_by_its_text(
         assert knn.vectors.shape[0] == engine.n_items + 1
         top = torch.topk(history, 2).indices.tolist()  # the copy and its original, by text
         assert {engine.item_ids[r - 1] for r in top} == {"i3", "i3-copy"}
+
+
+def test_a_forgotten_user_is_nobodys_neighbour_in_a_blend(
+    dataset_dir: Path, tmp_path: Path
+) -> None:
+    """``DELETE /users/{id}`` takes the user out of the blended user-KNN at once, and a server
+    started later on the same store leaves them out too."""
+    run = fit_tiny(dataset_dir, "gru").save(tmp_path / "run")
+    settings = ServiceSettings(
+        run_dir=str(run), db_url=f"sqlite:///{tmp_path}/e.db", token=TOKEN, blend="user-knn=1"
+    )
+    url = "/users/u3/recommendations?k=6&exclude_seen=false"
+    with TestClient(create_app(settings)) as c:
+        engine = c.app.state.engine  # type: ignore[attr-defined]
+        knn = engine._blender.baselines["user-knn"]
+        row = engine._base_users["u1"]  # u1 and u3 walk the same shop: neighbours
+        assert knn.users_[row].sum() > 0
+        before = c.get(url).json()["items"]
+        assert c.delete("/users/u1", headers=AUTH).status_code == 200
+        assert knn.users_[row].sum() == 0 and knn.items_[:, row].sum() == 0
+        after = c.get(url).json()["items"]
+        assert [x["score"] for x in after] != [x["score"] for x in before]
+    with TestClient(create_app(settings)) as c:  # a restart: the store remembers
+        engine = c.app.state.engine  # type: ignore[attr-defined]
+        knn = engine._blender.baselines["user-knn"]
+        assert knn.users_[row].sum() == 0 and knn.items_[:, row].sum() == 0
+        assert c.get(url).json()["items"] == after

@@ -372,6 +372,17 @@ class UserKNN:
         scores[:, 0] = -1.0
         return scores
 
+    def forget(self, user: int) -> None:
+        """Leave a training user out of every neighbourhood from now on (a service's
+        ``DELETE /users/{id}``): their row scores 0 against any history. In place."""
+        if self.users_ is None or self.items_ is None:
+            raise RuntimeError("user-knn: call fit() before forget()")
+        if not 0 <= user < self.users_.shape[0]:
+            return
+        lo, hi = self.users_.indptr[user], self.users_.indptr[user + 1]
+        self.users_.data[lo:hi] = 0.0
+        self.items_.data[self.items_.indices == user] = 0.0
+
     def _score_one(
         self, items: np.ndarray, w: np.ndarray, users: np.ndarray | None, r: int
     ) -> torch.Tensor:

@@ -176,6 +176,8 @@ class Engine:
                     "dataset (pass --dataset)"
                 )
             self._blender = Ensemble([rec], self.blend_weights, fit_on="all")
+            for user in self.forgotten:
+                self._forget_neighbour(user)
 
         self._restore_items()
         self.retriever: Retriever = build_retriever(
@@ -431,7 +433,24 @@ class Engine:
             self.forgotten.add(user_id)
             with self._cache_lock:
                 self._cache.pop(user_id, None)
+            self._forget_neighbour(user_id)
         return deleted
+
+    def also_forgotten(self, users: set[str]) -> None:
+        """Users forgotten while this engine was being built (a DELETE racing a reload)."""
+        for user_id in users - self.forgotten:
+            self.forgotten.add(user_id)
+            with self._cache_lock:
+                self._cache.pop(user_id, None)
+            self._forget_neighbour(user_id)
+
+    def _forget_neighbour(self, user_id: str) -> None:
+        """A forgotten training-log user is nobody's neighbour in a blended user-KNN (the
+        counts of popularity and transitions are aggregates and keep their events)."""
+        if self._blender is None or "user-knn" not in self._blender.weights:
+            return
+        if user_id in self._base_users:
+            self._blender.baselines["user-knn"].forget(self._base_users[user_id])
 
     def _stripe_index(self, user_id: str) -> int:
         return hash(user_id) % len(self._stripes)

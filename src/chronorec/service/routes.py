@@ -264,7 +264,7 @@ def reload_model(request: Request, body: ReloadRequest | None = None) -> Reloade
         except OSError as exc:
             raise ServiceError(422, "reload_failed", f"could not load {run!r}: {exc}") from exc
         request.app.state.engine = new  # the one reference every request reads
-        new.forgotten |= old.store.forgotten_users()  # a DELETE that raced the load
+        new.also_forgotten(old.store.forgotten_users())  # a DELETE that raced the load
         metrics_of(request).add("reloads")
         log.info("reloaded %s -> %s", old.version, new.version)
         return Reloaded(
