@@ -34,7 +34,7 @@ def main() -> None:
         size = report.stat().st_size
     lines = proc.stdout.splitlines()
     table = "\n".join(line for line in lines if line.startswith("|"))
-    blend = [line for line in lines if line.startswith("recommend with the blend")]
+    blend = [line for line in lines if line.startswith("the run keeps the blend")]
     if blend:  # the tuned weights, as the demo prints them
         table += "\n\n" + blend[0]
     target = 60 if args.quick else 180

@@ -18,6 +18,7 @@ from chronorec.data.bundled import bundled_path
 from chronorec.data.dataset import PreparedDataset, load_prepared
 from chronorec.data.prepare import PrepareOptions, prepare
 from chronorec.data.readers import read
+from chronorec.ensemble import BLEND_FILE, save_blend
 from chronorec.recommender import Recommender, build_text_vectors
 from chronorec.report import ReportData, collect_report_data, write_report
 from chronorec.training import checkpoint as ckpt
@@ -109,14 +110,14 @@ def run_demo(
     )  # fmt: skip
     report = write_report(data, out / "report.html")
     _print_summary(data, say)
-    weights = ",".join(f"{name}={w:g}" for name, w in (data.blend_weights or {}).items() if w > 0)
-    if weights:  # repeats stay rankable, as in the evaluation above
+    if data.blend_weights is not None:  # serve and recommend use it from now on
+        save_blend(out / "run", data.blend_weights, tuned_on="valid")
+        shown = ", ".join(f"{n} {w:g}" for n, w in data.blend_weights.items() if w > 0)
+        say(f"the run keeps the blend ({shown or 'the model alone'}) in {out / 'run' / BLEND_FILE}")
+        # repeats stay rankable, as in the evaluation above
+        say(f"recommend: chronorec recommend {out / 'run'} --user ID --include-seen")
         say(
-            f"recommend with the blend: chronorec recommend {out / 'run'} --user ID "
-            f"--weights {weights} --include-seen"
-        )
-        say(
-            f"serve it over HTTP: chronorec serve {out / 'run'} --dev --blend {weights}  "
+            f"serve over HTTP: chronorec serve {out / 'run'} --dev  "
             "(then GET /users/ID/recommendations?exclude_seen=false)"
         )
     say(f"done in {time.perf_counter() - started:.0f} s; report: {report}")

@@ -43,6 +43,7 @@ LOG_SCALED = ("popular", "popular-recent", "repeat", "repeat-recent", "transitio
 RECENT_DAYS = 30.0  # the window of "popular-recent", before the last training event
 WEIGHT_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 MIN_Z = 2.0  # a blend weight moves for a validation gain of at least 2 standard errors
+BLEND_FILE = "blend.json"  # a run's saved blend, used by `serve` and `recommend` by default
 
 
 def parse_weights(text: str | None, option: str = "--weights") -> dict[str, float]:
@@ -60,6 +61,56 @@ def parse_weights(text: str | None, option: str = "--weights") -> dict[str, floa
         except ValueError:
             raise ConfigError(f"{option}: expected NAME=NUMBER, got {part.strip()!r}") from None
     return out
+
+
+def check_weights(weights: Mapping[str, float], where: str) -> dict[str, float]:
+    """Blend weights with known baseline names and finite values >= 0, else a ConfigError
+    that names ``where`` they came from."""
+    unknown = sorted(set(weights) - set(BLEND_BASELINES))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown baseline(s) {', '.join(unknown)}; "
+            f"choose from {', '.join(BLEND_BASELINES)}"
+        )
+    for name, w in weights.items():
+        if not (isinstance(w, int | float) and np.isfinite(w) and w >= 0):
+            raise ConfigError(f"{where}: the weight of {name} must be a number >= 0, not {w!r}")
+    return {name: float(w) for name, w in weights.items()}
+
+
+def save_blend(run_dir: str | Path, weights: Mapping[str, float], *, tuned_on: str) -> Path:
+    """Store a run's blend (weights above 0) as ``RUN/blend.json``, which ``chronorec serve``
+    and ``chronorec recommend`` use when not told otherwise."""
+    from chronorec.training import checkpoint as ckpt
+
+    kept = {name: float(w) for name, w in check_weights(weights, "blend").items() if w > 0}
+    return ckpt.write_json(Path(run_dir) / BLEND_FILE, {"weights": kept, "tuned_on": tuned_on})
+
+
+def saved_blend(run_dir: str | Path) -> dict[str, float]:
+    """The weights of ``RUN/blend.json`` ({} without one)."""
+    from chronorec.training import checkpoint as ckpt
+
+    path = Path(run_dir) / BLEND_FILE
+    if not path.is_file():
+        return {}
+    try:
+        weights = ckpt.read_json(path)["weights"]
+        if not isinstance(weights, dict):
+            raise TypeError
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: not a blend file ({{'weights': {{NAME: W}}}}): {exc}") from None
+    return check_weights(weights, str(path))
+
+
+def resolve_blend(text: str | None, run_dir: str | Path | None, option: str) -> dict[str, float]:
+    """The blend asked for: ``"none"`` -> the model alone, ``"NAME=W,..."`` -> those weights,
+    nothing -> the run's saved blend (``RUN/blend.json``) if it has one."""
+    if text is not None and text.strip().lower() == "none":
+        return {}
+    if text is not None and text.strip():
+        return check_weights(parse_weights(text, option), option)
+    return {} if run_dir is None else saved_blend(run_dir)
 
 
 def standardise(scores: torch.Tensor) -> torch.Tensor:
@@ -196,16 +247,7 @@ class Ensemble:
         """Add (or re-weight) baselines; returns ``self``. With ``fit_on="train"`` they are fitted
         on what is known before the split they score (what evaluation needs); with
         ``fit_on="all"`` on every logged event (up-to-date counts for recommendations)."""
-        unknown = sorted(set(weights) - set(BLEND_BASELINES))
-        if unknown:
-            raise ConfigError(
-                f"unknown baseline(s) {', '.join(unknown)} to blend; "
-                f"choose from {', '.join(BLEND_BASELINES)}"
-            )
-        for name, w in weights.items():
-            if not np.isfinite(w) or w < 0:
-                raise ConfigError(f"blend weight of {name} must be a number >= 0, not {w}")
-        self.weights.update({name: float(w) for name, w in weights.items()})
+        self.weights.update(check_weights(weights, "blend"))
         self._fit_baselines()  # now, so that a baseline the data cannot support fails here
         return self
 

@@ -234,3 +234,42 @@ def test_text_knn_reads_the_item_text_once_for_every_stage(successor, random_tex
         ensemble.evaluate(which, slices=())
     assert calls == [successor.n_items]
     assert set(ensemble._fitted) == {"valid", "test"}  # still one fit per stage
+
+
+def test_a_saved_blend_is_what_recommend_uses_unless_told_otherwise(successor, tmp_path, capsys):
+    """``evaluate --blend ... --save-blend`` stores the tuned weights as RUN/blend.json;
+    ``recommend RUN`` then blends with them (as with ``--weights``) and ``--weights none``
+    gives the model alone."""
+    data = str(successor.save(tmp_path / "data"))
+    run = _weak(successor)
+    path = run.save(tmp_path / "run")
+    base = ["recommend", str(path), "--data", data, "--history", "i4,i5", "-k", "3", "--json"]
+    assert main(base) == 0  # no saved blend yet: the model alone
+    alone = json.loads(capsys.readouterr().out)["items"]
+    assert main(["evaluate", str(path), "--data", data, "--blend", "transitions",
+                 "--save-blend", "--json"]) == 0  # fmt: skip
+    out, err = capsys.readouterr()
+    tuned = json.loads(out)["blend"]
+    assert tuned["transitions"] > 0 and "saved the blend as" in err
+    assert json.loads((path / "blend.json").read_text())["weights"] == tuned
+    assert main(base) == 0
+    out, err = capsys.readouterr()
+    assert "blended with the run's saved weights" in err
+    weights = ",".join(f"{k}={v}" for k, v in tuned.items())
+    assert main([*base, "--weights", weights]) == 0
+    assert json.loads(out)["items"] == json.loads(capsys.readouterr().out)["items"]
+    assert json.loads(out)["items"] != alone  # the blend changes the ranking
+    assert main([*base, "--weights", "none"]) == 0
+    assert json.loads(capsys.readouterr().out)["items"] == alone
+    # errors: two runs, no blend to save, a broken file
+    assert main(["evaluate", str(path), str(path), "--data", data, "--blend", "transitions",
+                 "--save-blend"]) == 2  # fmt: skip
+    assert "--save-blend stores the blend of one run" in capsys.readouterr().err
+    assert main(["evaluate", str(path), "--data", data, "--save-blend"]) == 2
+    capsys.readouterr()
+    (path / "blend.json").write_text('{"weights": {"transitions": -1}}')
+    assert main(base) == 2
+    assert "blend.json: the weight of transitions must be a number >= 0" in capsys.readouterr().err
+    (path / "blend.json").write_text("[1, 2]")
+    assert main(base) == 2
+    assert "blend.json: not a blend file" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from helpers import TOKEN, two_shop_dataset, write_tiny_bert
 
 from chronorec.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from chronorec.data.sequences import HistoryBatch
-from chronorec.ensemble import Ensemble
+from chronorec.ensemble import Ensemble, save_blend
 from chronorec.errors import ConfigError
 from chronorec.recommender import Recommender
 from chronorec.service import ServiceSettings, create_app
@@ -600,3 +601,20 @@ def test_a_forgotten_user_is_nobodys_neighbour_in_a_blend(
         knn = engine._blender.baselines["user-knn"]
         assert knn.users_[row].sum() == 0 and knn.items_[:, row].sum() == 0
         assert c.get(url).json()["items"] == after
+
+
+def test_the_runs_saved_blend_is_served_unless_told_otherwise(text_run: Path, tmp_path: Path):
+    run = tmp_path / "run"
+    shutil.copytree(text_run, run)
+    db = f"sqlite:///{tmp_path}/e.db"
+    assert ServiceSettings(run_dir=str(run), db_url=db).blend_weights() == {}
+    save_blend(run, {"transitions": 0.5, "repeat": 0.0}, tuned_on="valid")
+    assert ServiceSettings(run_dir=str(run), db_url=db).blend_weights() == {"transitions": 0.5}
+    assert ServiceSettings(run_dir=str(run), blend="none").blend_weights() == {}
+    assert ServiceSettings(run_dir=str(run), blend="repeat=1").blend_weights() == {"repeat": 1.0}
+    with TestClient(create_app(ServiceSettings(run_dir=str(run), db_url=db, token=TOKEN))) as c:
+        assert c.get("/ready").json()["blend"] == {"transitions": 0.5}
+        assert c.get("/users/u1/recommendations").json()["source"] == "model+baselines"
+    (run / "blend.json").write_text('{"weights": {"nope": 1}}')
+    with pytest.raises(ConfigError, match="blend.json: unknown baseline"):
+        ServiceSettings(run_dir=str(run), db_url=db)

@@ -93,9 +93,12 @@ def test_refit_writes_a_run_to_serve_that_cannot_be_evaluated(prepared, tmp_path
     assert main(["train", str(prepared), "--out", str(run), *TINY]) == 0
     best = json.loads((run / "metrics.json").read_text())["best_epoch"]
     capsys.readouterr()
+    (run / "blend.json").write_text('{"weights": {"transitions": 0.2}, "tuned_on": "valid"}')
     assert main(["refit", str(run), "--out", str(served), "--no-progress", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["epochs"] == best and out["from"] == str(run.resolve())
+    # the blend tuned for the run goes along to the run it serves from
+    assert (served / "blend.json").read_text() == (run / "blend.json").read_text()
     import polars as pl
 
     assert out["events"] == pl.read_parquet(prepared / "events.parquet").height

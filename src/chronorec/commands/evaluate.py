@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
+
+from chronorec.errors import ConfigError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -51,16 +54,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="NAME=W,...",
         help="fixed blend weights (the runs' mean has weight 1), e.g. transitions=0.3,repeat=1",
     )
+    p.add_argument(
+        "--save-blend",
+        action="store_true",
+        help="store the blend with the run (RUN/blend.json, one run only): `chronorec serve` "
+        "and `chronorec recommend` then use it when not told otherwise",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from chronorec.ensemble import Ensemble, parse_weights
+    from chronorec.ensemble import BLEND_FILE, Ensemble, parse_weights, save_blend
     from chronorec.recommender import Recommender
 
     weights = parse_weights(args.weights)
     names = [n.strip() for n in args.blend.split(",") if n.strip()] if args.blend else []
+    if args.save_blend and (len(args.run) != 1 or not (names or weights)):
+        raise ConfigError("--save-blend stores the blend of one run: give one RUN and --blend")
     scorer: Recommender | Ensemble
     tuned = ""
     if len(args.run) == 1 and not names and not weights:
@@ -75,8 +86,11 @@ def run(args: argparse.Namespace) -> int:
         if untuned:
             scorer.tune(untuned, which="valid")
             tuned = "valid"
-    result = scorer.evaluate(args.split, exclude_history=args.exclude)
     blend = scorer.weights if isinstance(scorer, Ensemble) else {}
+    if args.save_blend:
+        saved = save_blend(args.run[0], blend, tuned_on=tuned or "given")
+        print(f"saved the blend as {saved}", file=sys.stderr)
+    result = scorer.evaluate(args.split, exclude_history=args.exclude)
     auc = _behaviour_auc(scorer, args.split)
     if args.json:
         out = result.to_dict()
@@ -119,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"the same blend in `chronorec recommend`: --weights {weights_arg}; "
             f"in `chronorec serve`: --blend {weights_arg}"
+            + (f" (or nothing: {args.run[0]}/{BLEND_FILE} holds it)" if args.save_blend else "")
         )
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from chronorec.errors import ChronorecError
@@ -42,19 +43,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--weights",
         metavar="NAME=W,...",
         help="blend with baselines at these weights (as `chronorec evaluate --blend` tunes "
-        "them), e.g. transitions=0.3,text-knn=0.5; the baselines count every logged event",
+        "them), e.g. transitions=0.3,text-knn=0.5; the baselines count every logged event. "
+        "Default for one run: its saved blend (RUN/blend.json) if it has one; 'none' for the "
+        "model alone",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from chronorec.ensemble import Ensemble, parse_weights
+    from chronorec.ensemble import BLEND_FILE, Ensemble, resolve_blend
     from chronorec.recommender import Recommender
 
     if args.k < 1:
         raise ChronorecError(f"-k must be at least 1, not {args.k}")
-    weights = parse_weights(args.weights)
+    one = args.run[0] if len(args.run) == 1 else None
+    weights = resolve_blend(args.weights, one, "--weights")
+    if weights and args.weights is None and one is not None:
+        shown = ",".join(f"{name}={w:g}" for name, w in weights.items())
+        print(
+            f"blended with the run's saved weights {shown} ({Path(one) / BLEND_FILE}); "
+            "--weights none for the model alone",
+            file=sys.stderr,
+        )
     rec: Recommender | Ensemble
     if len(args.run) == 1 and not weights:
         rec = Recommender.load(args.run[0], dataset=args.data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 from chronorec.commands import check_out_dir, write_dir
@@ -46,7 +47,14 @@ def run(args: argparse.Namespace) -> int:
         )
     rec = source.refit_all(epochs=args.epochs, progress=not args.no_progress)
     rec.meta["trained_on_all"]["from"] = str(args.run.resolve())
-    write_dir(out, rec.save)  # the run appears whole or not at all
+    from chronorec.ensemble import BLEND_FILE
+
+    def write(tmp: Path) -> None:
+        rec.save(tmp)
+        if (args.run / BLEND_FILE).is_file():  # the blend tuned for the source run goes along
+            shutil.copy2(args.run / BLEND_FILE, tmp / BLEND_FILE)
+
+    write_dir(out, write)  # the run appears whole or not at all
     trained = rec.meta["trained_on_all"]
     if args.json:
         print(json.dumps({"run": str(out), **trained}))

@@ -47,8 +47,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--blend",
         default=None,
         metavar="NAME=WEIGHT,...",
-        help="blend the model with baselines at these weights, e.g. the line `chronorec demo` "
-        "or `chronorec evaluate --blend` prints (default: CHRONOREC_BLEND, else the model alone)",
+        help="blend the model with baselines at these weights, e.g. repeat-recent=0.3,"
+        "popular-recent=1; 'none' for the model alone (default: CHRONOREC_BLEND, else the "
+        "run's saved blend, RUN/blend.json, written by `chronorec demo` and `chronorec "
+        "evaluate --save-blend`, else the model alone)",
     )
     p.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]

@@ -39,7 +39,7 @@ class ServiceSettings:
     popularity_half_life_days: float = 7.0
     threads: int = 1  # torch threads per request (requests already run concurrently)
     # baselines blended into the model's ranking, "NAME=WEIGHT,..." as `chronorec recommend
-    # --weights` takes them (e.g. the weights `chronorec demo` or `evaluate --blend` tuned)
+    # --weights` takes them; "" = the run's saved blend (RUN/blend.json) if any, "none" = none
     blend: str = ""
 
     def __post_init__(self) -> None:
@@ -66,22 +66,12 @@ class ServiceSettings:
         self.blend_weights()  # a bad blend fails at start-up
 
     def blend_weights(self) -> dict[str, float]:
-        """``blend`` as baseline name -> weight (empty: the model alone)."""
-        if not self.blend.strip():
-            return {}
-        from chronorec.ensemble import BLEND_BASELINES, parse_weights
+        """The blend to serve: ``blend`` ("NAME=W,..."; "none": the model alone), or when it is
+        empty the run's saved one (``RUN/blend.json``, from ``chronorec demo`` or ``chronorec
+        evaluate --save-blend``), else none."""
+        from chronorec.ensemble import resolve_blend
 
-        weights = parse_weights(self.blend, "blend (--blend or CHRONOREC_BLEND)")
-        unknown = sorted(set(weights) - set(BLEND_BASELINES))
-        if unknown:
-            raise ConfigError(
-                f"blend: unknown baseline(s) {', '.join(unknown)}; "
-                f"choose from {', '.join(BLEND_BASELINES)}"
-            )
-        bad = [name for name, w in weights.items() if not (w >= 0 and w < float("inf"))]
-        if bad:
-            raise ConfigError(f"blend: the weight of {bad[0]} must be a number >= 0")
-        return weights
+        return resolve_blend(self.blend, self.run_dir, "blend (--blend or CHRONOREC_BLEND)")
 
     @classmethod
     def from_env(
