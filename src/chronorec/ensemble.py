@@ -345,6 +345,8 @@ class Ensemble:
             if n_cols is not None and n_cols > raw.shape[1]:
                 low = raw[:, 1:].min(1, keepdim=True).values  # (B, 1)
                 raw = torch.cat([raw, low.expand(-1, n_cols - raw.shape[1])], 1)
+            elif n_cols is not None:  # text-knn may know an item the caller's table does not yet
+                raw = raw[:, :n_cols]
             out[name] = _baseline_z(name, raw, batch.items.shape[1])
         return out
 
