@@ -509,6 +509,31 @@ def test_blended_service_serves_the_offline_blend(
         np.testing.assert_allclose([x["score"] for x in got], want_scores[0], atol=1e-4)
         assert [x["item_id"] for x in got] != before  # the posted event counts
 
+        # an ad-hoc history (POST /recommendations), with and without timestamps
+        session = [("i3", "view", 100), ("i4", "buy", 100), ("i5", "view", 700)]
+        for stamped in (True, False):
+            body = {
+                "history": [
+                    {"item_id": i, "behaviour": b, **({"timestamp": t} if stamped else {})}
+                    for i, b, t in session
+                ],
+                "k": 6,
+                "exclude_seen": False,
+            }
+            got = c.post("/recommendations", json=body).json()
+            want_ids, want_scores = offline.recommend_histories(
+                [[i for i, _, _ in session]],
+                k=6,
+                timestamps=[[t for _, _, t in session]] if stamped else None,
+                behaviours=[[b for _, b, _ in session]],
+                exclude_seen=False,
+            )
+            assert got["source"] == "model+baselines"
+            assert [x["item_id"] for x in got["items"]] == want_ids[0]
+            np.testing.assert_allclose(
+                [x["score"] for x in got["items"]], want_scores[0], atol=1e-4
+            )
+
 
 def test_blend_pads_items_the_baselines_were_not_fitted_on(dataset_dir: Path) -> None:
     """A service's catalogue grows: columns past the fitted catalogue get each row's lowest
