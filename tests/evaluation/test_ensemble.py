@@ -261,6 +261,13 @@ def test_a_saved_blend_is_what_recommend_uses_unless_told_otherwise(successor, t
     assert json.loads(out)["items"] != alone  # the blend changes the ranking
     assert main([*base, "--weights", "none"]) == 0
     assert json.loads(capsys.readouterr().out)["items"] == alone
+    # evaluate, too, reports what serve and recommend rank with
+    assert main(["evaluate", str(path), "--data", data, "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["blend"] == tuned and json.loads(out)["weights_tuned_on"] == "valid"
+    assert "blended with the run's saved weights" in err
+    assert main(["evaluate", str(path), "--data", data, "--json", "--weights", "none"]) == 0
+    assert "blend" not in json.loads(capsys.readouterr().out)
     # errors: two runs, no blend to save, a broken file
     assert main(["evaluate", str(path), str(path), "--data", data, "--blend", "transitions",
                  "--save-blend"]) == 2  # fmt: skip

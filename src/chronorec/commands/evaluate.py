@@ -65,15 +65,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from chronorec.ensemble import BLEND_FILE, Ensemble, parse_weights, save_blend
+    from chronorec.ensemble import BLEND_FILE, Ensemble, resolve_blend, save_blend
     from chronorec.recommender import Recommender
+    from chronorec.training import checkpoint as ckpt
 
-    weights = parse_weights(args.weights)
+    weights = resolve_blend(args.weights, None, "--weights")  # "none": the model alone
     names = [n.strip() for n in args.blend.split(",") if n.strip()] if args.blend else []
     if args.save_blend and (len(args.run) != 1 or not (names or weights)):
         raise ConfigError("--save-blend stores the blend of one run: give one RUN and --blend")
     scorer: Recommender | Ensemble
     tuned = ""
+    if len(args.run) == 1 and not names and args.weights is None:  # what serve would rank with
+        weights = resolve_blend(None, args.run[0], "--weights")
+        if weights:
+            saved = Path(args.run[0]) / BLEND_FILE
+            tuned = "valid" if ckpt.read_json(saved).get("tuned_on") == "valid" else ""
+            print(
+                f"blended with the run's saved weights ({saved}); --weights none for the "
+                "model alone",
+                file=sys.stderr,
+            )
     if len(args.run) == 1 and not names and not weights:
         scorer = Recommender.load(args.run[0], dataset=args.data)
         model, item_repr = scorer.config.model.name, scorer.config.model.item_repr
@@ -141,8 +152,11 @@ def run(args: argparse.Namespace) -> int:
 def _behaviour_auc(scorer: Any, split: str) -> dict[str, float]:
     """For one run with a behaviour head: the AUC of P(b | history, item) telling the split's
     targets of each behaviour b from the others, where the split has both kinds."""
+    from chronorec.ensemble import Ensemble
     from chronorec.recommender import Recommender
 
+    if isinstance(scorer, Ensemble) and len(scorer.members) == 1:  # a blend: the run's head
+        scorer = scorer.members[0]
     if not isinstance(scorer, Recommender) or scorer.model is None:
         return {}
     if scorer.model.behaviour_head is None:
