@@ -53,9 +53,20 @@ def test_demo_quick_writes_the_report(demo_dir: Path, capsys: pytest.CaptureFixt
 
 def test_report_command_for_a_saved_run(demo_dir: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "again.html"
-    assert main(["report", str(demo_dir / "run"), "--out", str(out)]) == 0
-    _check_report(out)
-    assert BLEND_ROW not in out.read_text(encoding="utf-8")
+    saved = demo_dir / "run" / "blend.json"
+    kept = saved.read_text()
+    try:
+        saved.unlink()  # no saved blend: the model and the baselines only
+        assert main(["report", str(demo_dir / "run"), "--out", str(out)]) == 0
+        _check_report(out)
+        assert BLEND_ROW not in out.read_text(encoding="utf-8")
+        saved.write_text('{"weights": {"repeat-recent": 0.5}, "tuned_on": "valid"}')
+        assert main(["report", str(demo_dir / "run"), "--out", str(out)]) == 0  # the saved one
+        page = out.read_text(encoding="utf-8")
+        assert f"<td>{BLEND_ROW}</td>" in page and "(the run&#x27;s saved weights)" in page
+        assert "repeat-recent 0.5" in page
+    finally:
+        saved.write_text(kept)
     blended = tmp_path / "blended.html"
     args = ["report", str(demo_dir / "run"), "--out", str(blended), "--blend", "repeat-recent"]
     assert main(args) == 0

@@ -13,7 +13,7 @@ import html
 import io
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -234,20 +234,26 @@ def collect_report_data(
     train_summary: dict[str, Any],
     n_examples: int = 3,
     blend: Sequence[str] = (),
+    weights: Mapping[str, float] | None = None,
 ) -> ReportData:
     """Evaluate ``rec`` and the baselines on the test split and gather every section's data.
     ``train_summary`` is the run's ``metrics.json`` (history, epochs, stopped).
 
     ``blend``: baselines to blend with the model, their weights tuned on the validation split
-    (:meth:`Ensemble.tune`); the blend gets its own row (:data:`BLEND_ROW`) and recommends the
-    examples."""
+    (:meth:`Ensemble.tune`); or ``weights``, fixed ones (e.g. the run's saved blend). The blend
+    gets its own row (:data:`BLEND_ROW`) and recommends the examples."""
     split = make_split(ds, rec.config)  # one split for the baselines and the examples
     results = _evaluate_all(rec, ds, split, vectors)
     scorer: Recommender | Ensemble = rec
-    weights: dict[str, float] = {}
+    fixed = dict(weights or {})
+    weights = {}
     if blend and split.valid.height:
         scorer = Ensemble([rec])
         weights = scorer.tune(blend, which="valid")
+        results[BLEND_ROW] = scorer.evaluate("test").to_dict()
+    elif fixed and not blend:
+        scorer = Ensemble([rec], fixed)
+        weights = fixed
         results[BLEND_ROW] = scorer.evaluate("test").to_dict()
     xy, colour = _embedding_map(rec, ds)
     cfg = rec.config
@@ -273,6 +279,10 @@ def collect_report_data(
             ", ".join(f"{name} {w:g}" for name, w in weights.items())
             if weights
             else "not tuned: the split has no validation targets"
+        )
+    elif fixed:
+        info[f"{BLEND_ROW} (the run's saved weights)"] = ", ".join(
+            f"{name} {w:g}" for name, w in fixed.items()
         )
     return ReportData(
         title=title, info=info, history=train_summary.get("history", []),
@@ -402,7 +412,9 @@ def report_for_run(
     blend: Sequence[str] = (),
 ) -> Path:
     """Write ``report.html`` for a saved run; ``dataset`` defaults to the one it was trained on;
-    ``blend`` as in :func:`collect_report_data`."""
+    ``blend`` as in :func:`collect_report_data`; without it the run's saved blend
+    (``RUN/blend.json``), if any, gets the blended row."""
+    from chronorec.ensemble import saved_blend
     from chronorec.recommender import build_text_vectors
     from chronorec.training import checkpoint as ckpt
 
@@ -420,6 +432,6 @@ def report_for_run(
     )
     data = collect_report_data(
         rec, rec.dataset, title=f"chronorec report: {run.name}", vectors=vectors,
-        train_summary=summary, blend=blend,
+        train_summary=summary, blend=blend, weights=None if blend else saved_blend(run),
     )  # fmt: skip
     return write_report(data, out if out is not None else run / "report.html")
