@@ -578,16 +578,19 @@ def test_blend_with_text_knn_scores_a_posted_item_by_its_text(
     )  # fmt: skip
     title = two_shop_dataset().items.filter(pl.col("item_id") == "i3")["title"].item()
     with TestClient(create_app(settings)) as c:
+        before = c.get("/users/u1/recommendations?k=30&exclude_seen=false").json()["items"]
+        engine = c.app.state.engine  # type: ignore[attr-defined]
+        assert len(engine._blend_cache) == 1  # u1's blended list is kept for the next read
         item = {"item_id": "i3-copy", "title": title}
         assert c.post("/items", json=item, headers=AUTH).status_code == 201
         got = c.get("/users/u1/recommendations?k=30&exclude_seen=false").json()
         assert got["source"] == "model+baselines"
         score = {x["item_id"]: x["score"] for x in got["items"]}
-        assert score["i3-copy"] == pytest.approx(score["i3"], abs=1e-3)
+        assert score["i3-copy"] == pytest.approx(score["i3"], abs=1e-3)  # not the kept list
+        assert "i3-copy" not in {x["item_id"] for x in before}
 
         event = {"user_id": "u1", "item_id": "i3-copy", "timestamp": 1_700_000_000}
         assert c.post("/events", json=event, headers=AUTH).status_code in (200, 201, 202)
-        engine = c.app.state.engine  # type: ignore[attr-defined]
         state = engine.user_state("u1")
         assert state.window[0][-1] == engine.index["i3-copy"]
         knn = engine._blender.baselines["text-knn"]

@@ -45,6 +45,10 @@ from chronorec.training import checkpoint as ckpt
 log = logging.getLogger(__name__)
 
 RRF_K = 60  # reciprocal-rank fusion constant (Cormack et al.)
+# A blended ranking depends only on the user's state: the best BLEND_TOP items (+ the seen
+# ones, which a request may exclude) are kept per state for up to BLEND_CACHE_USERS states.
+BLEND_TOP = 200
+BLEND_CACHE_USERS = 10_000
 
 
 class ServiceError(Exception):
@@ -169,6 +173,12 @@ class Engine:
         # baselines blended into the ranking, fitted on the run's log (items it knows)
         self.blend_weights = settings.blend_weights()
         self._blender: Ensemble | None = None
+        # blended lists by user state; the version changes with whatever changes every
+        # user's blend (a posted item, a user forgotten from user-KNN)
+        self._blend_cache: OrderedDict[int, tuple[UserState, int, np.ndarray, np.ndarray]] = (
+            OrderedDict()
+        )
+        self._blend_version = 0
         if self.blend_weights:
             if rec.dataset is None:
                 raise ConfigError(
@@ -330,6 +340,8 @@ class Engine:
             self._n_rows = n + 1
             if self._blender is not None and "text-knn" in self._blender.weights:
                 self._blender.baselines["text-knn"].extend(text_vector[None])
+            with self._cache_lock:  # after the rows: a reader of the new version sees them
+                self._blend_version += 1  # every blended list may now include the new item
 
     def _tables(self) -> tuple[torch.Tensor, torch.Tensor]:
         n = self._n_rows
@@ -451,6 +463,8 @@ class Engine:
             return
         if user_id in self._base_users:
             self._blender.baselines["user-knn"].forget(self._base_users[user_id])
+            with self._cache_lock:
+                self._blend_version += 1
 
     def _stripe_index(self, user_id: str) -> int:
         return hash(user_id) % len(self._stripes)
@@ -560,8 +574,16 @@ class Engine:
     # ------------------------------------------------------------------ ranking
 
     def rank(
-        self, state: UserState, k: int, *, exclude_seen: bool = True, behaviour: str | None = None
+        self,
+        state: UserState,
+        k: int,
+        *,
+        exclude_seen: bool = True,
+        behaviour: str | None = None,
+        cache: bool = False,
     ) -> Ranked:
+        """Top-``k`` for a state; ``cache``: keep its blended list for the next request (a
+        known user's cached state, not a one-off history)."""
         _torch_threads(self.settings.threads)
         exclude = state.seen if exclude_seen else np.zeros(0, np.int64)
         if state.n_events == 0:
@@ -569,7 +591,13 @@ class Engine:
             return self._ranked(rows, scores, "popularity", 0)
         raw, prep = self._tables()
         want = k if behaviour is None else max(100, 5 * k)
-        if self._blender is not None:
+        if self._blender is not None and cache and want <= BLEND_TOP:
+            rows, scores = self._cached_blend(state)
+            if len(exclude):
+                keep = ~np.isin(rows, exclude)
+                rows, scores = rows[keep], scores[keep]
+            rows, scores = rows[:want], scores[:want]
+        elif self._blender is not None:
             rows, scores = self._with_baselines(state, exclude, want, prep)
         else:
             # a repeat model rescores history items: fetch enough others to stay exact
@@ -589,6 +617,25 @@ class Engine:
             return self._ranked(rows, scores, "blend", state.n_events)
         source = "model" if self._blender is None else "model+baselines"
         return self._ranked(rows, scores, source, state.n_events)
+
+    def _cached_blend(self, state: UserState) -> tuple[np.ndarray, np.ndarray]:
+        """The best ``BLEND_TOP + len(state.seen)`` of the blend for ``state``, seen items
+        included (so that excluding them still leaves ``BLEND_TOP``), from the cache when this
+        very state was ranked since the last catalogue change."""
+        with self._cache_lock:
+            version = self._blend_version  # before the tables: a change after it misses later
+            hit = self._blend_cache.get(id(state))  # the entry keeps the state alive: id is unique
+            if hit is not None and hit[0] is state and hit[1] == version:
+                self._blend_cache.move_to_end(id(state))
+                return hit[2], hit[3]
+        _, prep = self._tables()
+        n = BLEND_TOP + len(state.seen)
+        rows, scores = self._with_baselines(state, np.zeros(0, np.int64), n, prep)
+        with self._cache_lock:
+            self._blend_cache[id(state)] = (state, version, rows, scores)
+            while len(self._blend_cache) > BLEND_CACHE_USERS:
+                self._blend_cache.popitem(last=False)
+        return rows, scores
 
     @torch.no_grad()
     def _with_baselines(

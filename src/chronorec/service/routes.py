@@ -172,7 +172,7 @@ def user_recommendations(
     engine = engine_of(request)
     _check_k(k, settings_of(request))
     state = engine.user_state(user_id)
-    ranked = engine.rank(state, k, exclude_seen=exclude_seen, behaviour=behaviour)
+    ranked = engine.rank(state, k, exclude_seen=exclude_seen, behaviour=behaviour, cache=True)
     return _response(engine, ranked, user_id)
 
 
