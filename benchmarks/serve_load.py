@@ -7,7 +7,7 @@ top-10 p99 <= 15 ms, >= 500 requests/s, read-your-writes <= 50 ms. Bounded: --se
 retrieval mode and --max-requests in all; the server runs under `nice` and is always killed.
 
 Usage: python benchmarks/serve_load.py [--items 100000] [--seconds 20] [--concurrency 8]
-       [--modes exact,faiss-ivf]
+       [--modes exact,faiss-ivf] [--warm] [--blend repeat-recent=0.5,transitions=0.3]
 """
 
 from __future__ import annotations
