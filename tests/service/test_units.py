@@ -646,3 +646,35 @@ def test_the_runs_saved_blend_is_served_unless_told_otherwise(text_run: Path, tm
     (run / "blend.json").write_text('{"weights": {"nope": 1}}')
     with pytest.raises(ConfigError, match="blend.json: unknown baseline"):
         ServiceSettings(run_dir=str(run), db_url=db)
+
+
+def test_a_blend_ranks_by_behaviour_on_top_of_the_blended_list(
+    dataset_dir: Path, tmp_path: Path
+) -> None:
+    """``?behaviour=buy`` with a blend re-ranks the blended candidates by blended score +
+    log P(buy | history, item): the served scores are the blended ones plus the head's log P."""
+    rec = fit_tiny(dataset_dir, "gru", behaviour_head=True)
+    run = rec.save(tmp_path / "run")
+    settings = ServiceSettings(
+        run_dir=str(run), db_url=f"sqlite:///{tmp_path}/e.db", token=TOKEN,
+        blend="transitions=0.5,repeat=0.3",
+    )  # fmt: skip
+    with TestClient(create_app(settings)) as c:
+        plain = c.get("/users/u2/recommendations?k=24&exclude_seen=false").json()["items"]
+        got = c.get("/users/u2/recommendations?k=5&exclude_seen=false&behaviour=buy").json()
+        assert got["source"] == "model+baselines" and len(got["items"]) == 5
+        engine = c.app.state.engine  # type: ignore[attr-defined]
+        state = engine.user_state("u2")
+        rows = np.array([engine.index[x["item_id"]] for x in plain])
+        raw, _ = engine._tables()
+        with torch.no_grad():
+            window = (torch.from_numpy(state.window[0])[None],
+                      torch.from_numpy(state.window[1])[None])  # fmt: skip
+            logits = engine.model.behaviour_logits(
+                state.hidden[None], torch.from_numpy(rows)[None], raw, window
+            )
+            logp = torch.log_softmax(logits, -1)[0, :, engine.behaviour_index("buy") - 1]
+        combined = np.array([x["score"] for x in plain]) + logp.numpy()
+        order = np.argsort(-combined, kind="stable")[:5]
+        assert [x["item_id"] for x in got["items"]] == [plain[i]["item_id"] for i in order]
+        np.testing.assert_allclose([x["score"] for x in got["items"]], combined[order], atol=1e-4)

@@ -589,7 +589,7 @@ class Engine:
         if state.n_events == 0:
             rows, scores = self._popular(k, exclude)
             return self._ranked(rows, scores, "popularity", 0)
-        raw, prep = self._tables()
+        _, prep = self._tables()
         want = k if behaviour is None else max(100, 5 * k)
         if self._blender is not None and cache and want <= BLEND_TOP:
             rows, scores = self._cached_blend(state)
@@ -609,6 +609,7 @@ class Engine:
                 rows, scores = self._with_repeat(state, rows, scores, exclude, prep)
                 rows, scores = rows[:want], scores[:want]
         if behaviour is not None:
+            raw, _ = self._tables()  # now: a kept blended list may hold an item posted since
             rows, scores = self._by_behaviour(state, rows, scores, behaviour, raw)
             rows, scores = rows[:k], scores[:k]
         if state.n_events < self.settings.blend_events:
