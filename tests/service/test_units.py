@@ -678,3 +678,25 @@ def test_a_blend_ranks_by_behaviour_on_top_of_the_blended_list(
         order = np.argsort(-combined, kind="stable")[:5]
         assert [x["item_id"] for x in got["items"]] == [plain[i]["item_id"] for i in order]
         np.testing.assert_allclose([x["score"] for x in got["items"]], combined[order], atol=1e-4)
+
+
+@pytest.mark.parametrize("blend", ["", "transitions=0.5,repeat=0.3"])
+def test_blocked_items_are_never_recommended(text_run: Path, tmp_path: Path, blend: str) -> None:
+    """``block``: the list is the unblocked one without those items, for a known user (model
+    or blend), a user without events (popularity) and an ad-hoc history."""
+    settings = ServiceSettings(
+        run_dir=str(text_run), db_url=f"sqlite:///{tmp_path}/e.db", token=TOKEN, blend=blend
+    )
+    with TestClient(create_app(settings)) as c:
+        for user in ("u1", "nobody"):
+            url = f"/users/{user}/recommendations?exclude_seen=false"
+            full = [x["item_id"] for x in c.get(f"{url}&k=24").json()["items"]]  # every item
+            block = full[:2] + [full[5]]
+            got = c.get(f"{url}&k=12&block={','.join(block)}").json()["items"]
+            assert [x["item_id"] for x in got] == [i for i in full if i not in block][:12]
+        body = {"history": [{"item_id": f"i{i}"} for i in (3, 4, 5, 6)], "k": 20}  # > 3 events
+        full = [x["item_id"] for x in c.post("/recommendations", json=body).json()["items"]]
+        got = c.post("/recommendations", json={**body, "k": 12, "block": full[:3]}).json()
+        assert [x["item_id"] for x in got["items"]] == full[3:15]
+        bad = c.get("/users/u1/recommendations?block=i1,nope")
+        assert bad.status_code == 422 and "block: unknown item id 'nope'" in bad.text

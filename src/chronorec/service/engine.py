@@ -581,17 +581,22 @@ class Engine:
         exclude_seen: bool = True,
         behaviour: str | None = None,
         cache: bool = False,
+        block: np.ndarray | None = None,
     ) -> Ranked:
-        """Top-``k`` for a state; ``cache``: keep its blended list for the next request (a
-        known user's cached state, not a one-off history)."""
+        """Top-``k`` for a state, never the rows in ``block`` (nor, with ``exclude_seen``, the
+        state's items); ``cache``: keep its blended list for the next request (a known user's
+        cached state, not a one-off history)."""
         _torch_threads(self.settings.threads)
         exclude = state.seen if exclude_seen else np.zeros(0, np.int64)
+        blocked = block is not None and len(block) > 0
+        if block is not None and blocked:
+            exclude = np.union1d(exclude, block)
         if state.n_events == 0:
             rows, scores = self._popular(k, exclude)
             return self._ranked(rows, scores, "popularity", 0)
         _, prep = self._tables()
         want = k if behaviour is None else max(100, 5 * k)
-        if self._blender is not None and cache and want <= BLEND_TOP:
+        if self._blender is not None and cache and want <= BLEND_TOP and not blocked:
             rows, scores = self._cached_blend(state)
             if len(exclude):
                 keep = ~np.isin(rows, exclude)

@@ -9,6 +9,7 @@ import threading
 import time
 from typing import Annotated
 
+import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -147,6 +148,19 @@ def _response(engine: Engine, ranked: Ranked, user_id: str | None) -> Response:
     return JSONBody(body.model_dump_json())
 
 
+def _blocked(engine: Engine, item_ids: list[str], settings: ServiceSettings) -> np.ndarray:
+    """The catalogue rows of items a request blocks; an unknown id is a 422 naming it."""
+    if len(item_ids) > settings.max_history:
+        raise ServiceError(
+            413, "block_too_long", f"{len(item_ids)} blocked items; the limit is "
+            f"{settings.max_history}",
+        )  # fmt: skip
+    unknown = [i.strip() for i in item_ids if i.strip() not in engine.index]
+    if unknown:
+        raise ServiceError(422, "unknown_item", f"block: unknown item id {unknown[0]!r}")
+    return np.array([engine.index[i.strip()] for i in item_ids], dtype=np.int64)
+
+
 def _check_k(k: int, settings: ServiceSettings) -> None:
     if k > settings.max_k:
         raise ServiceError(
@@ -166,13 +180,20 @@ def user_recommendations(
     k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
     exclude_seen: bool = True,
     behaviour: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    block: Annotated[
+        str | None, Query(max_length=100_000, description="comma-separated item ids to leave out")
+    ] = None,
 ) -> Response:
     """Top-k for a user after every event stored so far; a user with no events gets recent
     popularity, blended with the model over their first few events."""
     engine = engine_of(request)
-    _check_k(k, settings_of(request))
+    settings = settings_of(request)
+    _check_k(k, settings)
+    blocked = _blocked(engine, [b for b in (block or "").split(",") if b.strip()], settings)
     state = engine.user_state(user_id)
-    ranked = engine.rank(state, k, exclude_seen=exclude_seen, behaviour=behaviour, cache=True)
+    ranked = engine.rank(
+        state, k, exclude_seen=exclude_seen, behaviour=behaviour, cache=True, block=blocked
+    )
     return _response(engine, ranked, user_id)
 
 
@@ -190,10 +211,13 @@ def history_recommendations(body: RecommendRequest, request: Request) -> Respons
             "history_too_long",
             f"{len(body.history)} history events; the limit is {settings.max_history}",
         )
+    blocked = _blocked(engine, body.block, settings)
     state = engine.history_state(
         [(e.item_id, e.behaviour, to_seconds(e.timestamp)) for e in body.history]
     )
-    ranked = engine.rank(state, body.k, exclude_seen=body.exclude_seen, behaviour=body.behaviour)
+    ranked = engine.rank(
+        state, body.k, exclude_seen=body.exclude_seen, behaviour=body.behaviour, block=blocked
+    )
     return _response(engine, ranked, None)
 
 

@@ -96,6 +96,9 @@ class RecommendRequest(Request):
     k: int = Field(10, ge=1, le=MAX_K)
     exclude_seen: bool = True
     behaviour: Name | None = None
+    block: list[Id] = Field(
+        default_factory=list, max_length=MAX_HISTORY, description="items never to recommend"
+    )
 
 
 class RecommendedItem(BaseModel):
