@@ -190,9 +190,16 @@ class Ensemble:
         weights: Mapping[str, float] | None = None,
         *,
         fit_on: str = "train",
+        events: pl.DataFrame | None = None,
     ) -> None:
+        """``events`` (with ``fit_on="all"``): the log to fit the baselines on instead of the
+        dataset's — e.g. a service's, with the events posted to it (columns ``user``, ``item``,
+        ``timestamp``, ``behaviour``, ``position``, sorted by user and position)."""
         if not members:
             raise ConfigError("an ensemble needs at least one run")
+        if events is not None and fit_on != "all":
+            raise ConfigError("an event log for the baselines goes with fit_on='all'")
+        self._events = events
         first = members[0]
         first._require_dataset()
         items = first.item_ids()
@@ -264,7 +271,7 @@ class Ensemble:
         if missing:
             dataset = self.members[0]._require_dataset()
             if self._stage == "all":
-                train = dataset.events
+                train = dataset.events if self._events is None else self._events
             else:  # "valid" or "test", set by at(); Split.known checks the name
                 train = self._get_split().known(self._stage)  # type: ignore[arg-type]
             behaviour = self.config.data.target_behaviour

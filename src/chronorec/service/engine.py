@@ -11,8 +11,9 @@ in flight finish on the engine they started with.
 With the ``blend`` setting the model's scores over the whole catalogue are z-scored and blended
 with baselines (:class:`~chronorec.ensemble.Ensemble` with ``fit_on="all"``, as ``chronorec
 recommend --weights`` ranks): their item-side statistics (popularity, transitions, the
-neighbours of user-KNN) are fitted on the run's event log when the engine is built, and read the
-user's live window (the same last ``max_len`` events) on every request.
+neighbours of user-KNN) are fitted when the engine is built, on the run's event log and the
+events posted so far (:meth:`Engine._blend_log`), and read the user's live window (the same last
+``max_len`` events) on every request.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import torch
 
 from chronorec.data.sequences import EventArrays, HistoryBatch
@@ -179,15 +181,15 @@ class Engine:
             OrderedDict()
         )
         self._blend_version = 0
+        self._blend_rows: dict[str, int] = {}  # user id -> row of the blend's event log
         if self.blend_weights:
             if rec.dataset is None:
                 raise ConfigError(
                     "blend: the baselines are fitted on the run's event log; the run has no "
                     "dataset (pass --dataset)"
                 )
-            self._blender = Ensemble([rec], self.blend_weights, fit_on="all")
-            for user in self.forgotten:
-                self._forget_neighbour(user)
+            log, self._blend_rows = self._blend_log()
+            self._blender = Ensemble([rec], self.blend_weights, fit_on="all", events=log)
 
         self._restore_items()
         self.retriever: Retriever = build_retriever(
@@ -227,6 +229,46 @@ class Engine:
             return None
         raw = json.dumps({"text": self.rec.config.text, "dim": self.encoder.dim}, sort_keys=True)
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+    def _blend_log(self) -> tuple[pl.DataFrame, dict[str, int]]:
+        """The log the blended baselines are fitted on: the run's event log without forgotten
+        users, then the events posted to the service on the catalogue's items (each user's
+        after their logged ones, by time); and each user's row in it."""
+        ds = self.rec.dataset
+        assert ds is not None
+        cols = ["user", "item", "timestamp", "behaviour", "position"]
+        base = ds.events.select(cols)
+        rows = dict(self._base_users)
+        gone = [rows[u] for u in self.forgotten if u in rows]
+        if gone:
+            base = base.filter(~pl.col("user").is_in(gone))
+        stored = [e for e in self.store.iter_events() if e.item_id in self.index]
+        if not stored:
+            return base, rows
+        next_row = ds.n_users + 1  # users the log does not know get rows after its own
+        for e in stored:
+            if e.user_id not in rows:
+                rows[e.user_id] = next_row
+                next_row += 1
+        posted = pl.DataFrame(
+            {
+                "user": [rows[e.user_id] for e in stored],
+                "item": [self.index[e.item_id] for e in stored],
+                "timestamp": [e.ts if ds.has_timestamps else None for e in stored],
+                "behaviour": [self.behaviour_index(e.behaviour) for e in stored],
+                "_ts": [e.ts for e in stored],
+            }
+        ).sort(["user", "_ts"], maintain_order=True)
+        logged = base.group_by("user").agg(pl.len().alias("_n"))
+        posted = (
+            posted.join(logged, on="user", how="left")
+            .with_columns(
+                (pl.col("_n").fill_null(0) + pl.int_range(pl.len()).over("user")).alias("position")
+            )
+            .select(cols)
+            .cast(dict(base.schema))  # type: ignore[arg-type]
+        )
+        return pl.concat([base, posted]).sort(["user", "position"]), rows
 
     def _restore_items(self) -> None:
         """Items posted to an earlier server (or before a reload) are recommendable again."""
@@ -461,8 +503,8 @@ class Engine:
         counts of popularity and transitions are aggregates and keep their events)."""
         if self._blender is None or "user-knn" not in self._blender.weights:
             return
-        if user_id in self._base_users:
-            self._blender.baselines["user-knn"].forget(self._base_users[user_id])
+        if user_id in self._blend_rows:
+            self._blender.baselines["user-knn"].forget(self._blend_rows[user_id])
             with self._cache_lock:
                 self._blend_version += 1
 
