@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 
@@ -198,6 +199,12 @@ def test_recommendations_count_every_event_and_evaluation_refuses_that(successor
     assert offline.baselines["transitions"].counts_.sum() == pairs - successor.n_users
     with offline.at("valid"):  # the training split holds out the last two events of each user
         assert offline.baselines["transitions"].counts_.sum() == pairs - 2 * successor.n_users
+    # another log for the blend (a service's, with its posted events): only for fit_on="all"
+    half = successor.events.filter(pl.col("user") <= successor.n_users // 2)
+    other = Ensemble([run], weights={"transitions": 1.0}, fit_on="all", events=half)
+    assert other.baselines["transitions"].counts_.sum() == half.height - successor.n_users // 2
+    with pytest.raises(ConfigError, match="fit_on='all'"):
+        Ensemble([run], fit_on="train", events=half)
     assert offline.baselines["transitions"].counts_.sum() == pairs - successor.n_users
     with pytest.raises(ConfigError, match="fit_on='train'"):
         live.evaluate("test")
