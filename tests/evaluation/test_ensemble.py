@@ -215,8 +215,6 @@ def test_recommendations_count_every_event_and_evaluation_refuses_that(successor
 def test_recent_popularity_blends_only_with_timestamps(successor) -> None:
     import dataclasses
 
-    import polars as pl
-
     run = _weak(successor)
     ens = Ensemble([run], weights={"popular-recent": 1.0})
     assert ens.evaluate("test").metrics["ndcg@10"] >= 0.0
