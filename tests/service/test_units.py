@@ -725,14 +725,19 @@ def test_a_restart_fits_the_blend_on_the_log_and_the_posted_events(
         for t, item in enumerate(walk):
             event = {"user_id": "newbie", "item_id": item, "timestamp": 1_700_000_000 + t}
             assert c.post("/events", json=event, headers=AUTH).status_code in (200, 201, 202)
+        # a logged user's posted event follows their logged ones: (their last item, i7)
+        logged = rec.user_batch(["u2"], 1)[0]
+        last = rec.item_ids()[int(logged.items[0, -1]) - 1]
+        event = {"user_id": "u2", "item_id": "i7", "timestamp": int(logged.timestamps[0, -1]) + 60}
+        assert c.post("/events", json=event, headers=AUTH).status_code in (200, 201, 202)
         assert engine._blender.baselines["transitions"].counts_.sum() == pairs  # until a restart
     with TestClient(create_app(settings)) as c:
         engine = c.app.state.engine  # type: ignore[attr-defined]
         trans = engine._blender.baselines["transitions"]
-        assert trans.counts_.sum() == pairs + len(walk) - 1
-        a, b = engine.index["i20"], engine.index["i7"]
-        successors = trans.successors_[trans.indptr_[a] : trans.indptr_[a + 1]]
-        assert b in successors
+        assert trans.counts_.sum() == pairs + len(walk) - 1 + 1
+        for first in ("i20", last):  # the new user's walk, and u2's logged last item -> i7
+            a, b = engine.index[first], engine.index["i7"]
+            assert b in trans.successors_[trans.indptr_[a] : trans.indptr_[a + 1]]
         row = engine._blend_rows["newbie"]
         assert row == rec.dataset.n_users + 1  # type: ignore[union-attr]
         assert engine._blender.baselines["user-knn"].users_[row].sum() > 0

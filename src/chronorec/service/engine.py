@@ -258,7 +258,10 @@ class Engine:
                 "behaviour": [self.behaviour_index(e.behaviour) for e in stored],
                 "_ts": [e.ts for e in stored],
             }
-        ).sort(["user", "_ts"], maintain_order=True)
+        )
+        posted = posted.with_columns(pl.col("user").cast(base.schema["user"])).sort(
+            ["user", "_ts"], maintain_order=True
+        )
         logged = base.group_by("user").agg(pl.len().alias("_n"))
         posted = (
             posted.join(logged, on="user", how="left")
