@@ -79,28 +79,35 @@ def check_weights(weights: Mapping[str, float], where: str) -> dict[str, float]:
 
 
 def save_blend(run_dir: str | Path, weights: Mapping[str, float], *, tuned_on: str) -> Path:
-    """Store a run's blend (weights above 0) as ``RUN/blend.json``, which ``chronorec serve``
-    and ``chronorec recommend`` use when not told otherwise."""
+    """Store a run's blend (weights above 0) as ``RUN/blend.json``, which ``chronorec serve``,
+    ``recommend``, ``evaluate`` and ``report`` use when not told otherwise."""
     from chronorec.training import checkpoint as ckpt
 
     kept = {name: float(w) for name, w in check_weights(weights, "blend").items() if w > 0}
     return ckpt.write_json(Path(run_dir) / BLEND_FILE, {"weights": kept, "tuned_on": tuned_on})
 
 
-def saved_blend(run_dir: str | Path) -> dict[str, float]:
-    """The weights of ``RUN/blend.json`` ({} without one)."""
+def read_blend(run_dir: str | Path) -> tuple[dict[str, float], str]:
+    """The weights of ``RUN/blend.json`` and the split they were tuned on ("valid", or
+    "given" for fixed ones); ``({}, "")`` without one."""
     from chronorec.training import checkpoint as ckpt
 
     path = Path(run_dir) / BLEND_FILE
     if not path.is_file():
-        return {}
+        return {}, ""
     try:
-        weights = ckpt.read_json(path)["weights"]
+        saved = ckpt.read_json(path)
+        weights = saved["weights"]
         if not isinstance(weights, dict):
             raise TypeError
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path}: not a blend file ({{'weights': {{NAME: W}}}}): {exc}") from None
-    return check_weights(weights, str(path))
+    return check_weights(weights, str(path)), str(saved.get("tuned_on", ""))
+
+
+def saved_blend(run_dir: str | Path) -> dict[str, float]:
+    """The weights of ``RUN/blend.json`` ({} without one)."""
+    return read_blend(run_dir)[0]
 
 
 def resolve_blend(text: str | None, run_dir: str | Path | None, option: str) -> dict[str, float]:

@@ -246,14 +246,14 @@ def collect_report_data(
     results = _evaluate_all(rec, ds, split, vectors)
     scorer: Recommender | Ensemble = rec
     fixed = dict(weights or {})
-    weights = {}
+    used: dict[str, float] = {}
     if blend and split.valid.height:
         scorer = Ensemble([rec])
-        weights = scorer.tune(blend, which="valid")
+        used = scorer.tune(blend, which="valid")
         results[BLEND_ROW] = scorer.evaluate("test").to_dict()
     elif fixed and not blend:
         scorer = Ensemble([rec], fixed)
-        weights = fixed
+        used = fixed
         results[BLEND_ROW] = scorer.evaluate("test").to_dict()
     xy, colour = _embedding_map(rec, ds)
     cfg = rec.config
@@ -276,8 +276,8 @@ def collect_report_data(
         )
     if blend:
         info[f"{BLEND_ROW} (weights tuned on validation)"] = (
-            ", ".join(f"{name} {w:g}" for name, w in weights.items())
-            if weights
+            ", ".join(f"{name} {w:g}" for name, w in used.items())
+            if used
             else "not tuned: the split has no validation targets"
         )
     elif fixed:
@@ -289,7 +289,7 @@ def collect_report_data(
         results=results, model_name="model", embedding_xy=xy, embedding_colour=colour,
         embedding_colour_label="log10 price (£)",
         examples=_examples(rec, ds, split, n_examples, scorer=scorer),
-        blend_weights=weights or None,
+        blend_weights=used or None,
     )  # fmt: skip
 
 

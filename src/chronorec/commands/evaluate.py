@@ -65,9 +65,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from chronorec.ensemble import BLEND_FILE, Ensemble, resolve_blend, save_blend
+    from chronorec.ensemble import BLEND_FILE, Ensemble, read_blend, resolve_blend, save_blend
     from chronorec.recommender import Recommender
-    from chronorec.training import checkpoint as ckpt
 
     weights = resolve_blend(args.weights, None, "--weights")  # "none": the model alone
     names = [n.strip() for n in args.blend.split(",") if n.strip()] if args.blend else []
@@ -76,13 +75,12 @@ def run(args: argparse.Namespace) -> int:
     scorer: Recommender | Ensemble
     tuned = ""
     if len(args.run) == 1 and not names and args.weights is None:  # what serve would rank with
-        weights = resolve_blend(None, args.run[0], "--weights")
+        weights, tuned_on = read_blend(args.run[0])
         if weights:
-            saved = Path(args.run[0]) / BLEND_FILE
-            tuned = "valid" if ckpt.read_json(saved).get("tuned_on") == "valid" else ""
+            tuned = "valid" if tuned_on == "valid" else ""
             print(
-                f"blended with the run's saved weights ({saved}); --weights none for the "
-                "model alone",
+                f"blended with the run's saved weights ({Path(args.run[0]) / BLEND_FILE}); "
+                "--weights none for the model alone",
                 file=sys.stderr,
             )
     if len(args.run) == 1 and not names and not weights:

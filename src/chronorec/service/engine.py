@@ -172,7 +172,7 @@ class Engine:
         self._pop_top: np.ndarray | None = None
         self._tau = settings.popularity_half_life_days * 86_400 / math.log(2)
 
-        # baselines blended into the ranking, fitted on the run's log (items it knows)
+        # baselines blended into the ranking, fitted on the run's log and the posted events
         self.blend_weights = settings.blend_weights()
         self._blender: Ensemble | None = None
         # blended lists by user state; the version changes with whatever changes every
@@ -487,23 +487,21 @@ class Engine:
     def forget(self, user_id: str) -> int:
         with self._stripes[self._stripe_index(user_id)]:
             deleted = self.store.forget_user(user_id)
-            self.forgotten.add(user_id)
-            with self._cache_lock:
-                self._cache.pop(user_id, None)
-            self._forget_neighbour(user_id)
+            self._forget_state(user_id)
         return deleted
 
     def also_forgotten(self, users: set[str]) -> None:
         """Users forgotten while this engine was being built (a DELETE racing a reload)."""
         for user_id in users - self.forgotten:
-            self.forgotten.add(user_id)
-            with self._cache_lock:
-                self._cache.pop(user_id, None)
-            self._forget_neighbour(user_id)
+            self._forget_state(user_id)
 
-    def _forget_neighbour(self, user_id: str) -> None:
-        """A forgotten training-log user is nobody's neighbour in a blended user-KNN (the
-        counts of popularity and transitions are aggregates and keep their events)."""
+    def _forget_state(self, user_id: str) -> None:
+        """Drop what the engine holds of a forgotten user: their training-log history (from
+        now on), their cached state and their row among a blended user-KNN's neighbours (the
+        blend's other counts leave their events out from the next start-up or reload)."""
+        self.forgotten.add(user_id)
+        with self._cache_lock:
+            self._cache.pop(user_id, None)
         if self._blender is None or "user-knn" not in self._blender.weights:
             return
         if user_id in self._blend_rows:
@@ -634,8 +632,8 @@ class Engine:
         _torch_threads(self.settings.threads)
         exclude = state.seen if exclude_seen else np.zeros(0, np.int64)
         blocked = block is not None and len(block) > 0
-        if block is not None and blocked:
-            exclude = np.union1d(exclude, block)
+        if blocked:
+            exclude = np.union1d(exclude, np.asarray(block))
         if state.n_events == 0:
             rows, scores = self._popular(k, exclude)
             return self._ranked(rows, scores, "popularity", 0)
