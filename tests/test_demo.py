@@ -65,6 +65,8 @@ def test_report_command_for_a_saved_run(demo_dir: Path, tmp_path: Path, capsys) 
         page = out.read_text(encoding="utf-8")
         assert f"<td>{BLEND_ROW}</td>" in page and "(the run&#x27;s saved weights)" in page
         assert "repeat-recent 0.5" in page
+        assert main(["report", str(demo_dir / "run"), "--out", str(out), "--blend", "none"]) == 0
+        assert BLEND_ROW not in out.read_text(encoding="utf-8")  # none: the saved one left out
     finally:
         saved.write_text(kept)
     blended = tmp_path / "blended.html"

@@ -410,10 +410,12 @@ def report_for_run(
     out: str | Path | None = None,
     dataset: str | Path | None = None,
     blend: Sequence[str] = (),
+    *,
+    saved: bool = True,
 ) -> Path:
     """Write ``report.html`` for a saved run; ``dataset`` defaults to the one it was trained on;
     ``blend`` as in :func:`collect_report_data`; without it the run's saved blend
-    (``RUN/blend.json``), if any, gets the blended row."""
+    (``RUN/blend.json``), if any and ``saved``, gets the blended row."""
     from chronorec.ensemble import saved_blend
     from chronorec.recommender import build_text_vectors
     from chronorec.training import checkpoint as ckpt
@@ -432,6 +434,6 @@ def report_for_run(
     )
     data = collect_report_data(
         rec, rec.dataset, title=f"chronorec report: {run.name}", vectors=vectors,
-        train_summary=summary, blend=blend, weights=None if blend else saved_blend(run),
+        train_summary=summary, blend=blend, weights=None if blend or not saved else saved_blend(run),
     )  # fmt: skip
     return write_report(data, out if out is not None else run / "report.html")

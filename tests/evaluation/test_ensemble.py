@@ -271,8 +271,10 @@ def test_a_saved_blend_is_what_recommend_uses_unless_told_otherwise(successor, t
     out, err = capsys.readouterr()
     assert json.loads(out)["blend"] == tuned and json.loads(out)["weights_tuned_on"] == "valid"
     assert "blended with the run's saved weights" in err
-    assert main(["evaluate", str(path), "--data", data, "--json", "--weights", "none"]) == 0
-    assert "blend" not in json.loads(capsys.readouterr().out)
+    for off in (["--weights", "none"], ["--blend", "none"]):
+        assert main(["evaluate", str(path), "--data", data, "--json", *off]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert "blend" not in out and out["model"] == "gru"
     # errors: two runs, no blend to save, a broken file
     assert main(["evaluate", str(path), str(path), "--data", data, "--blend", "transitions",
                  "--save-blend"]) == 2  # fmt: skip

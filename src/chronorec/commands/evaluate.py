@@ -47,7 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="NAMES",
         help="comma-separated baselines to blend with the run(s): popular, popular-recent "
         "(last 30 days), repeat, repeat-recent (recency-weighted), transitions, user-knn, "
-        "text-knn; their weights are tuned on the valid split unless --weights gives them",
+        "text-knn; their weights are tuned on the valid split unless --weights gives them; "
+        "'none': the model alone, as --weights none",
     )
     p.add_argument(
         "--weights",
@@ -69,18 +70,19 @@ def run(args: argparse.Namespace) -> int:
     from chronorec.recommender import Recommender
 
     weights = resolve_blend(args.weights, None, "--weights")  # "none": the model alone
-    names = [n.strip() for n in args.blend.split(",") if n.strip()] if args.blend else []
+    off = args.blend is not None and args.blend.strip().lower() == "none"  # as --weights none
+    names = [n.strip() for n in args.blend.split(",") if n.strip()] if args.blend and not off else []
     if args.save_blend and (len(args.run) != 1 or not (names or weights)):
         raise ConfigError("--save-blend stores the blend of one run: give one RUN and --blend")
     scorer: Recommender | Ensemble
     tuned = ""
-    if len(args.run) == 1 and not names and args.weights is None:  # what serve would rank with
+    if len(args.run) == 1 and not names and args.weights is None and not off:  # as serve ranks
         weights, tuned_on = read_blend(args.run[0])
         if weights:
             tuned = "valid" if tuned_on == "valid" else ""
             print(
                 f"blended with the run's saved weights ({Path(args.run[0]) / BLEND_FILE}); "
-                "--weights none for the model alone",
+                "--blend none for the model alone",
                 file=sys.stderr,
             )
     if len(args.run) == 1 and not names and not weights:

@@ -21,7 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--blend",
         help="comma-separated baselines to blend with the model in one more row (weights tuned "
         "on the valid split, as `chronorec evaluate --blend` does): popular, popular-recent, "
-        "repeat, repeat-recent, transitions, user-knn, text-knn",
+        "repeat, repeat-recent, transitions, user-knn, text-knn. Default: the run's saved blend "
+        "(RUN/blend.json) if it has one; 'none' for no blended row",
     )
     p.set_defaults(func=run)
 
@@ -29,6 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from chronorec.report import report_for_run  # torch: only when the command runs
 
-    blend = [n.strip() for n in args.blend.split(",") if n.strip()] if args.blend else []
-    print(f"report: {report_for_run(args.run, args.out, args.dataset, blend)}")
+    off = args.blend is not None and args.blend.strip().lower() == "none"
+    blend = [n.strip() for n in args.blend.split(",") if n.strip()] if args.blend and not off else []
+    print(f"report: {report_for_run(args.run, args.out, args.dataset, blend, saved=not off)}")
     return 0
