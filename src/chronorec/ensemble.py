@@ -110,6 +110,14 @@ def saved_blend(run_dir: str | Path) -> dict[str, float]:
     return read_blend(run_dir)[0]
 
 
+def blend_names(text: str | None) -> tuple[list[str], bool]:
+    """A ``--blend NAMES`` option -> (the baseline names, whether it said ``none``: no blend,
+    not even the run's saved one)."""
+    if text is not None and text.strip().lower() == "none":
+        return [], True
+    return [n.strip() for n in (text or "").split(",") if n.strip()], False
+
+
 def resolve_blend(text: str | None, run_dir: str | Path | None, option: str) -> dict[str, float]:
     """The blend asked for: ``"none"`` -> the model alone, ``"NAME=W,..."`` -> those weights,
     nothing -> the run's saved blend (``RUN/blend.json``) if it has one."""

@@ -432,8 +432,9 @@ def report_for_run(
     vectors = (
         build_text_vectors(rec.dataset, rec.config) if rec.config.model.item_repr != "id" else None
     )
+    fixed = saved_blend(run) if saved and not blend else None
     data = collect_report_data(
         rec, rec.dataset, title=f"chronorec report: {run.name}", vectors=vectors,
-        train_summary=summary, blend=blend, weights=None if blend or not saved else saved_blend(run),
+        train_summary=summary, blend=blend, weights=fixed,
     )  # fmt: skip
     return write_report(data, out if out is not None else run / "report.html")

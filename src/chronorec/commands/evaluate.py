@@ -66,12 +66,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from chronorec.ensemble import BLEND_FILE, Ensemble, read_blend, resolve_blend, save_blend
+    from chronorec.ensemble import (
+        BLEND_FILE,
+        Ensemble,
+        blend_names,
+        read_blend,
+        resolve_blend,
+        save_blend,
+    )
     from chronorec.recommender import Recommender
 
     weights = resolve_blend(args.weights, None, "--weights")  # "none": the model alone
-    off = args.blend is not None and args.blend.strip().lower() == "none"  # as --weights none
-    names = [n.strip() for n in args.blend.split(",") if n.strip()] if args.blend and not off else []
+    names, off = blend_names(args.blend)  # off: "none", as --weights none
     if args.save_blend and (len(args.run) != 1 or not (names or weights)):
         raise ConfigError("--save-blend stores the blend of one run: give one RUN and --blend")
     scorer: Recommender | Ensemble

@@ -28,9 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from chronorec.ensemble import blend_names
     from chronorec.report import report_for_run  # torch: only when the command runs
 
-    off = args.blend is not None and args.blend.strip().lower() == "none"
-    blend = [n.strip() for n in args.blend.split(",") if n.strip()] if args.blend and not off else []
+    blend, off = blend_names(args.blend)
     print(f"report: {report_for_run(args.run, args.out, args.dataset, blend, saved=not off)}")
     return 0
