@@ -153,6 +153,10 @@ class TrainConfig:
     # also learns what follows an event the log did not record (lost or untracked events;
     # CL4SRec's item crop/mask family). 0 trains on the windows as logged.
     drop_events: float = 0.0
+    # Decay of an exponential moving average of the weights, updated after every optimizer step
+    # (0 = off): validation, the kept checkpoint and the returned model use the averaged
+    # weights, a cheap stand-in for an ensemble of the last few hundred steps' weights.
+    ema: float = 0.0
     # After training, train the same recipe again from scratch on every event before the test
     # cut (the training split plus the validation period) for the best epoch's count of epochs:
     # the test split and recommendations then use weights that know the latest events, as the
@@ -186,6 +190,8 @@ class TrainConfig:
             raise ConfigError(f"train.lr must be > 0, not {self.lr}")
         if self.target_days <= 0:
             raise ConfigError(f"train.target_days must be > 0, not {self.target_days}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ConfigError(f"train.ema must be in [0, 1), not {self.ema}")
         if not 0.0 <= self.drop_events < 1.0:
             raise ConfigError(f"train.drop_events must be in [0, 1), not {self.drop_events}")
         name, _, k = self.select_metric.partition("@")

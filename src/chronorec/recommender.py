@@ -188,12 +188,17 @@ class Recommender:
         exclude = cfg.data.exclude_history
 
         def validate(model: NextItemModel) -> dict[str, float]:
+            """Validation metrics of ``model``'s weights (the averaged ones with train.ema)."""
             from chronorec.evaluation import evaluate
 
-            result = evaluate(
-                self, arrays, split.valid, n_items=dataset.n_items, exclude_history=exclude,
-                max_len=cfg.model.max_len, batch_size=cfg.train.eval_batch_size, slices=(),
-            )  # fmt: skip
+            live, self.model = self.model, model
+            try:
+                result = evaluate(
+                    self, arrays, split.valid, n_items=dataset.n_items, exclude_history=exclude,
+                    max_len=cfg.model.max_len, batch_size=cfg.train.eval_batch_size, slices=(),
+                )  # fmt: skip
+            finally:
+                self.model = live
             return {k: float(v) for k, v in result.metrics.items()}
 
         self.result = train(

@@ -516,3 +516,55 @@ def test_target_weight_needs_a_target_behaviour():
         tiny(target_weight=5.0)
     with pytest.raises(ChronorecError, match="target_weight"):
         TrainConfig(target_weight=0.0)
+
+
+def test_ema_returns_the_moving_average_of_the_weights_after_every_step(successor, monkeypatch):
+    """train.ema: the returned weights are ema <- d * ema + (1 - d) * w after every optimizer
+    step (the first step's weights to start), replayed here from the live weights."""
+    from torch.optim.swa_utils import AveragedModel
+
+    steps: list[dict[str, torch.Tensor]] = []
+    update = AveragedModel.update_parameters
+
+    def record(self, model):
+        steps.append({k: v.detach().clone() for k, v in model.named_parameters()})
+        update(self, model)
+
+    monkeypatch.setattr(AveragedModel, "update_parameters", record)
+    cfg = tiny(max_epochs=2, ema=0.9)
+    model = NextItemModel(cfg.model, successor.n_items, 2, None)
+    events = EventArrays.from_events(successor.events, n_users=successor.n_users)
+    train(model, events, cfg.train, progress=False)
+    assert len(steps) > 2
+    expected = steps[0]
+    for weights in steps[1:]:
+        expected = {k: 0.9 * expected[k] + 0.1 * w for k, w in weights.items()}
+    got = dict(model.named_parameters())
+    for name, value in expected.items():
+        torch.testing.assert_close(got[name].detach(), value, msg=name)
+    assert any(not torch.equal(got[k].detach(), w) for k, w in steps[-1].items())  # not the live
+
+
+def test_ema_validates_and_keeps_the_averaged_weights(successor, tmp_path):
+    run = tmp_path / "run"
+    rec = Recommender(tiny(max_epochs=3, ema=0.9)).fit(successor, run_dir=run, progress=False)
+    assert rec.result is not None and rec.model is not None
+    # the kept checkpoint is what validation scored, and it is not the live weights
+    assert rec.evaluate("valid")["ndcg@10"] == pytest.approx(rec.result.best_metrics["ndcg@10"])
+    kept, live = load_file(str(run / "model.safetensors")), load_file(str(run / "last.safetensors"))
+    assert any(not torch.equal(kept[k], live[k]) for k in kept)
+    for name, value in rec.model.state_dict().items():
+        torch.testing.assert_close(value, kept[name], msg=name)
+    # resume carries the average on; a run without one cannot be resumed with it
+    again = Recommender(tiny(max_epochs=4, ema=0.9)).fit(
+        successor, run_dir=run, resume=True, progress=False
+    )
+    assert again.result is not None and again.result.epochs == 4
+    plain = tmp_path / "plain"
+    Recommender(tiny(max_epochs=1)).fit(successor, run_dir=plain, progress=False)
+    with pytest.raises(ChronorecError, match="different config"):
+        Recommender(tiny(max_epochs=2, ema=0.9)).fit(
+            successor, run_dir=plain, resume=True, progress=False
+        )
+    with pytest.raises(ChronorecError, match="train.ema must be in"):
+        tiny(ema=1.0)

@@ -17,16 +17,18 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from chronorec.config import TrainConfig
 from chronorec.data.sequences import EventArrays
+from chronorec.errors import ConfigError
 from chronorec.hardware import cpu_has_bf16
 from chronorec.models.model import NextItemModel
 from chronorec.models.repeat import SparseBias
@@ -255,6 +257,9 @@ def train(
     }  # fmt: skip
     best_weights: dict[str, torch.Tensor] | None = None
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    # with train.ema the averaged copy is what is validated, kept and returned
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema)) if cfg.ema else None
+    scored = model if ema is None else cast(NextItemModel, ema.module)
     if resume:
         if run is None or not (run / ckpt.STATE_FILE).is_file():
             raise FileNotFoundError(f"nothing to resume in {run}: no {ckpt.STATE_FILE}")
@@ -264,6 +269,10 @@ def train(
         schedule.load_state_dict(saved["schedule"])
         state = saved["loop"]
         prior_seconds = state["seconds"]
+        if ema is not None:
+            if "ema" not in saved:
+                raise ConfigError(f"{run}: --resume with train.ema, but the run kept no average")
+            ema.load_state_dict(saved["ema"])
         log.info(
             "resuming after epoch %d (best %s = %.4f)",
             state["epoch"],
@@ -362,6 +371,8 @@ def train(
             nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
             optimizer.step()
             schedule.step()
+            if ema is not None:
+                ema.update_parameters(model)
             state["step"] += 1
 
             n_tok = int(tgt.shape[0])
@@ -391,19 +402,19 @@ def train(
 
         last_epoch = epoch == cfg.max_epochs or out_of_time
         if validate is not None and (epoch % cfg.eval_every == 0 or last_epoch):
-            metrics = validate(model)
+            metrics = validate(scored)
             record["valid"] = metrics
             score = metrics[cfg.select_metric]
             if score > state["best"]:
                 state.update(best=score, best_epoch=epoch, best_metrics=metrics, bad_evals=0)
                 if run is not None:
-                    ckpt.save_weights(run / ckpt.WEIGHTS_FILE, model)
+                    ckpt.save_weights(run / ckpt.WEIGHTS_FILE, scored)
                 else:
-                    best_weights = copy.deepcopy(model.state_dict())
+                    best_weights = copy.deepcopy(scored.state_dict())
             else:
                 state["bad_evals"] += 1
         elif validate is None and run is not None:
-            ckpt.save_weights(run / ckpt.WEIGHTS_FILE, model)
+            ckpt.save_weights(run / ckpt.WEIGHTS_FILE, scored)
         state["history"].append(record)
         log.info("epoch %d: %s", epoch, record)
         if progress:
@@ -418,7 +429,7 @@ def train(
             ckpt.save_train_state(
                 run / ckpt.STATE_FILE,
                 {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                 "loop": state},
+                 "loop": state} | ({} if ema is None else {"ema": ema.state_dict()}),
             )  # fmt: skip
             ckpt.write_json(run / ckpt.METRICS_FILE, _summary(state, "running"))
         if out_of_time or time.perf_counter() > deadline:
@@ -433,6 +444,8 @@ def train(
             ckpt.load_weights(run / ckpt.WEIGHTS_FILE, model)
         elif best_weights is not None:
             model.load_state_dict(best_weights)
+    elif ema is not None:  # no validation (a refit): the average at the last step
+        model.load_state_dict(scored.state_dict())
     if run is not None:
         ckpt.write_json(run / ckpt.METRICS_FILE, _summary(state, stopped))
     return TrainResult(
