@@ -154,8 +154,9 @@ class TrainConfig:
     # CL4SRec's item crop/mask family). 0 trains on the windows as logged.
     drop_events: float = 0.0
     # Decay of an exponential moving average of the weights, updated after every optimizer step
-    # (0 = off): validation, the kept checkpoint and the returned model use the averaged
-    # weights, a cheap stand-in for an ensemble of the last few hundred steps' weights.
+    # (0 = off; warmed up as min(ema, (1 + n) / (10 + n)) after n steps): validation, the kept
+    # checkpoint and the returned model use the averaged weights, a cheap stand-in for an
+    # ensemble of the last few hundred steps' weights.
     ema: float = 0.0
     # After training, train the same recipe again from scratch on every event before the test
     # cut (the training split plus the validation period) for the best epoch's count of epochs:

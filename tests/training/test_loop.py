@@ -520,7 +520,8 @@ def test_target_weight_needs_a_target_behaviour():
 
 def test_ema_returns_the_moving_average_of_the_weights_after_every_step(successor, monkeypatch):
     """train.ema: the returned weights are ema <- d * ema + (1 - d) * w after every optimizer
-    step (the first step's weights to start), replayed here from the live weights."""
+    step, d = min(decay, (1 + n) / (10 + n)) after n updates (the first step's weights to
+    start), replayed here from the live weights."""
     from torch.optim.swa_utils import AveragedModel
 
     steps: list[dict[str, torch.Tensor]] = []
@@ -531,14 +532,15 @@ def test_ema_returns_the_moving_average_of_the_weights_after_every_step(successo
         update(self, model)
 
     monkeypatch.setattr(AveragedModel, "update_parameters", record)
-    cfg = tiny(max_epochs=2, ema=0.9)
+    cfg = tiny(max_epochs=3, ema=0.5)
     model = NextItemModel(cfg.model, successor.n_items, 2, None)
     events = EventArrays.from_events(successor.events, n_users=successor.n_users)
     train(model, events, cfg.train, progress=False)
-    assert len(steps) > 2
+    assert len(steps) > 10  # both the warm-up (n < 8) and the decay itself
     expected = steps[0]
-    for weights in steps[1:]:
-        expected = {k: 0.9 * expected[k] + 0.1 * w for k, w in weights.items()}
+    for n, weights in enumerate(steps[1:], start=1):
+        d = min(0.5, (1 + n) / (10 + n))
+        expected = {k: d * expected[k] + (1 - d) * w for k, w in weights.items()}
     got = dict(model.named_parameters())
     for name, value in expected.items():
         torch.testing.assert_close(got[name].detach(), value, msg=name)
