@@ -110,10 +110,15 @@ def saved_blend(run_dir: str | Path) -> dict[str, float]:
     return read_blend(run_dir)[0]
 
 
+def _says_none(text: str | None) -> bool:
+    """Whether a blend option asks for no blend at all (not even the run's saved one)."""
+    return text is not None and text.strip().lower() == "none"
+
+
 def blend_names(text: str | None) -> tuple[list[str], bool]:
     """A ``--blend NAMES`` option -> (the baseline names, whether it said ``none``: no blend,
     not even the run's saved one)."""
-    if text is not None and text.strip().lower() == "none":
+    if _says_none(text):
         return [], True
     return [n.strip() for n in (text or "").split(",") if n.strip()], False
 
@@ -121,7 +126,7 @@ def blend_names(text: str | None) -> tuple[list[str], bool]:
 def resolve_blend(text: str | None, run_dir: str | Path | None, option: str) -> dict[str, float]:
     """The blend asked for: ``"none"`` -> the model alone, ``"NAME=W,..."`` -> those weights,
     nothing -> the run's saved blend (``RUN/blend.json``) if it has one."""
-    if text is not None and text.strip().lower() == "none":
+    if _says_none(text):
         return {}
     if text is not None and text.strip():
         return check_weights(parse_weights(text, option), option)

@@ -637,7 +637,6 @@ class Engine:
         if state.n_events == 0:
             rows, scores = self._popular(k, exclude)
             return self._ranked(rows, scores, "popularity", 0)
-        _, prep = self._tables()
         want = k if behaviour is None else max(100, 5 * k)
         if self._blender is not None and cache and want <= BLEND_TOP and not blocked:
             rows, scores = self._cached_blend(state)
@@ -646,8 +645,9 @@ class Engine:
                 rows, scores = rows[keep], scores[keep]
             rows, scores = rows[:want], scores[:want]
         elif self._blender is not None:
-            rows, scores = self._with_baselines(state, exclude, want, prep)
+            rows, scores = self._with_baselines(state, exclude, want, self._tables()[1])
         else:
+            _, prep = self._tables()
             # a repeat model rescores history items: fetch enough others to stay exact
             extra = 0 if state.repeat is None else len(state.repeat[0])
             rows, scores = self.retriever.search(state.query[None], prep, want + extra, [exclude])
