@@ -28,16 +28,13 @@ def test_full_softmax_ce_ignores_the_padding_row():
     assert math.isclose(float(loss), expected, rel_tol=1e-6)
 
 
-@pytest.mark.parametrize("keep", [True, False], ids=["softmax-kept", "softmax-recomputed"])
 @pytest.mark.parametrize("with_bias", [False, True])
 def test_chunked_full_softmax_ce_matches_plain_cross_entropy_and_its_gradients(
-    monkeypatch: pytest.MonkeyPatch, with_bias: bool, keep: bool
+    monkeypatch: pytest.MonkeyPatch, with_bias: bool
 ) -> None:
     # 40 rows of 9 items in chunks of 16 rows (the smallest chunk; the last one is short): loss
-    # and every gradient equal those of F.cross_entropy over the materialised logits, whether
-    # the backward pass reuses the forward pass's softmax or computes it again.
+    # and every gradient equal those of F.cross_entropy over the materialised logits.
     monkeypatch.setattr(losses, "CHUNK_ELEMENTS", 2 * 9)
-    monkeypatch.setattr(losses, "KEEP_ELEMENTS", 40 * 9 if keep else 40 * 9 - 1)
     g = torch.Generator().manual_seed(0)
     q = torch.randn(40, 4, generator=g, requires_grad=True)
     table = torch.randn(10, 4, generator=g, requires_grad=True)
@@ -124,13 +121,11 @@ def _sparse_bias(g: torch.Generator, n: int, k: int, v: int) -> SparseBias:
     return SparseBias(cols, torch.randn(n, k, generator=g).requires_grad_())
 
 
-@pytest.mark.parametrize("keep", [True, False], ids=["softmax-kept", "softmax-recomputed"])
 @pytest.mark.parametrize("loss", ["ce", "sampled", "bce"])
 def test_sparse_bias_gives_the_loss_and_gradients_of_its_dense_form(
-    monkeypatch: pytest.MonkeyPatch, loss: str, keep: bool
+    monkeypatch: pytest.MonkeyPatch, loss: str
 ) -> None:
     monkeypatch.setattr(losses, "CHUNK_ELEMENTS", 3 * 11)  # chunks of 16 rows: 3 chunks
-    monkeypatch.setattr(losses, "KEEP_ELEMENTS", 1 << 26 if keep else 0)
     g = torch.Generator().manual_seed(3)
     q = torch.randn(40, 4, generator=g, requires_grad=True)
     table = torch.randn(12, 4, generator=g, requires_grad=True)

@@ -16,10 +16,6 @@ from torch.nn import functional as F
 from chronorec.models.repeat import SparseBias
 
 CHUNK_ELEMENTS = 1 << 20  # logits per chunk of the fused cross-entropy (4 MB in float32)
-# The forward pass keeps the softmax for the backward pass when the batch's (N, V) probabilities
-# are at most this many elements (256 MB in float32), so the backward pass need not compute the
-# logits and their exponentials again; larger batches (big catalogues) recompute them by chunks.
-KEEP_ELEMENTS = 1 << 26
 
 
 def full_softmax_ce(
@@ -36,12 +32,10 @@ def full_softmax_ce(
     negative. ``row_weights`` (N,) > 0 make the loss the weighted mean over rows (default: the
     plain mean).
 
-    :class:`_ChunkedCatalogueCE` computes the (N, V) logits a few hundred rows at a time. When
-    their softmax has at most ``KEEP_ELEMENTS`` elements it is kept for the backward pass;
-    otherwise the logits are never held at once and the backward pass computes them again.
-    Under bf16 autocast the matmuls run in bf16 and the softmax in float32, as autocast would
-    do, in half the time or less on ML-1M (N = 25,600, V = 3,416: 280-410 ms against 770-830 ms
-    forward + backward, 2 threads, before the softmax was kept).
+    The (N, V) logits are never held at once: :class:`_ChunkedCatalogueCE` computes them a few
+    hundred rows at a time and again in the backward pass. Under bf16 autocast the matmuls run in
+    bf16 and the softmax in float32, as autocast would do, in half the time or less on ML-1M
+    (N = 25,600, V = 3,416: 280-410 ms against 770-830 ms forward + backward, 2 threads).
     """
     dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else q.dtype
     rows = max(16, CHUNK_ELEMENTS // max(table.shape[0] - 1, 1))
@@ -78,25 +72,14 @@ class _ChunkedCatalogueCE(torch.autograd.Function):
         """``bias`` (N, V) dense, or ``weights`` (N, K) added at class indices ``cols``."""
         qd, e = q.to(dtype), table[1:].to(dtype)  # (N, D), (V - 1, D)
         cls = targets - 1  # (N,) class index: the padding row is not a class
-        N = q.shape[0]
-        lse = torch.empty(N, dtype=torch.float32)  # (N,)
-        picked = torch.empty(N, dtype=torch.float32)  # (N,) target logit
-        # the softmax for the backward pass, when it fits (an empty tensor otherwise)
-        keep = N * e.shape[0] <= KEEP_ELEMENTS
-        probs = torch.empty((N, e.shape[0]) if keep else (0,), dtype=torch.float32)
+        lse = torch.empty(q.shape[0], dtype=torch.float32)  # (N,)
+        picked = torch.empty(q.shape[0], dtype=torch.float32)  # (N,) target logit
         sparse = (cols, weights)
-        for s in range(0, N, rows):
+        for s in range(0, q.shape[0], rows):
             logits = _chunk_logits(qd, e, bias, sparse, masked, s, rows)  # (n, V - 1) float32
+            lse[s : s + rows] = torch.logsumexp(logits, dim=1)
             picked[s : s + rows] = logits.gather(1, cls[s : s + rows, None])[:, 0]
-            if keep:  # one exp for both the log-sum and the kept softmax
-                top = logits.amax(dim=1, keepdim=True)  # (n, 1); finite: targets are classes
-                p = torch.exp(logits.sub_(top), out=probs[s : s + rows])  # (n, V - 1)
-                total = p.sum(dim=1, keepdim=True)  # (n, 1)
-                p.div_(total)
-                lse[s : s + rows] = (top + total.log())[:, 0]
-            else:
-                lse[s : s + rows] = torch.logsumexp(logits, dim=1)
-        ctx.save_for_backward(qd, e, cls, lse, bias, cols, weights, masked, row_w, probs)
+        ctx.save_for_backward(qd, e, cls, lse, bias, cols, weights, masked, row_w)
         ctx.rows = rows
         ctx.dtypes = (q.dtype, table.dtype)
         if row_w is None:
@@ -105,7 +88,7 @@ class _ChunkedCatalogueCE(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        qd, e, cls, lse, bias, cols, weights, masked, row_w, probs = ctx.saved_tensors
+        qd, e, cls, lse, bias, cols, weights, masked, row_w = ctx.saved_tensors
         rows: int = ctx.rows
         q_dtype, table_dtype = ctx.dtypes
         # d loss / d row loss: 1 / N each, or each row's weight
@@ -118,12 +101,9 @@ class _ChunkedCatalogueCE(torch.autograd.Function):
         if weights is not None and ctx.needs_input_grad[5]:
             grad_weights = torch.zeros(weights.shape, dtype=weights.dtype)  # (N, K)
         for s in range(0, qd.shape[0], rows):
-            if probs.numel():  # kept by the forward pass (changed in place: used once)
-                p = probs[s : s + rows]  # (n, V - 1)
-            else:
-                logits = _chunk_logits(qd, e, bias, (cols, weights), masked, s, rows)
-                p = logits.sub_(lse[s : s + rows, None]).exp_()  # (n, V - 1)
+            logits = _chunk_logits(qd, e, bias, (cols, weights), masked, s, rows)  # (n, V - 1)
             # d loss / d logits = (softmax - one_hot(target)) * the row's share of grad
+            p = logits.sub_(lse[s : s + rows, None]).exp_()
             p[torch.arange(p.shape[0]), cls[s : s + rows]] -= 1.0
             p.mul_(scale if row_w is None else scale[s : s + rows])
             if grad_bias is not None:
