@@ -1,36 +1,12 @@
-"""GRU encoder (GRU4Rec-style), the lighter recurrent alternative to the LSTM."""
+"""GRU encoder (GRU4Rec-style), the lighter recurrent alternative to the LSTM: the LSTM
+encoder's steps (:class:`~chronorec.models.lstm.RecurrentEncoder`) with a GRU cell."""
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from chronorec.config import ModelConfig
-from chronorec.models.dropout import Dropout
-from chronorec.models.lstm import left_to_right_padding, right_to_left_padding
+from chronorec.models.lstm import RecurrentEncoder
 
 
-class GRUEncoder(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.rnn = nn.GRU(
-            cfg.d_model,
-            cfg.d_model,
-            num_layers=cfg.n_layers,
-            batch_first=True,
-            dropout=cfg.dropout if cfg.n_layers > 1 else 0.0,
-        )
-        self.drop = Dropout(cfg.dropout)
-        self.norm = nn.LayerNorm(cfg.d_model)
-
-    def forward(
-        self, x: torch.Tensor, mask: torch.Tensor, timestamps: torch.Tensor, last_only: bool = False
-    ) -> torch.Tensor:
-        """``x`` (B, L, D) step inputs, ``mask`` (B, L) bool -> hidden states (B, L, D), or the
-        last step's (B, 1, D) with ``last_only``."""
-        lengths = mask.sum(1)  # (B,)
-        out, _ = self.rnn(left_to_right_padding(self.drop(x), lengths))  # (B, L, D)
-        out = right_to_left_padding(out, lengths)  # (B, L, D)
-        # Padding steps hold the wrapped-around states of the real ones: zero them.
-        out = self.norm(self.drop(out)) * mask[..., None]  # (B, L, D)
-        return out[:, -1:] if last_only else out
+class GRUEncoder(RecurrentEncoder):
+    cell = nn.GRU

@@ -29,10 +29,15 @@ def right_to_left_padding(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tenso
     return x.gather(1, idx[..., None].expand(B, L, D))
 
 
-class LSTMEncoder(nn.Module):
+class RecurrentEncoder(nn.Module):
+    """A recurrent net over the steps (``cell``: ``nn.LSTM`` here, ``nn.GRU`` in gru.py), with
+    dropout on its input and output and a final layer norm."""
+
+    cell: type[nn.LSTM] | type[nn.GRU] = nn.LSTM
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.rnn = nn.LSTM(
+        self.rnn = self.cell(
             cfg.d_model,
             cfg.d_model,
             num_layers=cfg.n_layers,
@@ -53,3 +58,7 @@ class LSTMEncoder(nn.Module):
         # Padding steps hold the wrapped-around states of the real ones: zero them.
         out = self.norm(self.drop(out)) * mask[..., None]  # (B, L, D)
         return out[:, -1:] if last_only else out
+
+
+class LSTMEncoder(RecurrentEncoder):
+    cell = nn.LSTM
