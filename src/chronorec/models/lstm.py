@@ -30,10 +30,10 @@ def right_to_left_padding(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tenso
 
 
 class RecurrentEncoder(nn.Module):
-    """A recurrent net over the steps (``cell``: ``nn.LSTM`` here, ``nn.GRU`` in gru.py), with
-    dropout on its input and output and a final layer norm."""
+    """A recurrent net over the steps (``cell``, set by each subclass: ``nn.LSTM`` below,
+    ``nn.GRU`` in gru.py), with dropout on its input and output and a final layer norm."""
 
-    cell: type[nn.LSTM] | type[nn.GRU] = nn.LSTM
+    cell: type[nn.LSTM] | type[nn.GRU]
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
