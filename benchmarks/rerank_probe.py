@@ -172,11 +172,20 @@ def main() -> None:
     items = np.concatenate([r[1] for r in collect.rows])
     X = np.concatenate([r[2] for r in collect.rows])
     targets = ens.targets("valid").select("user", "item").unique()
-    hit = pl.DataFrame({"user": users, "item": items}).with_row_index().join(
-        targets.with_columns(pl.col("user").cast(pl.Int64), pl.col("item").cast(pl.Int64),
-                             pl.lit(1).alias("y")),
-        on=["user", "item"], how="left",
-    ).sort("index")["y"].fill_null(0).to_numpy()
+    hit = (
+        pl.DataFrame({"user": users, "item": items})
+        .with_row_index()
+        .join(
+            targets.with_columns(
+                pl.col("user").cast(pl.Int64), pl.col("item").cast(pl.Int64), pl.lit(1).alias("y")
+            ),
+            on=["user", "item"],
+            how="left",
+        )
+        .sort("index")["y"]
+        .fill_null(0)
+        .to_numpy()
+    )
     covered = hit.sum() / targets.height
     order = np.lexsort((items, users))
     users, items, X, hit = users[order], items[order], X[order], hit[order]
@@ -184,21 +193,31 @@ def main() -> None:
     def fit(mask: np.ndarray) -> lgb.Booster:
         _, groups = np.unique(users[mask], return_counts=True)
         params = {
-            "objective": args.objective, "learning_rate": 0.05, "num_leaves": 31,
-            "min_data_in_leaf": 50, "feature_fraction": 0.8, "bagging_fraction": 0.8,
-            "bagging_freq": 1, "seed": 0, "verbose": -1, "num_threads": 2,
+            "objective": args.objective,
+            "learning_rate": 0.05,
+            "num_leaves": 31,
+            "min_data_in_leaf": 50,
+            "feature_fraction": 0.8,
+            "bagging_fraction": 0.8,
+            "bagging_freq": 1,
+            "seed": 0,
+            "verbose": -1,
+            "num_threads": 2,
         }
         data = lgb.Dataset(X[mask], hit[mask], group=groups if args.objective != "binary" else None)
         return lgb.train(params, data, num_boost_round=args.rounds)
 
     folds = users % 2
-    cv = ens._evaluate(Reranker(ens, names, args.candidates, [fit(folds == 1), fit(folds == 0)]),
-                       "valid")
+    cv = ens._evaluate(
+        Reranker(ens, names, args.candidates, [fit(folds == 1), fit(folds == 0)]), "valid"
+    )
     final = fit(np.ones(users.size, dtype=bool))
     learned = ens._evaluate(Reranker(ens, names, args.candidates, [final]), "test")
-    label = (f"learned re-ranker, {args.objective}, {args.rounds} rounds, top-{args.candidates} "
-             f"per term ({X.shape[0]:,} valid candidates, {covered:.1%} of valid targets); "
-             f"valid 2-fold {args.select} {cv[args.select]:.4f}")
+    label = (
+        f"learned re-ranker, {args.objective}, {args.rounds} rounds, top-{args.candidates} "
+        f"per term ({X.shape[0]:,} valid candidates, {covered:.1%} of valid targets); "
+        f"valid 2-fold {args.select} {cv[args.select]:.4f}"
+    )
     rows.append([label, *(f"{learned[m]:.4f}" for m in METRICS)])
     table = markdown_table(["scorer", *METRICS], rows)
     print(table)

@@ -32,6 +32,7 @@ from chronorec.data.sequences import EventArrays, HistoryBatch
 from chronorec.data.splits import Split
 from chronorec.errors import ConfigError
 from chronorec.recommender import Recommender, build_text_vectors, cold_items, make_split
+from chronorec.rerank import LEARNED_FILE, LearnedBlend
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +79,46 @@ def check_weights(weights: Mapping[str, float], where: str) -> dict[str, float]:
     return {name: float(w) for name, w in weights.items()}
 
 
-def save_blend(run_dir: str | Path, weights: Mapping[str, float], *, tuned_on: str) -> Path:
-    """Store a run's blend (weights above 0) as ``RUN/blend.json``, which ``chronorec serve``,
-    ``recommend``, ``evaluate`` and ``report`` use when not told otherwise."""
+def save_blend(
+    run_dir: str | Path,
+    weights: Mapping[str, float],
+    *,
+    tuned_on: str,
+    learned: LearnedBlend | None = None,
+) -> Path:
+    """Store a run's blend (weights above 0; or a learned blend, its model in
+    ``RUN/blend.lgb.txt``) as ``RUN/blend.json``, which ``chronorec serve``, ``recommend``,
+    ``evaluate`` and ``report`` use when not told otherwise."""
     from chronorec.training import checkpoint as ckpt
 
     kept = {name: float(w) for name, w in check_weights(weights, "blend").items() if w > 0}
-    return ckpt.write_json(Path(run_dir) / BLEND_FILE, {"weights": kept, "tuned_on": tuned_on})
+    saved: dict[str, object] = {"weights": kept, "tuned_on": tuned_on}
+    if learned is not None:
+        learned.save(run_dir)  # first: a blend.json never names a model that is not there
+        saved["weights"] = {}
+        saved["learned"] = learned.describe()
+    path = ckpt.write_json(Path(run_dir) / BLEND_FILE, saved)
+    if learned is None:
+        (Path(run_dir) / LEARNED_FILE).unlink(missing_ok=True)
+    return path
+
+
+def read_learned(run_dir: str | Path) -> LearnedBlend | None:
+    """The learned blend ``RUN/blend.json`` names, if any."""
+    from chronorec.training import checkpoint as ckpt
+
+    path = Path(run_dir) / BLEND_FILE
+    if not path.is_file():
+        return None
+    try:
+        meta = ckpt.read_json(path).get("learned")
+    except (ValueError, AttributeError) as exc:
+        raise ConfigError(f"{path}: not a blend file: {exc}") from None
+    if meta is None:
+        return None
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{path}: 'learned' must be an object")
+    return LearnedBlend.load(run_dir, meta)
 
 
 def read_blend(run_dir: str | Path) -> tuple[dict[str, float], str]:
@@ -131,6 +165,13 @@ def resolve_blend(text: str | None, run_dir: str | Path | None, option: str) -> 
     if text is not None and text.strip():
         return check_weights(parse_weights(text, option), option)
     return {} if run_dir is None else saved_blend(run_dir)
+
+
+def resolve_learned(text: str | None, run_dir: str | Path | None) -> LearnedBlend | None:
+    """The run's saved learned blend when a blend option (``text``) asks for nothing else."""
+    if run_dir is None or (text is not None and text.strip()):
+        return None
+    return read_learned(run_dir)
 
 
 def standardise(scores: torch.Tensor) -> torch.Tensor:
@@ -249,6 +290,8 @@ class Ensemble:
         self._split: Split | None = None
         self._arrays: EventArrays | None = None
         self._text: np.ndarray | None = None  # item text vectors, shared by every stage's text-knn
+        # a learned blend (chronorec.rerank) ranks instead of the weighted sum when set
+        self.learned: LearnedBlend | None = None
         if fit_on not in ("train", "all"):
             raise ConfigError(f"fit_on must be 'train' or 'all', not {fit_on!r}")
         self.fit_on = fit_on
@@ -341,6 +384,7 @@ class Ensemble:
         """The blend's terms for a batch: ``"runs"`` (mean z-scores of the runs) and the z-scores
         of each baseline with a weight above 0 (``every``: of each blended baseline, as the
         weight search needs), all ``(B, n_items + 1)`` with column 0 at -inf."""
+        every = every or self.learned is not None
         total = torch.zeros(0)
         for rec in self.members:
             z = standardise(rec.score(_window(batch, rec.config.model.max_len), users))
@@ -363,6 +407,7 @@ class Ensemble:
         score (nothing known), except in text-knn once given their text (``TextKNN.extend``)."""
         out = {}
         baselines = self._fit_baselines()
+        every = every or self.learned is not None
         for name, w in self.weights.items():
             if w <= 0 and not every:
                 continue
@@ -377,8 +422,15 @@ class Ensemble:
             out[name] = _baseline_z(name, raw, batch.items.shape[1])
         return out
 
-    def combine(self, parts: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Weighted sum of :meth:`parts`; baselines at weight 0 are skipped."""
+    def combine(
+        self, parts: Mapping[str, torch.Tensor], batch: HistoryBatch | None = None
+    ) -> torch.Tensor:
+        """Weighted sum of :meth:`parts`; baselines at weight 0 are skipped. With a learned
+        blend, its scores for the candidates of ``batch`` (the histories ``parts`` scored)."""
+        if self.learned is not None:
+            if batch is None:
+                raise ValueError("a learned blend ranks from the histories: pass the batch")
+            return self.learned.scores(parts, batch)
         total = parts["runs"].clone()
         for name, w in self.weights.items():
             if w > 0:
@@ -389,7 +441,13 @@ class Ensemble:
     def score(self, batch: HistoryBatch, users: np.ndarray | None = None) -> torch.Tensor:
         """Blended scores ``(B, n_items + 1)``: the mean standardised scores of the runs plus the
         weighted baselines; column 0 is -inf."""
-        return self.combine(self.parts(batch, users))
+        return self.combine(self.parts(batch, users), batch)
+
+    def use_learned(self, learned: LearnedBlend) -> Ensemble:
+        """Rank with a learned blend (``chronorec.rerank``) over its baselines; returns ``self``."""
+        self.blend({name: self.weights.get(name, 0.0) for name in learned.baselines})
+        self.learned = learned
+        return self
 
     def recommend(
         self,
@@ -453,6 +511,7 @@ class Ensemble:
 
         self._check_fit_on()
         metric = metric or self.config.train.select_metric
+        self.learned = None
         self.blend({name: 0.0 for name in names})
         dataset = self.members[0]._require_dataset()
         targets = self.targets(which)

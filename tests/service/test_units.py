@@ -16,7 +16,7 @@ from helpers import TOKEN, two_shop_dataset, write_tiny_bert
 
 from chronorec.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from chronorec.data.sequences import HistoryBatch
-from chronorec.ensemble import Ensemble, save_blend
+from chronorec.ensemble import Ensemble, read_learned, save_blend
 from chronorec.errors import ConfigError
 from chronorec.recommender import Recommender
 from chronorec.service import ServiceSettings, create_app
@@ -528,6 +528,33 @@ def test_blended_service_serves_the_offline_blend(
                 behaviours=[[b for _, b, _ in session]],
                 exclude_seen=False,
             )
+            assert got["source"] == "model+baselines"
+            assert [x["item_id"] for x in got["items"]] == want_ids[0]
+            np.testing.assert_allclose(
+                [x["score"] for x in got["items"]], want_scores[0], atol=1e-4
+            )
+
+
+def test_a_saved_learned_blend_is_served_as_offline(dataset_dir: Path, tmp_path: Path) -> None:
+    """A run's learned blend (``evaluate --learned --save-blend``) ranks the service's lists as
+    ``chronorec recommend`` ranks with it, before and after a posted event."""
+    from chronorec.rerank import fit_learned
+
+    rec = fit_tiny(dataset_dir, "gru")
+    run = rec.save(tmp_path / "run")
+    learned, _ = fit_learned(Ensemble([rec]), ["transitions", "popular", "repeat"], threads=1)
+    save_blend(run, {}, tuned_on="valid", learned=learned)
+    saved = read_learned(run)
+    assert saved is not None
+    offline = Ensemble.load([run], fit_on="all").use_learned(saved)
+    settings = ServiceSettings(run_dir=str(run), db_url=f"sqlite:///{tmp_path}/e.db", token=TOKEN)
+    with TestClient(create_app(settings)) as c:
+        ready = c.get("/ready").json()
+        assert ready["learned_blend"] == ["transitions", "popular", "repeat"]
+        assert ready["blend"] is None
+        for user in ("u1", "u2", "u5"):
+            want_ids, want_scores = offline.recommend([user], k=6, exclude_seen=False)
+            got = c.get(f"/users/{user}/recommendations?k=6&exclude_seen=false").json()
             assert got["source"] == "model+baselines"
             assert [x["item_id"] for x in got["items"]] == want_ids[0]
             np.testing.assert_allclose(

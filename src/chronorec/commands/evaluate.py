@@ -56,6 +56,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="fixed blend weights (the runs' mean has weight 1), e.g. transitions=0.3,repeat=1",
     )
     p.add_argument(
+        "--learned",
+        action="store_true",
+        help="with --blend NAMES: instead of one weight per baseline, train a learned blend on "
+        "the valid split — a LightGBM re-ranker over each history's candidates, with every "
+        "term's score and rank and the history's counts and recency as features "
+        "(chronorec.rerank); prints its out-of-fold validation figure next to the runs alone",
+    )
+    p.add_argument(
         "--save-blend",
         action="store_true",
         help="store the blend with the run (RUN/blend.json, one run only): `chronorec serve` "
@@ -71,19 +79,28 @@ def run(args: argparse.Namespace) -> int:
         Ensemble,
         blend_names,
         read_blend,
+        read_learned,
         resolve_blend,
         save_blend,
     )
     from chronorec.recommender import Recommender
+    from chronorec.rerank import LearnedBlend, fit_learned
 
     weights = resolve_blend(args.weights, None, "--weights")  # "none": the model alone
     names, off = blend_names(args.blend)  # off: "none", as --weights none
     if args.save_blend and (len(args.run) != 1 or not (names or weights)):
         raise ConfigError("--save-blend stores the blend of one run: give one RUN and --blend")
+    if args.learned and (not names or args.weights is not None):
+        raise ConfigError("--learned trains on the baselines --blend names (no --weights)")
     scorer: Recommender | Ensemble
     tuned = ""
+    learned: LearnedBlend | None = None
+    report: dict[str, float] = {}
     if len(args.run) == 1 and not names and args.weights is None and not off:  # as serve ranks
         weights, tuned_on = read_blend(args.run[0])
+        learned = read_learned(args.run[0])
+        if learned is not None:
+            weights = {name: 0.0 for name in learned.baselines}
         if weights:
             tuned = "valid" if tuned_on == "valid" else ""
             print(
@@ -100,12 +117,19 @@ def run(args: argparse.Namespace) -> int:
         model = only or f"ensemble of {len(args.run)}"
         item_repr = "+".join(sorted({r.config.model.item_repr for r in scorer.members}))
         untuned = [n for n in names if n not in weights]
-        if untuned:
+        if args.learned:
+            learned, report = fit_learned(scorer, names, which="valid")
+            tuned = "valid"
+        elif learned is not None:
+            scorer.use_learned(learned)
+        elif untuned:
             scorer.tune(untuned, which="valid")
             tuned = "valid"
     blend = scorer.weights if isinstance(scorer, Ensemble) else {}
+    if learned is not None:
+        blend = {}
     if args.save_blend:
-        saved = save_blend(args.run[0], blend, tuned_on=tuned or "given")
+        saved = save_blend(args.run[0], blend, tuned_on=tuned or "given", learned=learned)
         print(f"saved the blend as {saved}", file=sys.stderr)
     result = scorer.evaluate(args.split, exclude_history=args.exclude)
     auc = _behaviour_auc(scorer, args.split)
@@ -119,9 +143,16 @@ def run(args: argparse.Namespace) -> int:
         if blend:
             out["blend"] = blend
             out["weights_tuned_on"] = tuned or None
+        if learned is not None:
+            out["learned_blend"] = {**learned.describe(), "tuned_on": tuned or None, **report}
         print(json.dumps(out))
         return 0
     m = result.metrics
+    if learned is not None:
+        model += " + " + ", ".join(learned.baselines) + " (learned blend"
+        model += ": trained on valid, optimistic there)" if args.split == "valid" else ")"
+        for key, value in report.items():
+            print(f"learned blend: {key} {value:.4f}")
     if blend:
         model += " + " + ", ".join(f"{w:g} {name}" for name, w in blend.items())
         if tuned:
@@ -145,6 +176,12 @@ def run(args: argparse.Namespace) -> int:
         )
     for name, value in auc.items():
         print(f"behaviour head: AUC of P({name} | history, item) on the targets {value:.4f}")
+    if learned is not None:
+        print(
+            "the learned blend serves only from the run's blend.json (--save-blend)"
+            if not args.save_blend
+            else f"`chronorec recommend` and `chronorec serve` rank with it ({BLEND_FILE})"
+        )
     if blend:
         weights_arg = ",".join(f"{name}={w:g}" for name, w in blend.items())
         print(

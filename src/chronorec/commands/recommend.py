@@ -52,14 +52,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from chronorec.ensemble import BLEND_FILE, Ensemble, resolve_blend
+    from chronorec.ensemble import BLEND_FILE, Ensemble, resolve_blend, resolve_learned
     from chronorec.recommender import Recommender
 
     if args.k < 1:
         raise ChronorecError(f"-k must be at least 1, not {args.k}")
     one = args.run[0] if len(args.run) == 1 else None
     weights = resolve_blend(args.weights, one, "--weights")
-    if weights and args.weights is None and one is not None:
+    learned = resolve_learned(args.weights, one)
+    if learned is not None:
+        weights = {name: 0.0 for name in learned.baselines}
+        print(
+            f"ranked by the run's learned blend of {', '.join(learned.baselines)} "
+            f"({Path(str(one)) / BLEND_FILE}); --weights none for the model alone",
+            file=sys.stderr,
+        )
+    elif weights and args.weights is None and one is not None:
         shown = ",".join(f"{name}={w:g}" for name, w in weights.items())
         print(
             f"blended with the run's saved weights {shown} ({Path(one) / BLEND_FILE}); "
@@ -72,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         # recommendations read every logged event, so the blended counts do too
         rec = Ensemble.load(args.run, dataset=args.data, weights=weights, fit_on="all")
+        if learned is not None:
+            rec.use_learned(learned)
     opts = dict(
         k=args.k, exclude_seen=not args.include_seen, allow=_ids(args.allow),
         block=_ids(args.block),

@@ -174,6 +174,9 @@ class Engine:
 
         # baselines blended into the ranking, fitted on the run's log and the posted events
         self.blend_weights = settings.blend_weights()
+        self.learned = settings.learned_blend()  # a learned blend ranks instead of the weights
+        if self.learned is not None:
+            self.blend_weights = {name: 0.0 for name in self.learned.baselines}
         self._blender: Ensemble | None = None
         # blended lists by user state; the version changes with whatever changes every
         # user's blend (a posted item, a user forgotten from user-KNN)
@@ -190,6 +193,8 @@ class Engine:
                 )
             log, self._blend_rows = self._blend_log()
             self._blender = Ensemble([rec], self.blend_weights, fit_on="all", events=log)
+            if self.learned is not None:
+                self._blender.use_learned(self.learned)
 
         self._restore_items()
         self.retriever: Retriever = build_retriever(
@@ -713,7 +718,8 @@ class Engine:
             {
                 "runs": standardise(model),
                 **self._blender.baseline_parts(batch, n_cols=model.shape[1]),
-            }
+            },
+            batch,
         )[0]
         if len(exclude):
             scores[torch.from_numpy(exclude)] = float("-inf")

@@ -180,6 +180,8 @@ class Ready(BaseModel):
     retrieval: str | None = None
     index_recall_at_10: float | None = None
     blend: dict[str, float] | None = None  # baseline weights blended into the model's ranking
+    # the baselines of a learned blend (a re-ranker over them and the model), when it ranks
+    learned_blend: list[str] | None = None
 
 
 class ErrorDetail(BaseModel):

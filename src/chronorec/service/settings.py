@@ -73,6 +73,13 @@ class ServiceSettings:
 
         return resolve_blend(self.blend, self.run_dir, "blend (--blend or CHRONOREC_BLEND)")
 
+    def learned_blend(self) -> Any:
+        """The run's saved learned blend (``chronorec evaluate --learned --save-blend``) when
+        ``blend`` is empty, else None."""
+        from chronorec.ensemble import resolve_learned
+
+        return resolve_learned(self.blend, self.run_dir)
+
     @classmethod
     def from_env(
         cls, environ: Mapping[str, str] | None = None, **overrides: Any

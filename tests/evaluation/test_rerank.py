@@ -1,0 +1,131 @@
+"""The learned blend (chronorec.rerank): its features by hand, that it learns on the validation
+split what helps on test, and that a saved one is what evaluate and recommend rank with."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from chronorec.cli import main
+from chronorec.config import ModelConfig, RunConfig, TrainConfig
+from chronorec.data.sequences import HistoryBatch
+from chronorec.ensemble import Ensemble, read_learned, save_blend
+from chronorec.errors import ConfigError
+from chronorec.recommender import Recommender
+from chronorec.rerank import LEARNED_FILE, candidate_features, feature_names, fit_learned
+
+DAY = 86_400
+
+
+def _weak(successor, seed: int = 0) -> Recommender:
+    """A run that has barely started learning: the baselines have something to add."""
+    cfg = RunConfig(
+        model=ModelConfig(name="gru", d_model=16, n_layers=1, max_len=8, dropout=0.0),
+        train=TrainConfig(max_epochs=1, batch_size=16, lr=1e-4, threads=1, warmup_steps=1,
+                          seed=seed),
+    )  # fmt: skip
+    return Recommender(cfg).fit(successor, progress=False)
+
+
+def test_candidate_features_by_hand() -> None:
+    # one history: item 3 at day 1, item 1 at day 2, item 3 again at day 4; catalogue of 5
+    batch = HistoryBatch(
+        items=np.array([[0, 3, 1, 3]]),
+        behaviours=np.array([[0, 1, 1, 1]]),
+        timestamps=np.array([[0, DAY, 2 * DAY, 4 * DAY]]),
+        lengths=np.array([3]),
+    )
+    inf = float("-inf")
+    runs = torch.tensor([[inf, 0.1, 0.5, 0.2, 2.0, 1.0]])  # item 4 best, then 5, 2, 3, 1
+    pop = torch.tensor([[inf, 3.0, 2.0, 1.0, 0.0, -1.0]])  # item 1 best
+    b, v, X = candidate_features({"runs": runs, "popular": pop}, ("runs", "popular"), batch, 1)
+    cols = feature_names(("runs", "popular"))
+    rows = {int(item): dict(zip(cols, x, strict=True)) for item, x in zip(v, X, strict=True)}
+    assert b.tolist() == [0, 0, 0] and sorted(rows) == [1, 3, 4]  # each term's top 1 + history
+    three, one, four = rows[3], rows[1], rows[4]
+    assert three["z_runs"] == pytest.approx(0.2) and three["z_popular"] == pytest.approx(1.0)
+    assert three["rank_runs"] == pytest.approx(np.log1p(3))  # 4th best by the runs
+    assert four["rank_runs"] == 0.0 and one["rank_popular"] == 0.0
+    assert three["count"] == 2 and three["events_back"] == 0 and three["days_back"] == 0
+    assert three["interval_days"] == pytest.approx(3.0)  # two occurrences 3 days apart
+    assert one["count"] == 1 and one["events_back"] == 1 and one["days_back"] == pytest.approx(2)
+    assert one["interval_days"] == -1 and one["intervals_due"] == -1
+    assert four["count"] == 0 and four["events_back"] == 5 and four["days_back"] == -1
+    assert three["log_length"] == pytest.approx(np.log1p(3))
+    assert three["distinct_share"] == pytest.approx(2 / 3)
+    assert three["log_visits"] == pytest.approx(np.log1p(3))
+
+
+def test_learned_blend_learns_on_valid_and_helps_on_test(successor) -> None:
+    # item i is always followed by i + 1: transitions are perfect, the weak run is not
+    run = _weak(successor)
+    alone = run.evaluate("test").metrics["ndcg@10"]
+    ens = Ensemble([run])
+    learned, report = fit_learned(ens, ["transitions", "popular"], threads=1)
+    assert learned.baselines == ["transitions", "popular"] and ens.learned is learned
+    assert report["targets_covered"] == 1.0  # the transition's top 1 is every target
+    assert (
+        report["valid ndcg@10, learned blend out of fold"]
+        > report["valid ndcg@10, runs alone"] + 0.1
+    )
+    assert ens.evaluate("test").metrics["ndcg@10"] > max(alone + 0.1, 0.9)
+    with pytest.raises(ConfigError, match="at least one baseline"):
+        fit_learned(ens, [])
+
+
+def test_a_saved_learned_blend_ranks_evaluate_and_recommend(successor, tmp_path, capsys):
+    data = str(successor.save(tmp_path / "data"))
+    path = _weak(successor).save(tmp_path / "run")
+    assert main(["evaluate", str(path), "--data", data, "--blend", "transitions,popular",
+                 "--learned", "--save-blend", "--json"]) == 0  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    assert out["learned_blend"]["terms"] == ["runs", "transitions", "popular", "linear"]
+    assert out["ndcg@10"] > 0.9 and "blend" not in out
+    saved = json.loads((path / "blend.json").read_text())
+    assert saved["weights"] == {} and saved["learned"]["file"] == LEARNED_FILE
+    # evaluate without options ranks with it, the same figures
+    assert main(["evaluate", str(path), "--data", data, "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["ndcg@10"] == pytest.approx(out["ndcg@10"])
+    # recommend ranks with it too: the same list as the Python API
+    base = ["recommend", str(path), "--data", data, "--history", "i4,i5", "-k", "3", "--json"]
+    assert main(base) == 0
+    got, err = capsys.readouterr()
+    assert "learned blend of transitions, popular" in err
+    ens = Ensemble.load([path], dataset=data, fit_on="all")
+    learned = read_learned(path)
+    assert learned is not None
+    ids, _ = ens.use_learned(learned).recommend_histories([["i4", "i5"]], k=3)
+    assert [x["item_id"] for x in json.loads(got)["items"]] == ids[0]
+    assert ids[0][0] == "i6"  # the transition the weak model alone does not know
+    assert main([*base, "--weights", "none"]) == 0
+    assert "learned" not in capsys.readouterr().err
+    # a linear blend saved over it removes the model file
+    ens = Ensemble.load([path], dataset=data, weights={"transitions": 1.0})
+    save_blend(path, ens.weights, tuned_on="given")
+    assert not (path / LEARNED_FILE).exists() and read_learned(path) is None
+
+
+def test_a_broken_learned_blend_is_a_clear_error(successor, tmp_path, capsys) -> None:
+    data = str(successor.save(tmp_path / "data"))
+    path = _weak(successor).save(tmp_path / "run")
+    ens = Ensemble.load([path], dataset=data)
+    learned, _ = fit_learned(ens, ["transitions"], threads=1, folds=1)
+    save_blend(path, {}, tuned_on="valid", learned=learned)
+    base = ["recommend", str(path), "--data", data, "--history", "i4", "--json"]
+    (path / LEARNED_FILE).write_text("not a model")
+    assert main(base) == 2
+    assert f"{LEARNED_FILE}: not a LightGBM model" in capsys.readouterr().err
+    (path / LEARNED_FILE).unlink()
+    assert main(base) == 2
+    assert "the learned blend's model is missing" in capsys.readouterr().err
+    meta = json.loads((path / "blend.json").read_text())
+    meta["learned"]["terms"] = ["transitions"]
+    (path / "blend.json").write_text(json.dumps(meta))
+    assert main(base) == 2
+    assert "'learned.terms' must list 'runs'" in capsys.readouterr().err
+    assert main(["evaluate", str(path), "--data", data, "--learned"]) == 2
+    assert "--learned trains on the baselines --blend names" in capsys.readouterr().err
