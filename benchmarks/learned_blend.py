@@ -1,0 +1,80 @@
+"""The learned blend against the linear one, run by run, on the test split.
+
+For each run (and, with ``--ensemble``, for all of them as one ensemble): the runs alone, the
+linear blend with weights tuned on the validation split (``Ensemble.tune``) and the learned
+blend trained on the validation split (``chronorec.rerank.fit_learned``, which tunes the same
+linear weights first and uses that blend as one of its terms). The validation columns are the
+linear blend in-sample (its weights were tuned there) and the learned blend out of fold (each
+user ranked by a model trained on the other users), the honest comparison before the test split.
+
+Usage:
+  python benchmarks/learned_blend.py RUN [RUN ...] --blend NAMES [--metric recall@20]
+      [--ensemble] [--data DIR] [--objective lambdarank|binary] [--no-append]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import append_report, markdown_table  # noqa: E402
+
+from chronorec.ensemble import Ensemble  # noqa: E402
+from chronorec.rerank import fit_learned  # noqa: E402
+
+METRICS = ("ndcg@10", "hr@10", "recall@10", "recall@20")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+")
+    parser.add_argument("--blend", required=True, help="comma-separated baseline names")
+    parser.add_argument("--metric", default=None, help="default: the runs' train.select_metric")
+    parser.add_argument("--data", default=None)
+    parser.add_argument("--ensemble", action="store_true", help="also all runs as one ensemble")
+    parser.add_argument("--objective", default="lambdarank")
+    parser.add_argument("--no-append", action="store_true")
+    args = parser.parse_args()
+    names = [n for n in args.blend.split(",") if n]
+    groups = [[r] for r in args.runs]
+    if args.ensemble and len(args.runs) > 1:
+        groups.append(list(args.runs))
+    rows = []
+    metric = args.metric
+    for group in groups:
+        t0 = time.perf_counter()
+        ens = Ensemble.load(group, dataset=args.data)
+        metric = metric or ens.config.train.select_metric
+        label = group[0] if len(group) == 1 else f"ensemble of {len(group)}"
+        alone = ens.evaluate("test")
+        extra = {"objective": args.objective}
+        learned, report = fit_learned(ens, names, metric=metric, extra=extra)
+        got = ens.evaluate("test")
+        ens.learned = None  # the linear blend fit_learned tuned (its weights are still set)
+        linear = ens.evaluate("test")
+        weights = ", ".join(f"{n} {w:g}" for n, w in learned.weights.items()) or "none"
+        for scorer, result, valid in (
+            ("runs alone", alone, report[f"valid {metric}, runs alone"]),
+            (f"linear blend ({weights})", linear,
+             report[f"valid {metric}, linear blend (tuned on it)"]),
+            ("learned blend", got, report[f"valid {metric}, learned blend out of fold"]),
+        ):  # fmt: skip
+            rows.append([label, scorer, f"{valid:.4f}", *(f"{result[m]:.4f}" for m in METRICS)])
+        print(f"{label}: {time.perf_counter() - t0:.0f} s, {report}", file=sys.stderr)
+    header = ["run", "scorer", f"valid {metric}", *(f"test {m}" for m in METRICS)]
+    table = markdown_table(header, rows)
+    print(table)
+    if not args.no_append:
+        notes = (
+            f"Baselines: {', '.join(names)}; objective {args.objective}. Valid column: the "
+            "runs alone, the linear blend in-sample (tuned there), the learned blend out of "
+            "fold (2 folds of users)."
+        )
+        append_report("learned blend (benchmarks/learned_blend.py)", table, notes)
+
+
+if __name__ == "__main__":
+    main()
