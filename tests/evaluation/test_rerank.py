@@ -103,6 +103,12 @@ def test_a_saved_learned_blend_ranks_evaluate_and_recommend(successor, tmp_path,
     assert ids[0][0] == "i6"  # the transition the weak model alone does not know
     assert main([*base, "--weights", "none"]) == 0
     assert "learned" not in capsys.readouterr().err
+    # a deployment refit takes it along
+    served = tmp_path / "served"
+    refit = ["refit", str(path), "--data", data, "--out", str(served), "--epochs", "1"]
+    assert main([*refit, "--no-progress"]) == 0
+    capsys.readouterr()
+    assert read_learned(served) is not None
     # a linear blend saved over it removes the model file
     ens = Ensemble.load([path], dataset=data, weights={"transitions": 1.0})
     save_blend(path, ens.weights, tuned_on="given")

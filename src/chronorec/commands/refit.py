@@ -48,11 +48,13 @@ def run(args: argparse.Namespace) -> int:
     rec = source.refit_all(epochs=args.epochs, progress=not args.no_progress)
     rec.meta["trained_on_all"]["from"] = str(args.run.resolve())
     from chronorec.ensemble import BLEND_FILE
+    from chronorec.rerank import LEARNED_FILE
 
     def write(tmp: Path) -> None:
         rec.save(tmp)
-        if (args.run / BLEND_FILE).is_file():  # the blend tuned for the source run goes along
-            shutil.copy2(args.run / BLEND_FILE, tmp / BLEND_FILE)
+        for name in (BLEND_FILE, LEARNED_FILE):  # the blend tuned for the source run goes along
+            if (args.run / name).is_file():
+                shutil.copy2(args.run / name, tmp / name)
 
     write_dir(out, write)  # the run appears whole or not at all
     trained = rec.meta["trained_on_all"]
