@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from chronorec.cli import main
+from chronorec.ensemble import Ensemble, save_blend
 from chronorec.report import BLEND_ROW, SECTIONS
+from chronorec.rerank import LEARNED_FILE, fit_learned
 
 
 def _check_report(path: Path) -> None:
@@ -67,8 +69,15 @@ def test_report_command_for_a_saved_run(demo_dir: Path, tmp_path: Path, capsys) 
         assert "repeat-recent 0.5" in page
         assert main(["report", str(demo_dir / "run"), "--out", str(out), "--blend", "none"]) == 0
         assert BLEND_ROW not in out.read_text(encoding="utf-8")  # none: the saved one left out
+        ens = Ensemble.load([demo_dir / "run"])
+        learned, _ = fit_learned(ens, ["repeat-recent"], threads=1, folds=1)
+        save_blend(demo_dir / "run", {}, tuned_on="valid", learned=learned)
+        assert main(["report", str(demo_dir / "run"), "--out", str(out)]) == 0  # a learned one
+        page = out.read_text(encoding="utf-8")
+        assert f"<td>{BLEND_ROW}</td>" in page and "(the run&#x27;s learned blend)" in page
     finally:
         saved.write_text(kept)
+        (demo_dir / "run" / LEARNED_FILE).unlink(missing_ok=True)
     blended = tmp_path / "blended.html"
     args = ["report", str(demo_dir / "run"), "--out", str(blended), "--blend", "repeat-recent"]
     assert main(args) == 0

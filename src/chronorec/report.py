@@ -27,6 +27,7 @@ from chronorec.data.dataset import PreparedDataset
 from chronorec.data.splits import Split
 from chronorec.ensemble import Ensemble
 from chronorec.recommender import Recommender, make_split
+from chronorec.rerank import LearnedBlend
 
 SECTIONS = (
     "summary",
@@ -235,13 +236,15 @@ def collect_report_data(
     n_examples: int = 3,
     blend: Sequence[str] = (),
     weights: Mapping[str, float] | None = None,
+    learned: LearnedBlend | None = None,
 ) -> ReportData:
     """Evaluate ``rec`` and the baselines on the test split and gather every section's data.
     ``train_summary`` is the run's ``metrics.json`` (history, epochs, stopped).
 
     ``blend``: baselines to blend with the model, their weights tuned on the validation split
     (:meth:`Ensemble.tune`); or ``weights``, fixed ones (e.g. the run's saved blend). The blend
-    gets its own row (:data:`BLEND_ROW`) and recommends the examples."""
+    gets its own row (:data:`BLEND_ROW`) and recommends the examples; so does ``learned``, a
+    learned blend (e.g. the run's saved one), when ``blend`` is empty."""
     split = make_split(ds, rec.config)  # one split for the baselines and the examples
     results = _evaluate_all(rec, ds, split, vectors)
     scorer: Recommender | Ensemble = rec
@@ -250,6 +253,9 @@ def collect_report_data(
     if blend and split.valid.height:
         scorer = Ensemble([rec])
         used = scorer.tune(blend, which="valid")
+        results[BLEND_ROW] = scorer.evaluate("test").to_dict()
+    elif learned is not None and not blend:
+        scorer = Ensemble([rec]).use_learned(learned)
         results[BLEND_ROW] = scorer.evaluate("test").to_dict()
     elif fixed and not blend:
         scorer = Ensemble([rec], fixed)
@@ -280,6 +286,8 @@ def collect_report_data(
             if used
             else "not tuned: the split has no validation targets"
         )
+    elif learned is not None:
+        info[f"{BLEND_ROW} (the run's learned blend)"] = ", ".join(learned.baselines)
     elif fixed:
         info[f"{BLEND_ROW} (the run's saved weights)"] = ", ".join(
             f"{name} {w:g}" for name, w in fixed.items()
@@ -416,7 +424,7 @@ def report_for_run(
     """Write ``report.html`` for a saved run; ``dataset`` defaults to the one it was trained on;
     ``blend`` as in :func:`collect_report_data`; without it the run's saved blend
     (``RUN/blend.json``), if any and ``saved``, gets the blended row."""
-    from chronorec.ensemble import saved_blend
+    from chronorec.ensemble import read_learned, saved_blend
     from chronorec.recommender import build_text_vectors
     from chronorec.training import checkpoint as ckpt
 
@@ -433,8 +441,9 @@ def report_for_run(
         build_text_vectors(rec.dataset, rec.config) if rec.config.model.item_repr != "id" else None
     )
     fixed = saved_blend(run) if saved and not blend else None
+    learned = read_learned(run) if saved and not blend else None
     data = collect_report_data(
         rec, rec.dataset, title=f"chronorec report: {run.name}", vectors=vectors,
-        train_summary=summary, blend=blend, weights=fixed,
+        train_summary=summary, blend=blend, weights=fixed, learned=learned,
     )  # fmt: skip
     return write_report(data, out if out is not None else run / "report.html")
