@@ -13,7 +13,8 @@ with baselines (:class:`~chronorec.ensemble.Ensemble` with ``fit_on="all"``, as 
 recommend --weights`` ranks): their item-side statistics (popularity, transitions, the
 neighbours of user-KNN) are fitted when the engine is built, on the run's event log and the
 events posted so far (:meth:`Engine._blend_log`), and read the user's live window (the same last
-``max_len`` events) on every request.
+``max_len`` events) on every request. A run's saved learned blend (:mod:`chronorec.rerank`)
+ranks the same terms by its trees instead of their weighted sum.
 """
 
 from __future__ import annotations
