@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--metric", default=None, help="default: the runs' train.select_metric")
     parser.add_argument("--data", default=None)
     parser.add_argument("--ensemble", action="store_true", help="also all runs as one ensemble")
-    parser.add_argument("--objective", default="lambdarank")
+    parser.add_argument("--objective", default="auto", help="lambdarank | binary | auto")
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
     names = [n for n in args.blend.split(",") if n]
@@ -50,8 +50,8 @@ def main() -> None:
         metric = metric or ens.config.train.select_metric
         label = group[0] if len(group) == 1 else f"ensemble of {len(group)}"
         alone = ens.evaluate("test")
-        extra = {"objective": args.objective}
-        learned, report = fit_learned(ens, names, metric=metric, extra=extra)
+        learned, report = fit_learned(ens, names, metric=metric, objective=args.objective)
+        chosen = report["objective"]
         got = ens.evaluate("test")
         ens.learned = None  # the linear blend fit_learned tuned (its weights are still set)
         linear = ens.evaluate("test")
@@ -60,7 +60,8 @@ def main() -> None:
             ("runs alone", alone, report[f"valid {metric}, runs alone"]),
             (f"linear blend ({weights})", linear,
              report[f"valid {metric}, linear blend (tuned on it)"]),
-            ("learned blend", got, report[f"valid {metric}, learned blend out of fold"]),
+            (f"learned blend ({chosen})", got,
+             report[f"valid {metric}, learned blend ({chosen}) out of fold"]),
         ):  # fmt: skip
             rows.append([label, scorer, f"{valid:.4f}", *(f"{result[m]:.4f}" for m in METRICS)])
         print(f"{label}: {time.perf_counter() - t0:.0f} s, {report}", file=sys.stderr)

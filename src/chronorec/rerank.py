@@ -44,7 +44,6 @@ HISTORY_FEATURES = (
     "log_length", "distinct_share", "log_visits",
 )  # fmt: skip
 PARAMS = {
-    "objective": "lambdarank",  # NDCG of each query's candidates; "binary" also works
     "learning_rate": 0.05,
     "num_leaves": 31,
     "min_data_in_leaf": 50,
@@ -53,6 +52,8 @@ PARAMS = {
     "bagging_freq": 1,
     "verbose": -1,
 }
+# LightGBM objectives: NDCG of each query's candidates, or each candidate's log-loss
+OBJECTIVES = ("lambdarank", "binary")
 OUTSIDE = -1000.0  # added to the runs' scores of items that are not candidates
 TIE_BREAK = 1e-4  # times the linear blend squashed to (-1, 1): orders the trees' ties
 LINEAR = "linear"  # the term that is the linear blend: runs + sum of weight * baseline z-scores
@@ -241,12 +242,16 @@ def fit_learned(
     threads: int | None = None,
     folds: int = 2,
     metric: str | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> tuple[LearnedBlend, dict[str, float]]:
+    objective: str = "auto",
+) -> tuple[LearnedBlend, dict[str, Any]]:
     """Train a learned blend of ``ens``'s runs and the baselines ``names`` on the ``which``
     split's targets (the validation split: report on test only). Also returns, when ``folds``
     > 1, ``metric`` on ``which`` out of fold (each user's queries ranked by a model trained on the
-    other folds' users) next to the runs alone, an honest figure to compare blends by."""
+    other folds' users) next to the runs alone, an honest figure to compare blends by.
+
+    ``objective``: one of :data:`OBJECTIVES`, or "auto": each of them out of fold, the better
+    one kept (lambdarank without folds). Lambdarank won on Amazon Scientific (one target per
+    history), binary on Online Retail (a month's basket per history), BENCHMARKS.md."""
     import lightgbm as lgb
 
     if not names:
@@ -282,12 +287,18 @@ def fit_learned(
     if labels.sum() == 0:
         raise ConfigError(f"no {which} target is among the candidates: nothing to learn from")
     n_threads = threads or torch.get_num_threads()
-    params = {**PARAMS, "seed": seed, "num_threads": n_threads, **(extra or {})}
     cols = feature_names(terms)
+    if objective not in OBJECTIVES + ("auto",):
+        raise ConfigError(f"objective must be one of {OBJECTIVES} or 'auto', not {objective!r}")
+    if objective == "auto":  # each one out of fold, the better one kept
+        tried = OBJECTIVES if folds > 1 else OBJECTIVES[:1]
+    else:
+        tried = (objective,)
 
-    def fit(mask: np.ndarray) -> Any:
+    def fit(mask: np.ndarray, objective: str) -> Any:
+        params = {**PARAMS, "objective": objective, "seed": seed, "num_threads": n_threads}
         group = None
-        if params["objective"] != "binary":  # rows of a query are contiguous: one per user
+        if objective != "binary":  # rows of a query are contiguous: one per user
             u = users[mask]
             group = np.diff(np.flatnonzero(np.r_[True, u[1:] != u[:-1], True]))
         data = lgb.Dataset(
@@ -295,37 +306,50 @@ def fit_learned(
         )
         return lgb.train(params, data, num_boost_round=rounds)
 
-    report = {
+    report: dict[str, Any] = {
         "candidates_per_query": X.shape[0] / max(1, np.unique(users).size),
         "targets_covered": float(labels.sum() / targets.height),
         f"{which} {metric}, runs alone": float(alone[metric]),
         f"{which} {metric}, linear blend (tuned on it)": float(linear),
     }
-    if folds > 1:
+    best, best_value = tried[0], float("-inf")
+    for name in tried if folds > 1 else ():
         fold = users % folds
-        boosters = [fit(fold != f) for f in range(folds)]
-
-        class OutOfFold:
-            def score(self, batch: HistoryBatch, users: np.ndarray) -> torch.Tensor:
-                parts = ens.parts(batch, users, every=True)
-                out = torch.empty_like(parts["runs"])
-                f_of = np.asarray(users) % folds
-                for f, booster in enumerate(boosters):
-                    rows = np.flatnonzero(f_of == f)
-                    if rows.size:
-                        sub = {t: z[torch.as_tensor(rows)] for t, z in parts.items()}
-                        part = LearnedBlend(booster, terms, weights, candidates, n_threads)
-                        out[torch.as_tensor(rows)] = part.scores(sub, _rows(batch, rows))
-                return out
-
-        report[f"{which} {metric}, learned blend out of fold"] = float(
-            ens._evaluate(OutOfFold(), which)[metric]
-        )
-    full = fit(np.ones(users.size, dtype=bool))
+        blends = [
+            LearnedBlend(fit(fold != f, name), terms, weights, candidates, n_threads)
+            for f in range(folds)
+        ]
+        value = float(ens._evaluate(_OutOfFold(ens, blends), which)[metric])
+        report[f"{which} {metric}, learned blend ({name}) out of fold"] = value
+        if value > best_value:
+            best, best_value = name, value
+    report["objective"] = best
+    full = fit(np.ones(users.size, dtype=bool), best)
     learned = LearnedBlend(full, terms, weights, candidates, n_threads)
     ens.learned = learned
     log.info("learned blend: %s", report)
     return learned, report
+
+
+class _OutOfFold:
+    """A scorer that ranks user ``u``'s histories with ``blends[u % len(blends)]``, the blend
+    trained without that fold's users."""
+
+    def __init__(self, ens: Any, blends: list[LearnedBlend]) -> None:
+        self.ens = ens
+        self.blends = blends
+
+    def score(self, batch: HistoryBatch, users: np.ndarray) -> torch.Tensor:
+        parts = self.ens.parts(batch, users, every=True)
+        out = torch.empty_like(parts["runs"])
+        fold = np.asarray(users) % len(self.blends)
+        for f, blend in enumerate(self.blends):
+            rows = np.flatnonzero(fold == f)
+            if rows.size:
+                index = torch.as_tensor(rows)
+                sub = {t: z[index] for t, z in parts.items()}
+                out[index] = blend.scores(sub, _rows(batch, rows))
+        return out
 
 
 def _rows(batch: HistoryBatch, rows: np.ndarray) -> HistoryBatch:

@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     scorer: Recommender | Ensemble
     tuned = ""
     learned: LearnedBlend | None = None
-    report: dict[str, float] = {}
+    report: dict[str, Any] = {}
     if len(args.run) == 1 and not names and args.weights is None and not off:  # as serve ranks
         weights, tuned_on = read_blend(args.run[0])
         learned = read_learned(args.run[0])
@@ -152,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
         model += " + " + ", ".join(learned.baselines) + " (learned blend"
         model += ": trained on valid, optimistic there)" if args.split == "valid" else ")"
         for key, value in report.items():
-            print(f"learned blend: {key} {value:.4f}")
+            shown = f"{value:.4f}" if isinstance(value, float) else value
+            print(f"learned blend: {key} {shown}")
     if blend:
         model += " + " + ", ".join(f"{w:g} {name}" for name, w in blend.items())
         if tuned:
