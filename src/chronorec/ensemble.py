@@ -32,7 +32,7 @@ from chronorec.data.sequences import EventArrays, HistoryBatch
 from chronorec.data.splits import Split
 from chronorec.errors import ConfigError
 from chronorec.recommender import Recommender, build_text_vectors, cold_items, make_split
-from chronorec.rerank import LEARNED_FILE, LearnedBlend
+from chronorec.rerank import LEARNED_FILE, LINEAR, LearnedBlend, with_linear
 
 log = logging.getLogger(__name__)
 
@@ -431,11 +431,7 @@ class Ensemble:
             if batch is None:
                 raise ValueError("a learned blend ranks from the histories: pass the batch")
             return self.learned.scores(parts, batch)
-        total = parts["runs"].clone()
-        for name, w in self.weights.items():
-            if w > 0:
-                total += w * parts[name]
-        return total
+        return with_linear(parts, self.weights)[LINEAR]
 
     @torch.no_grad()
     def score(self, batch: HistoryBatch, users: np.ndarray | None = None) -> torch.Tensor:
