@@ -154,6 +154,15 @@ def run(args: argparse.Namespace) -> int:
         for key, value in report.items():
             shown = f"{value:.4f}" if isinstance(value, float) else value
             print(f"learned blend: {key} {shown}")
+        metric = scorer.config.train.select_metric if isinstance(scorer, Ensemble) else ""
+        oof = report.get(f"valid {metric}, learned blend ({report.get('objective')}) out of fold")
+        lin = report.get(f"valid {metric}, linear blend (tuned on it)")
+        if oof is not None and lin is not None and oof < lin:
+            print(
+                "learned blend: out of fold it ranks below the linear blend on valid (which is "
+                "even optimistic there): the linear blend (--blend without --learned) is the "
+                "safer choice for this run"
+            )
     if blend:
         model += " + " + ", ".join(f"{w:g} {name}" for name, w in blend.items())
         if tuned:
