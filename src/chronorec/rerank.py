@@ -216,6 +216,8 @@ class LearnedBlend:
             isinstance(w, int | float) for w in weights.values()
         ):
             raise ConfigError(f"{where}: 'learned.weights' must map baselines to numbers")
+        if set(weights) - set(terms):
+            raise ConfigError(f"{where}: 'learned.weights' names baselines not in its terms")
         if not path.is_file():
             raise ConfigError(f"{path}: the learned blend's model is missing")
         try:

@@ -136,6 +136,10 @@ def test_a_broken_learned_blend_is_a_clear_error(successor, tmp_path, capsys) ->
     assert main(base) == 2
     assert "the learned blend's model is missing" in capsys.readouterr().err
     meta = json.loads((path / "blend.json").read_text())
+    meta["learned"]["weights"] = {"user-knn": 1.0}
+    (path / "blend.json").write_text(json.dumps(meta))
+    assert main(base) == 2
+    assert "'learned.weights' names baselines not in its terms" in capsys.readouterr().err
     meta["learned"]["terms"] = ["transitions"]
     (path / "blend.json").write_text(json.dumps(meta))
     assert main(base) == 2
