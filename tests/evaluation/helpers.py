@@ -71,3 +71,17 @@ class FixedScorer:
 
 def arrays_of(events: pl.DataFrame) -> EventArrays:
     return EventArrays.from_events(events)
+
+
+def weak_run(dataset, seed: int = 0):
+    """A GRU that has barely started learning (one epoch at lr 1e-4): a blend has something to
+    add."""
+    from chronorec.config import ModelConfig, RunConfig, TrainConfig
+    from chronorec.recommender import Recommender
+
+    cfg = RunConfig(
+        model=ModelConfig(name="gru", d_model=16, n_layers=1, max_len=8, dropout=0.0),
+        train=TrainConfig(max_epochs=1, batch_size=16, lr=1e-4, threads=1, warmup_steps=1,
+                          seed=seed),
+    )  # fmt: skip
+    return Recommender(cfg).fit(dataset, progress=False)

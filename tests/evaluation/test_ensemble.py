@@ -17,6 +17,8 @@ from chronorec.errors import ConfigError
 from chronorec.evaluation.evaluator import per_query
 from chronorec.recommender import Recommender, make_split
 
+from .helpers import weak_run
+
 
 def _fit(successor, seed: int, name: str = "gru", max_len: int = 8, **data: object) -> Recommender:
     cfg = RunConfig(
@@ -75,21 +77,11 @@ def test_cli_evaluates_several_runs_as_one_ensemble(successor, tmp_path, capsys)
     assert "another split" in capsys.readouterr().err
 
 
-def _weak(successor, seed: int = 0) -> Recommender:
-    """A run that has barely started learning: the blend has something to add."""
-    cfg = RunConfig(
-        model=ModelConfig(name="gru", d_model=16, n_layers=1, max_len=8, dropout=0.0),
-        train=TrainConfig(max_epochs=1, batch_size=16, lr=1e-4, threads=1, warmup_steps=1,
-                          seed=seed),
-    )  # fmt: skip
-    return Recommender(cfg).fit(successor, progress=False)
-
-
 def test_blend_adds_weighted_baseline_z_scores(successor) -> None:
     from chronorec.data import leave_one_out
     from chronorec.evaluation import ItemTransitions
 
-    run = _weak(successor)
+    run = weak_run(successor)
     ens = Ensemble([run], weights={"transitions": 0.5})
     arrays = run._arrays
     assert arrays is not None
@@ -108,7 +100,7 @@ def test_blend_adds_weighted_baseline_z_scores(successor) -> None:
 
 def test_tuned_blend_learns_the_weight_on_valid_and_helps_on_test(successor) -> None:
     # item i is always followed by i + 1: transitions are perfect, the weak run is not
-    run = _weak(successor)
+    run = weak_run(successor)
     alone_valid = run.evaluate("valid").metrics["ndcg@10"]
     alone_test = run.evaluate("test").metrics["ndcg@10"]
     assert alone_test < 0.9
@@ -122,12 +114,12 @@ def test_tuned_blend_learns_the_weight_on_valid_and_helps_on_test(successor) -> 
 def test_a_weight_moves_only_for_a_gain_beyond_the_noise(successor) -> None:
     # The same perfect transitions: a gain of many standard errors moves the weight at
     # min_z = 2, and no gain is enough at an absurd threshold.
-    assert Ensemble([_weak(successor)]).tune(["transitions"])["transitions"] > 0
-    assert Ensemble([_weak(successor)]).tune(["transitions"], min_z=1e9)["transitions"] == 0
+    assert Ensemble([weak_run(successor)]).tune(["transitions"])["transitions"] > 0
+    assert Ensemble([weak_run(successor)]).tune(["transitions"], min_z=1e9)["transitions"] == 0
 
 
 def test_per_query_metrics_average_to_the_reported_metric(successor) -> None:
-    run = _weak(successor)
+    run = weak_run(successor)
     targets = make_split(run.dataset, run.config).targets("test")
     result = run.evaluate("test")
     for metric in ("ndcg@10", "recall@20", "mrr@5"):
@@ -143,7 +135,7 @@ def test_per_query_metrics_average_to_the_reported_metric(successor) -> None:
 
 
 def test_tuning_on_a_memory_budget_searches_a_subset_of_the_users(successor, caplog) -> None:
-    ens = Ensemble([_weak(successor)])
+    ens = Ensemble([weak_run(successor)])
     row_bytes = 4 * (successor.n_items + 1) * 2  # the runs' term and one baseline, float32
     with caplog.at_level("INFO", logger="chronorec.ensemble"):
         weights = ens.tune(["transitions"], memory_gb=16 * row_bytes / 2**30)
@@ -153,7 +145,7 @@ def test_tuning_on_a_memory_budget_searches_a_subset_of_the_users(successor, cap
 
 def test_cli_blend_reports_its_weights_and_where_they_were_tuned(successor, tmp_path, capsys):
     data = successor.save(tmp_path / "data")
-    run = str(_weak(successor).save(tmp_path / "run"))
+    run = str(weak_run(successor).save(tmp_path / "run"))
     assert main(["evaluate", run, "--data", str(data), "--blend", "transitions", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["model"] == "gru" and out["weights_tuned_on"] == "valid"
@@ -172,7 +164,7 @@ def test_cli_blend_reports_its_weights_and_where_they_were_tuned(successor, tmp_
 
 
 def test_blended_recommendations_follow_the_blended_scores(successor, tmp_path, capsys) -> None:
-    run = _weak(successor)
+    run = weak_run(successor)
     ens = Ensemble([run], weights={"transitions": 3.0})
     ids, scores = ens.recommend(["u1", "u2"], k=3)
     assert len(ids) == 2 and scores.shape == (2, 3)
@@ -190,7 +182,7 @@ def test_blended_recommendations_follow_the_blended_scores(successor, tmp_path, 
 
 
 def test_recommendations_count_every_event_and_evaluation_refuses_that(successor) -> None:
-    run = _weak(successor)
+    run = weak_run(successor)
     live = Ensemble([run], weights={"transitions": 1.0}, fit_on="all")
     offline = Ensemble([run], weights={"transitions": 1.0})
     pairs = successor.events.height - successor.n_users  # consecutive pairs of every user
@@ -215,7 +207,7 @@ def test_recommendations_count_every_event_and_evaluation_refuses_that(successor
 def test_recent_popularity_blends_only_with_timestamps(successor) -> None:
     import dataclasses
 
-    run = _weak(successor)
+    run = weak_run(successor)
     ens = Ensemble([run], weights={"popular-recent": 1.0})
     assert ens.evaluate("test").metrics["ndcg@10"] >= 0.0
     untimed = dataclasses.replace(
@@ -234,7 +226,7 @@ def test_text_knn_reads_the_item_text_once_for_every_stage(successor, random_tex
         return random_text(dataset.n_items)
 
     monkeypatch.setattr("chronorec.ensemble.build_text_vectors", text_vectors)
-    ensemble = Ensemble([_weak(successor)], {"text-knn": 0.5})
+    ensemble = Ensemble([weak_run(successor)], {"text-knn": 0.5})
     for which in ("valid", "test"):
         ensemble.evaluate(which, slices=())
     assert calls == [successor.n_items]
@@ -246,7 +238,7 @@ def test_a_saved_blend_is_what_recommend_uses_unless_told_otherwise(successor, t
     ``recommend RUN`` then blends with them (as with ``--weights``) and ``--weights none``
     gives the model alone."""
     data = str(successor.save(tmp_path / "data"))
-    run = _weak(successor)
+    run = weak_run(successor)
     path = run.save(tmp_path / "run")
     base = ["recommend", str(path), "--data", data, "--history", "i4,i5", "-k", "3", "--json"]
     assert main(base) == 0  # no saved blend yet: the model alone

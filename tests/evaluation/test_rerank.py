@@ -10,11 +10,9 @@ import pytest
 import torch
 
 from chronorec.cli import main
-from chronorec.config import ModelConfig, RunConfig, TrainConfig
 from chronorec.data.sequences import HistoryBatch
 from chronorec.ensemble import Ensemble, read_learned, save_blend
 from chronorec.errors import ConfigError
-from chronorec.recommender import Recommender
 from chronorec.rerank import (
     LEARNED_FILE,
     OBJECTIVES,
@@ -23,17 +21,9 @@ from chronorec.rerank import (
     fit_learned,
 )
 
+from .helpers import weak_run
+
 DAY = 86_400
-
-
-def _weak(successor, seed: int = 0) -> Recommender:
-    """A run that has barely started learning: the baselines have something to add."""
-    cfg = RunConfig(
-        model=ModelConfig(name="gru", d_model=16, n_layers=1, max_len=8, dropout=0.0),
-        train=TrainConfig(max_epochs=1, batch_size=16, lr=1e-4, threads=1, warmup_steps=1,
-                          seed=seed),
-    )  # fmt: skip
-    return Recommender(cfg).fit(successor, progress=False)
 
 
 def test_candidate_features_by_hand() -> None:
@@ -67,7 +57,7 @@ def test_candidate_features_by_hand() -> None:
 
 def test_learned_blend_learns_on_valid_and_helps_on_test(successor) -> None:
     # item i is always followed by i + 1: transitions are perfect, the weak run is not
-    run = _weak(successor)
+    run = weak_run(successor)
     alone = run.evaluate("test").metrics["ndcg@10"]
     ens = Ensemble([run])
     learned, report = fit_learned(ens, ["transitions", "popular"], threads=1)
@@ -85,7 +75,7 @@ def test_learned_blend_learns_on_valid_and_helps_on_test(successor) -> None:
 
 def test_a_saved_learned_blend_ranks_evaluate_and_recommend(successor, tmp_path, capsys):
     data = str(successor.save(tmp_path / "data"))
-    path = _weak(successor).save(tmp_path / "run")
+    path = weak_run(successor).save(tmp_path / "run")
     assert main(["evaluate", str(path), "--data", data, "--blend", "transitions,popular",
                  "--learned", "--save-blend", "--json"]) == 0  # fmt: skip
     out = json.loads(capsys.readouterr().out)
@@ -124,7 +114,7 @@ def test_a_saved_learned_blend_ranks_evaluate_and_recommend(successor, tmp_path,
 
 def test_a_broken_learned_blend_is_a_clear_error(successor, tmp_path, capsys) -> None:
     data = str(successor.save(tmp_path / "data"))
-    path = _weak(successor).save(tmp_path / "run")
+    path = weak_run(successor).save(tmp_path / "run")
     ens = Ensemble.load([path], dataset=data)
     learned, _ = fit_learned(ens, ["transitions"], threads=1, folds=1)
     save_blend(path, {}, tuned_on="valid", learned=learned)
