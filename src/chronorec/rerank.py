@@ -151,7 +151,8 @@ def candidate_features(
 
 @dataclass
 class LearnedBlend:
-    """A fitted re-ranker: ``terms`` are "runs" and the baseline names, in feature order."""
+    """A fitted re-ranker: ``terms`` are "runs", the baseline names and :data:`LINEAR`, in
+    feature order."""
 
     booster: Any  # lightgbm.Booster
     terms: tuple[str, ...]
@@ -164,8 +165,8 @@ class LearnedBlend:
         return [t for t in self.terms if t not in ("runs", LINEAR)]
 
     def scores(self, parts: Mapping[str, torch.Tensor], batch: HistoryBatch) -> torch.Tensor:
-        """``(B, V)`` scores: the model's probability for the candidates, the runs' z-scores
-        plus :data:`OUTSIDE` for the other items, -inf where the runs have -inf."""
+        """``(B, V)`` scores: the trees' score for the candidates, the runs' z-scores plus
+        :data:`OUTSIDE` for the other items, -inf where the runs have -inf."""
         parts = with_linear(parts, self.weights)
         b, v, X = candidate_features(parts, self.terms, batch, self.candidates)
         runs = parts["runs"]
@@ -260,6 +261,8 @@ def fit_learned(
 
     if not names:
         raise ConfigError("a learned blend needs at least one baseline (--blend NAMES)")
+    if objective not in OBJECTIVES + ("auto",):
+        raise ConfigError(f"objective must be one of {OBJECTIVES} or 'auto', not {objective!r}")
     metric = metric or ens.config.train.select_metric
     terms = ("runs", *names, LINEAR)
     weights = {n: w for n, w in ens.tune(names, which=which, metric=metric).items() if w > 0}
@@ -292,8 +295,6 @@ def fit_learned(
         raise ConfigError(f"no {which} target is among the candidates: nothing to learn from")
     n_threads = threads or torch.get_num_threads()
     cols = feature_names(terms)
-    if objective not in OBJECTIVES + ("auto",):
-        raise ConfigError(f"objective must be one of {OBJECTIVES} or 'auto', not {objective!r}")
     if objective == "auto":  # each one out of fold, the better one kept
         tried = OBJECTIVES if folds > 1 else OBJECTIVES[:1]
     else:
