@@ -99,16 +99,14 @@ def run(args: argparse.Namespace) -> int:
     if len(args.run) == 1 and not names and args.weights is None and not off:  # as serve ranks
         weights, tuned_on = read_blend(args.run[0])
         learned = read_learned(args.run[0])
-        if learned is not None:
-            weights = {name: 0.0 for name in learned.baselines}
-        if weights:
+        if weights or learned is not None:
             tuned = "valid" if tuned_on == "valid" else ""
             print(
                 f"blended with the run's saved weights ({Path(args.run[0]) / BLEND_FILE}); "
                 "--blend none for the model alone",
                 file=sys.stderr,
             )
-    if len(args.run) == 1 and not names and not weights:
+    if len(args.run) == 1 and not names and not weights and learned is None:
         scorer = Recommender.load(args.run[0], dataset=args.data)
         model, item_repr = scorer.config.model.name, scorer.config.model.item_repr
     else:

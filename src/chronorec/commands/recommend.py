@@ -61,7 +61,6 @@ def run(args: argparse.Namespace) -> int:
     weights = resolve_blend(args.weights, one, "--weights")
     learned = resolve_learned(args.weights, one)
     if learned is not None:
-        weights = {name: 0.0 for name in learned.baselines}
         print(
             f"ranked by the run's learned blend of {', '.join(learned.baselines)} "
             f"({Path(str(one)) / BLEND_FILE}); --weights none for the model alone",
@@ -75,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     rec: Recommender | Ensemble
-    if len(args.run) == 1 and not weights:
+    if len(args.run) == 1 and not weights and learned is None:
         rec = Recommender.load(args.run[0], dataset=args.data)
     else:
         # recommendations read every logged event, so the blended counts do too

@@ -176,8 +176,6 @@ class Engine:
         # baselines blended into the ranking, fitted on the run's log and the posted events
         self.blend_weights = settings.blend_weights()
         self.learned = settings.learned_blend()  # a learned blend ranks instead of the weights
-        if self.learned is not None:
-            self.blend_weights = {name: 0.0 for name in self.learned.baselines}
         self._blender: Ensemble | None = None
         # blended lists by user state; the version changes with whatever changes every
         # user's blend (a posted item, a user forgotten from user-KNN)
@@ -186,7 +184,7 @@ class Engine:
         )
         self._blend_version = 0
         self._blend_rows: dict[str, int] = {}  # user id -> row of the blend's event log
-        if self.blend_weights:
+        if self.blend_weights or self.learned is not None:
             if rec.dataset is None:
                 raise ConfigError(
                     "blend: the baselines are fitted on the run's event log; the run has no "

@@ -320,7 +320,7 @@ def ready(request: Request, response: Response) -> Ready:
         n_items=engine.n_items,
         retrieval=engine.retriever.kind,
         index_recall_at_10=engine.index_recall,
-        blend=(engine.blend_weights or None) if engine.learned is None else None,
+        blend=engine.blend_weights or None,
         learned_blend=None if engine.learned is None else engine.learned.baselines,
     )
 
