@@ -537,7 +537,8 @@ def test_blended_service_serves_the_offline_blend(
 
 def test_a_saved_learned_blend_is_served_as_offline(dataset_dir: Path, tmp_path: Path) -> None:
     """A run's learned blend (``evaluate --learned --save-blend``) ranks the service's lists as
-    ``chronorec recommend`` ranks with it, before and after a posted event."""
+    ``chronorec recommend`` ranks with it (posted events reach it by the same path as the
+    linear blend's, tested above)."""
     from chronorec.rerank import fit_learned
 
     rec = fit_tiny(dataset_dir, "gru")
