@@ -32,7 +32,7 @@ from chronorec.data.sequences import EventArrays, HistoryBatch
 from chronorec.data.splits import Split
 from chronorec.errors import ConfigError
 from chronorec.recommender import Recommender, build_text_vectors, cold_items, make_split
-from chronorec.rerank import LEARNED_FILE, LINEAR, LearnedBlend, with_linear
+from chronorec.rerank import LEARNED_FILE, LINEAR, ItemStats, LearnedBlend, with_linear
 
 log = logging.getLogger(__name__)
 
@@ -286,6 +286,7 @@ class Ensemble:
         # fitted baselines by the events they know: "valid" (the training split), "test" (every
         # event before the test cut) or "all" (every event)
         self._fitted: dict[str, dict[str, Any]] = {}
+        self._item_stats: dict[str, ItemStats] = {}  # by stage too: a learned blend's features
         self._stage = "all" if fit_on == "all" else "test"
         self._split: Split | None = None
         self._arrays: EventArrays | None = None
@@ -333,10 +334,7 @@ class Ensemble:
         missing = [name for name in self.weights if name not in fitted]
         if missing:
             dataset = self.members[0]._require_dataset()
-            if self._stage == "all":
-                train = dataset.events if self._events is None else self._events
-            else:  # "valid" or "test", set by at(); Split.known checks the name
-                train = self._get_split().known(self._stage)  # type: ignore[arg-type]
+            train = self._known_events()
             behaviour = self.config.data.target_behaviour
             for name in missing:
                 if name == "popular":
@@ -361,6 +359,26 @@ class Ensemble:
                     model = bl.TextKNN(self._text)
                 fitted[name] = model.fit(train, dataset.n_items)
         return fitted
+
+    def _known_events(self) -> pl.DataFrame:
+        """The events the current stage's baselines are fitted on."""
+        if self._stage == "all":
+            return (
+                self.members[0]._require_dataset().events if self._events is None else self._events
+            )
+        # "valid" or "test", set by at(); Split.known checks the name
+        return self._get_split().known(self._stage)  # type: ignore[arg-type]
+
+    def item_stats(self) -> ItemStats:
+        """The item statistics of the current stage's known events (a learned blend's item-side
+        features), computed when first asked."""
+        stats = self._item_stats.get(self._stage)
+        if stats is None:
+            stats = ItemStats.fit(
+                self._known_events(), self._n_rows - 1, self.config.data.target_behaviour
+            )
+            self._item_stats[self._stage] = stats
+        return stats
 
     @contextlib.contextmanager
     def at(self, which: str) -> Iterator[Ensemble]:
@@ -430,7 +448,8 @@ class Ensemble:
         if self.learned is not None:
             if batch is None:
                 raise ValueError("a learned blend ranks from the histories: pass the batch")
-            return self.learned.scores(parts, batch)
+            stats = self.item_stats() if self.learned.item_features else None
+            return self.learned.scores(parts, batch, stats)
         return with_linear(parts, self.weights)[LINEAR]
 
     @torch.no_grad()

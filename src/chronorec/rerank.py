@@ -6,10 +6,12 @@ z-scores with one weight for every history and item. A learned blend ranks each 
 by a LightGBM model over per-candidate features: each term's z-score and rank (the linear
 blend, its weights tuned first, is one of the terms), how often the history holds the item, how
 many events and days ago it last did, the mean interval between its occurrences, and the
-history's length, number of visits and share of distinct items. So the model can learn what one
-weight cannot: trust the customer's own items more for a customer who repeats, an item bought at
-a steady interval once that interval has passed, a baseline only in its top ranks. Items outside
-the candidates rank after them, by the runs' scores.
+history's length, number of visits and share of distinct items — and the item's own statistics
+in the log (:class:`ItemStats`: how often its buyers buy it again and at what interval, how many
+buyers it has, how recently it sold). So the model can learn what one weight cannot: trust the
+customer's own items more for a customer who repeats, an item bought at a steady interval once
+that interval has passed, a baseline only in its top ranks. Items outside the candidates rank
+after them, by the runs' scores.
 
 It is trained on the validation split (label: the candidate is one of the history's targets)
 with the baselines fitted on the training split, as the linear blend's weights are tuned, and
@@ -56,6 +58,12 @@ PARAMS = {
 }
 # LightGBM objectives: NDCG of each query's candidates, or each candidate's log-loss
 OBJECTIVES = ("lambdarank", "binary")
+ITEM_FEATURES = (
+    "item_rebuy", "item_log_buyers", "item_interval_days", "item_days_since_sale",
+    "item_age_days", "item_recent_share", "item_intervals_due",
+)  # fmt: skip
+RANK_CAP = 1000  # a term's rank is counted up to here (a top-k, not a sort of the catalogue)
+RECENT_DAYS = 30.0  # item_recent_share: the share of an item's sales in the log's last 30 days
 OUTSIDE = -1000.0  # added to the runs' scores of items that are not candidates
 TIE_BREAK = 1e-4  # times the linear blend squashed to (-1, 1): orders the trees' ties
 LINEAR = "linear"  # the term that is the linear blend: runs + sum of weight * baseline z-scores
@@ -72,18 +80,105 @@ def with_linear(
     return {**parts, LINEAR: total}
 
 
-def feature_names(terms: Sequence[str]) -> list[str]:
-    """The model's columns for the blend terms ``terms`` ("runs" first)."""
-    return [f"z_{t}" for t in terms] + [f"rank_{t}" for t in terms] + list(HISTORY_FEATURES)
+def feature_names(terms: Sequence[str], items: bool = True) -> list[str]:
+    """The model's columns for the blend terms ``terms`` ("runs" first); ``items``: with the
+    item-side features (blends saved before they existed have none)."""
+    names = [f"z_{t}" for t in terms] + [f"rank_{t}" for t in terms] + list(HISTORY_FEATURES)
+    return names + list(ITEM_FEATURES) if items else names
+
+
+@dataclass(frozen=True)
+class ItemStats:
+    """Per-item statistics of an event log, the learned blend's item-side features (every
+    column -1 where unknown: an item the log does not hold, or a time on an untimed log).
+
+    Columns (:data:`ITEM_FEATURES` but the last, which :func:`candidate_features` derives):
+    the share of the item's buyers who bought it on two visits or more (smoothed: (repeat + 1) /
+    (buyers + 10)); log(1 + buyers); the median over its repeat buyers of their mean days between
+    visits; days from its last sale and from its first to the log's last event; the share of its
+    sales in the log's last :data:`RECENT_DAYS` days. A visit is a distinct timestamp (an
+    event on untimed logs); with ``behaviour`` only the events of that behaviour count."""
+
+    table: torch.Tensor  # (n_items + 1, 6) float64
+
+    @classmethod
+    def fit(cls, events: pl.DataFrame, n_items: int, behaviour: int | None = None) -> ItemStats:
+        table = torch.full((n_items + 1, len(ITEM_FEATURES) - 1), -1.0, dtype=torch.float64)
+        if behaviour is not None:
+            events = events.filter(pl.col("behaviour") == behaviour)
+        timed = events.height > 0 and events["timestamp"].null_count() == 0
+        if not timed:  # counts only; each event is a visit
+            events = events.with_columns(pl.col("position").cast(pl.Int64).alias("timestamp"))
+        events = events.filter(pl.col("item") <= n_items)
+        if events.height == 0:
+            return cls(table)
+        end = int(events["timestamp"].max())  # type: ignore[arg-type]
+        day = pl.lit(86_400.0)
+        per_buyer = events.group_by("user", "item").agg(
+            pl.col("timestamp").n_unique().alias("visits"),
+            ((pl.col("timestamp").max() - pl.col("timestamp").min()) / day).alias("span"),
+        )
+        stats = (
+            per_buyer.group_by("item")
+            .agg(
+                pl.len().alias("buyers"),
+                (pl.col("visits") >= 2).sum().alias("repeat"),
+                (pl.col("span") / (pl.col("visits") - 1))
+                .filter(pl.col("visits") >= 2)
+                .median()
+                .alias("interval"),
+            )
+            .join(
+                events.group_by("item").agg(
+                    ((end - pl.col("timestamp").max()) / day).alias("since"),
+                    ((end - pl.col("timestamp").min()) / day).alias("age"),
+                    ((pl.col("timestamp") >= end - RECENT_DAYS * 86_400).mean()).alias("recent"),
+                ),
+                on="item",
+            )
+            .sort("item")
+        )
+        rows = torch.as_tensor(stats["item"].to_numpy().astype(np.int64))
+        buyers = stats["buyers"].to_numpy().astype(np.float64)
+        cols = [
+            (stats["repeat"].to_numpy() + 1.0) / (buyers + 10.0),
+            np.log1p(buyers),
+        ]
+        if timed:
+            cols += [
+                stats["interval"].fill_null(-1.0).to_numpy(),
+                stats["since"].to_numpy(),
+                stats["age"].to_numpy(),
+                stats["recent"].to_numpy(),
+            ]
+        table[rows, : len(cols)] = torch.as_tensor(np.stack(cols, 1), dtype=torch.float64)
+        return cls(table)
+
+    def rows(self, items: torch.Tensor) -> torch.Tensor:
+        """``(N, 6)`` statistics of ``items``; an item beyond the table (posted to a service
+        after the statistics were computed) is unknown."""
+        known = items < self.table.shape[0]
+        out = self.table[torch.where(known, items, 0)]
+        out[~known] = -1.0
+        return out
 
 
 @torch.no_grad()
 def candidate_features(
-    parts: Mapping[str, torch.Tensor], terms: Sequence[str], batch: HistoryBatch, candidates: int
+    parts: Mapping[str, torch.Tensor],
+    terms: Sequence[str],
+    batch: HistoryBatch,
+    candidates: int,
+    *,
+    item_stats: ItemStats | None = None,
+    rank_cap: int | None = RANK_CAP,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Candidates and their features for a batch: ``(b, v, X)`` — the candidate's row in the
-    batch, its item and its features (:func:`feature_names` order). ``parts`` maps each term to
-    its ``(B, V)`` z-scores (column 0 at -inf), as :meth:`Ensemble.parts` returns them."""
+    batch, its item and its features (:func:`feature_names` order; the item-side ones with
+    ``item_stats``). ``parts`` maps each term to its ``(B, V)`` z-scores (column 0 at -inf), as
+    :meth:`Ensemble.parts` returns them. A term's rank of an item is the number of items it
+    scores higher, up to ``rank_cap`` (``None``: the position in a stable sort of the whole
+    catalogue, as blends saved before the cap have it)."""
     z = torch.stack([parts[t] for t in terms]).float()  # (T, B, V)
     z[:, :, 0] = float("-inf")
     n_terms, n_rows, n_cols = z.shape
@@ -99,9 +194,7 @@ def candidate_features(
     for t in range(n_terms):
         cand.scatter_(1, z[t].topk(k, 1).indices, True)
     cand[:, 0] = False
-    order = torch.argsort(z, dim=2, descending=True, stable=True)
-    ranks = torch.empty_like(order)
-    ranks.scatter_(2, order, torch.arange(n_cols).expand(n_terms, n_rows, n_cols).contiguous())
+    ranks = _ranks(z, rank_cap)
     # events back to the item's last occurrence (width + 1 when absent)
     back = torch.full((n_rows, n_cols), float(width + 1))
     steps = (width - 1 - torch.arange(width)).float().expand(n_rows, width).contiguous()
@@ -145,8 +238,36 @@ def candidate_features(
         ],
         1,
     )
+    if item_stats is not None:
+        stats = item_stats.rows(v)
+        usual = stats[:, 2]  # the item's usual days between a buyer's visits
+        item_due = torch.where(
+            (usual > 0) & (days[b, v] >= 0), days[b, v] / usual.clamp(min=1e-3), -1.0
+        )
+        X = torch.cat([X, stats, item_due[:, None]], 1)
     X = torch.nan_to_num(X, nan=0.0, neginf=-50.0, posinf=50.0).clamp(-1e6, 1e6)
     return b.numpy(), v.numpy(), X.numpy()
+
+
+def _ranks(z: torch.Tensor, cap: int | None) -> torch.Tensor:
+    """``(T, B, V)`` ranks of every item in each term's ``(T, B, V)`` scores: the number of
+    items scored higher, at most ``cap`` — from each row's top ``cap`` scores, so ties do not
+    matter and a 100k-item catalogue is not sorted (``None``: the stable sort's positions)."""
+    n_terms, n_rows, n_cols = z.shape
+    if cap is None:
+        order = torch.argsort(z, dim=2, descending=True, stable=True)
+        ranks = torch.empty_like(order)
+        ranks.scatter_(2, order, torch.arange(n_cols).expand(n_terms, n_rows, n_cols).contiguous())
+        return ranks
+    k = min(cap, n_cols)
+    top, where = z.topk(k, dim=2)  # descending
+    ascending = top.flip(2).contiguous()
+    above = k - torch.searchsorted(ascending, top.contiguous(), right=True)  # (T, B, k)
+    ranks = torch.full((n_terms, n_rows, n_cols), cap, dtype=torch.int64)
+    ranks.scatter_(2, where, above)
+    # an item tied with the k-th score but left out of the top k has the k-th's rank
+    kth = top[:, :, -1:]
+    return torch.where((z >= kth) & (ranks == cap), above[:, :, -1:], ranks)
 
 
 @dataclass
@@ -159,16 +280,33 @@ class LearnedBlend:
     weights: dict[str, float]  # the linear blend's weights: its sum is the term "linear"
     candidates: int = 50
     threads: int = 1
+    rank_cap: int | None = RANK_CAP  # None: ranks by a sort of the catalogue (older blends)
+    item_features: bool = True  # False: without ITEM_FEATURES (older blends)
 
     @property
     def baselines(self) -> list[str]:
         return [t for t in self.terms if t not in ("runs", LINEAR)]
 
-    def scores(self, parts: Mapping[str, torch.Tensor], batch: HistoryBatch) -> torch.Tensor:
+    def scores(
+        self,
+        parts: Mapping[str, torch.Tensor],
+        batch: HistoryBatch,
+        items: ItemStats | None = None,
+    ) -> torch.Tensor:
         """``(B, V)`` scores: the trees' score for the candidates, the runs' z-scores plus
-        :data:`OUTSIDE` for the other items, -inf where the runs have -inf."""
+        :data:`OUTSIDE` for the other items, -inf where the runs have -inf. ``items``: the
+        statistics of the log the baselines were fitted on (needed with ``item_features``)."""
+        if self.item_features and items is None:
+            raise ValueError("this learned blend reads item statistics: pass items")
         parts = with_linear(parts, self.weights)
-        b, v, X = candidate_features(parts, self.terms, batch, self.candidates)
+        b, v, X = candidate_features(
+            parts,
+            self.terms,
+            batch,
+            self.candidates,
+            item_stats=items if self.item_features else None,
+            rank_cap=self.rank_cap,
+        )
         runs = parts["runs"]
         out = torch.where(torch.isfinite(runs), runs.clamp(-50, 50) + OUTSIDE, float("-inf"))
         if b.size:
@@ -200,6 +338,8 @@ class LearnedBlend:
             "terms": list(self.terms),
             "weights": self.weights,
             "candidates": self.candidates,
+            "rank_cap": self.rank_cap,
+            "item_features": self.item_features,
         }
 
     @classmethod
@@ -225,7 +365,12 @@ class LearnedBlend:
             booster = lgb.Booster(model_file=str(path))
         except lgb.basic.LightGBMError as exc:
             raise ConfigError(f"{path}: not a LightGBM model: {exc}") from None
-        want = feature_names(terms)
+        rank_cap, item_features = meta.get("rank_cap"), meta.get("item_features", False)
+        if rank_cap is not None and not (isinstance(rank_cap, int) and rank_cap > 0):
+            raise ConfigError(f"{where}: 'learned.rank_cap' must be a positive integer or null")
+        if not isinstance(item_features, bool):
+            raise ConfigError(f"{where}: 'learned.item_features' must be true or false")
+        want = feature_names(terms, item_features)
         if booster.feature_name() != want:
             raise ConfigError(f"{path}: its features {booster.feature_name()} are not {want}")
         return cls(
@@ -233,6 +378,8 @@ class LearnedBlend:
             tuple(terms),
             {str(k): float(w) for k, w in weights.items()},
             int(meta.get("candidates", 50)),
+            rank_cap=rank_cap,
+            item_features=item_features,
         )
 
 
@@ -272,7 +419,9 @@ def fit_learned(
     class Collect:
         def score(self, batch: HistoryBatch, users: np.ndarray) -> torch.Tensor:
             parts = with_linear(ens.parts(batch, users, every=True), weights)
-            b, v, X = candidate_features(parts, terms, batch, candidates)
+            b, v, X = candidate_features(
+                parts, terms, batch, candidates, item_stats=ens.item_stats(), rank_cap=RANK_CAP
+            )
             collected.append((np.asarray(users)[b], v, X))
             return parts["runs"]
 
@@ -294,7 +443,7 @@ def fit_learned(
     if labels.sum() == 0:
         raise ConfigError(f"no {which} target is among the candidates: nothing to learn from")
     n_threads = threads or torch.get_num_threads()
-    cols = feature_names(terms)
+    cols = feature_names(terms, items=True)
     if objective == "auto":  # each one out of fold, the better one kept
         tried = OBJECTIVES if folds > 1 else OBJECTIVES[:1]
     else:
@@ -353,7 +502,7 @@ class _OutOfFold:
             if rows.size:
                 index = torch.as_tensor(rows)
                 sub = {t: z[index] for t, z in parts.items()}
-                out[index] = blend.scores(sub, _rows(batch, rows))
+                out[index] = blend.scores(sub, _rows(batch, rows), self.ens.item_stats())
         return out
 
 

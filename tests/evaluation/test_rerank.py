@@ -38,7 +38,7 @@ def test_candidate_features_by_hand() -> None:
     runs = torch.tensor([[inf, 0.1, 0.5, 0.2, 2.0, 1.0]])  # item 4 best, then 5, 2, 3, 1
     pop = torch.tensor([[inf, 3.0, 2.0, 1.0, 0.0, -1.0]])  # item 1 best
     b, v, X = candidate_features({"runs": runs, "popular": pop}, ("runs", "popular"), batch, 1)
-    cols = feature_names(("runs", "popular"))
+    cols = feature_names(("runs", "popular"), items=False)
     rows = {int(item): dict(zip(cols, x, strict=True)) for item, x in zip(v, X, strict=True)}
     assert b.tolist() == [0, 0, 0] and sorted(rows) == [1, 3, 4]  # each term's top 1 + history
     three, one, four = rows[3], rows[1], rows[4]
