@@ -8,6 +8,7 @@ retrieval mode and --max-requests in all; the server runs under `nice` and is al
 
 Usage: python benchmarks/serve_load.py [--items 100000] [--seconds 20] [--concurrency 8]
        [--modes exact,faiss-ivf] [--warm] [--blend repeat-recent=0.5,transitions=0.3]
+       [--learned repeat-recent,transitions,user-knn]
 """
 
 from __future__ import annotations
@@ -101,6 +102,25 @@ def train_small(dataset_dir: Path, run_dir: Path) -> float:
     start = time.perf_counter()
     Recommender(cfg).fit(dataset_dir, progress=False).save(run_dir)
     return time.perf_counter() - start
+
+
+def save_learned(run_dir: Path, names: list[str], rounds: int = 200) -> None:
+    """Save a learned blend of ``names`` as the run's blend (``blend.json``), its trees fitted
+    to random labels: what it costs the service to rank with one (the trees' number and size
+    and the candidates' features set that, not what the trees learned)."""
+    import lightgbm as lgb
+
+    from chronorec.ensemble import save_blend
+    from chronorec.rerank import LINEAR, PARAMS, LearnedBlend, feature_names
+
+    terms = ("runs", *names, LINEAR)
+    cols = feature_names(terms)
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(50_000, len(cols))), rng.integers(0, 2, 50_000)
+    params = {**PARAMS, "objective": "binary", "num_threads": 1, "seed": 0}
+    booster = lgb.train(params, lgb.Dataset(X, y, feature_name=cols), num_boost_round=rounds)
+    weights = {name: 0.1 for name in names}
+    save_blend(run_dir, {}, tuned_on="given", learned=LearnedBlend(booster, terms, weights))
 
 
 def free_port() -> int:
@@ -335,7 +355,15 @@ def main() -> int:
         metavar="NAME=W,...",
         help="serve the model blended with these baselines (every request scores every item)",
     )
+    ap.add_argument(
+        "--learned",
+        default="",
+        metavar="NAME,...",
+        help="serve a learned blend of these baselines (its trees fitted to random labels)",
+    )
     args = ap.parse_args()
+    if args.blend and args.learned:
+        ap.error("--blend and --learned are two ways to blend: give one")
 
     rows = []
     load_before = os.getloadavg()[0]  # other processes on the same cores skew every number
@@ -345,6 +373,8 @@ def main() -> int:
         synthetic_dataset(args.items, args.users, args.events_per_user).save(root / "data")
         print(f"dataset: {time.perf_counter() - t0:.1f} s", flush=True)
         print(f"trained in {train_small(root / 'data', root / 'run'):.1f} s", flush=True)
+        if args.learned:
+            save_learned(root / "run", args.learned.split(","))
         for mode in args.modes.split(","):
             exact_max = args.items if mode == "exact" else 0
             t0 = time.perf_counter()
@@ -376,7 +406,9 @@ def main() -> int:
             first, checked = res["ryw_first"]
             rows.append(
                 [
-                    ready["retrieval"] + (" + blend" if ready.get("blend") else ""),
+                    ready["retrieval"]
+                    + (" + blend" if ready.get("blend") else "")
+                    + (" + learned blend" if ready.get("learned_blend") else ""),
                     "warmed" if args.warm else "cold",
                     f"{ready['n_items']:,}",
                     f"{ready['index_recall_at_10']:.3f}",
@@ -438,6 +470,14 @@ def main() -> int:
             f"Blended with baselines ({args.blend}): every read z-scores the model's scores "
             "over the whole catalogue and adds the baselines' (`chronorec serve --blend`). "
             if args.blend
+            else ""
+        )  # fmt: skip
+        + (
+            f"A learned blend of {args.learned} (`chronorec.rerank`: 200 trees of up to 31 "
+            "leaves over every candidate's features, the z-scores and ranks over the whole "
+            "catalogue first), its trees fitted to random labels: the cost of ranking with "
+            "one, not its quality. "
+            if args.learned
             else ""
         )  # fmt: skip
         + f"Load average before the run: "

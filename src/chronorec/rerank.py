@@ -359,17 +359,17 @@ class LearnedBlend:
             raise ConfigError(f"{where}: 'learned.weights' must map baselines to numbers")
         if set(weights) - set(terms):
             raise ConfigError(f"{where}: 'learned.weights' names baselines not in its terms")
+        rank_cap, item_features = meta.get("rank_cap"), meta.get("item_features", False)
+        if rank_cap is not None and (type(rank_cap) is not int or rank_cap < 1):
+            raise ConfigError(f"{where}: 'learned.rank_cap' must be a positive integer or null")
+        if not isinstance(item_features, bool):
+            raise ConfigError(f"{where}: 'learned.item_features' must be true or false")
         if not path.is_file():
             raise ConfigError(f"{path}: the learned blend's model is missing")
         try:
             booster = lgb.Booster(model_file=str(path))
         except lgb.basic.LightGBMError as exc:
             raise ConfigError(f"{path}: not a LightGBM model: {exc}") from None
-        rank_cap, item_features = meta.get("rank_cap"), meta.get("item_features", False)
-        if rank_cap is not None and not (isinstance(rank_cap, int) and rank_cap > 0):
-            raise ConfigError(f"{where}: 'learned.rank_cap' must be a positive integer or null")
-        if not isinstance(item_features, bool):
-            raise ConfigError(f"{where}: 'learned.item_features' must be true or false")
         want = feature_names(terms, item_features)
         if booster.feature_name() != want:
             raise ConfigError(f"{path}: its features {booster.feature_name()} are not {want}")

@@ -14,14 +14,18 @@ from chronorec.data.sequences import HistoryBatch
 from chronorec.ensemble import Ensemble, read_learned, save_blend
 from chronorec.errors import ConfigError
 from chronorec.rerank import (
+    ITEM_FEATURES,
     LEARNED_FILE,
     OBJECTIVES,
+    ItemStats,
+    LearnedBlend,
+    _ranks,
     candidate_features,
     feature_names,
     fit_learned,
 )
 
-from .helpers import weak_run
+from .helpers import make_events, weak_run
 
 DAY = 86_400
 
@@ -53,6 +57,60 @@ def test_candidate_features_by_hand() -> None:
     assert three["log_length"] == pytest.approx(np.log1p(3))
     assert three["distinct_share"] == pytest.approx(2 / 3)
     assert three["log_visits"] == pytest.approx(np.log1p(3))
+
+
+def test_item_features_by_hand() -> None:
+    # the history of the test above; item 1's buyers come back every 4 days, item 3's unknown
+    batch = HistoryBatch(
+        items=np.array([[0, 3, 1, 3]]),
+        behaviours=np.array([[0, 1, 1, 1]]),
+        timestamps=np.array([[0, DAY, 2 * DAY, 4 * DAY]]),
+        lengths=np.array([3]),
+    )
+    table = torch.full((4, len(ITEM_FEATURES) - 1), -1.0, dtype=torch.float64)  # items 1-3
+    table[1] = torch.tensor([0.5, 2.0, 4.0, 1.0, 9.0, 0.25])
+    parts = {"runs": torch.tensor([[float("-inf"), 0.1, 0.5, 0.2, 2.0, 1.0]])}  # 5 items
+    b, v, X = candidate_features(parts, ("runs",), batch, 1, item_stats=ItemStats(table))
+    cols = feature_names(("runs",))
+    rows = {int(item): dict(zip(cols, x, strict=True)) for item, x in zip(v, X, strict=True)}
+    one, three, four = rows[1], rows[3], rows[4]
+    assert [one[c] for c in ITEM_FEATURES[:-1]] == [0.5, 2.0, 4.0, 1.0, 9.0, 0.25]
+    assert one["item_intervals_due"] == pytest.approx(0.5)  # 2 days of its usual 4
+    assert three["item_rebuy"] == -1 and three["item_intervals_due"] == -1
+    assert all(four[c] == -1 for c in ITEM_FEATURES)  # item 4: past the statistics' table
+
+
+def test_item_stats_by_hand() -> None:
+    day = lambda d: d * DAY  # noqa: E731
+    events = make_events(
+        {1: [1, 1, 2], 2: [1, 1, 3, 4]},
+        behaviours={1: [1, 1, 1], 2: [1, 1, 1, 2]},
+        timestamps={1: [day(0), day(10), day(10)], 2: [day(20), day(24), day(40), day(40)]},
+    )
+    stats = ItemStats.fit(events, 5, behaviour=1)  # item 4 was only viewed (behaviour 2)
+    one, two, three, four = (stats.table[i].tolist() for i in (1, 2, 3, 4))
+    # both buyers came back: rebuy (2 + 1) / (2 + 10); intervals 10 and 4 days, median 7;
+    # last sale day 24, first day 0 (the log ends at day 40); 3 of 4 sales from day 10 on
+    assert one == pytest.approx([0.25, np.log1p(2), 7.0, 16.0, 40.0, 0.75])
+    assert two == pytest.approx([1 / 11, np.log1p(1), -1.0, 30.0, 30.0, 1.0])
+    assert three[0] == pytest.approx(1 / 11) and four == [-1.0] * 6
+    assert stats.rows(torch.tensor([1, 9])).tolist()[1] == [-1.0] * 6  # past the table
+    # an untimed log: counts only, every event a visit
+    untimed = events.with_columns(timestamp=None)
+    one = ItemStats.fit(untimed, 5).table[1].tolist()
+    assert one == pytest.approx([0.25, np.log1p(2), -1.0, -1.0, -1.0, -1.0])
+
+
+def test_ranks_are_the_items_scored_higher_up_to_the_cap() -> None:
+    z = torch.tensor([[[5.0, 3.0, 3.0, 3.0, 1.0, 0.0]]])
+    assert _ranks(z, 10)[0, 0].tolist() == [0, 1, 1, 1, 4, 5]  # ties share a rank
+    assert _ranks(z, 2)[0, 0].tolist() == [0, 1, 1, 1, 2, 2]  # the 3s tie with the 2nd best
+    assert _ranks(z, None)[0, 0].tolist() == [0, 1, 2, 3, 4, 5]  # older blends: a stable sort
+    g = torch.Generator().manual_seed(0)
+    z = torch.randint(0, 20, (2, 3, 50), generator=g).float()  # many ties
+    higher = (z[..., None, :] > z[..., :, None]).sum(-1)
+    for cap in (7, 30, 60):
+        assert torch.equal(_ranks(z, cap), higher.clamp(max=cap))
 
 
 def test_learned_blend_learns_on_valid_and_helps_on_test(successor) -> None:
@@ -112,6 +170,35 @@ def test_a_saved_learned_blend_ranks_evaluate_and_recommend(successor, tmp_path,
     assert not (path / LEARNED_FILE).exists() and read_learned(path) is None
 
 
+def test_a_learned_blend_saved_before_item_features_still_ranks(successor, tmp_path) -> None:
+    # blend.json from before item features and capped ranks: no such keys, the model's
+    # columns without them; it loads and ranks as the same blend built in memory
+    import lightgbm as lgb
+
+    data = str(successor.save(tmp_path / "data"))
+    path = weak_run(successor).save(tmp_path / "run")
+    terms = ("runs", "transitions", "linear")
+    cols = feature_names(terms, items=False)
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(400, len(cols))), rng.integers(0, 2, 400)
+    booster = lgb.train(
+        {"objective": "binary", "verbose": -1, "num_threads": 1},
+        lgb.Dataset(X, y, feature_name=cols),
+        num_boost_round=5,
+    )
+    old = LearnedBlend(booster, terms, {"transitions": 0.5}, rank_cap=None, item_features=False)
+    save_blend(path, {}, tuned_on="valid", learned=old)
+    meta = json.loads((path / "blend.json").read_text())
+    for key in ("rank_cap", "item_features"):
+        del meta["learned"][key]
+    (path / "blend.json").write_text(json.dumps(meta))
+    loaded = read_learned(path)
+    assert loaded is not None and loaded.rank_cap is None and not loaded.item_features
+    ens = Ensemble.load([path], dataset=data)
+    got = ens.use_learned(loaded).evaluate("test").metrics
+    assert got == ens.use_learned(old).evaluate("test").metrics
+
+
 def test_a_broken_learned_blend_is_a_clear_error(successor, tmp_path, capsys) -> None:
     data = str(successor.save(tmp_path / "data"))
     path = weak_run(successor).save(tmp_path / "run")
@@ -130,6 +217,10 @@ def test_a_broken_learned_blend_is_a_clear_error(successor, tmp_path, capsys) ->
     (path / "blend.json").write_text(json.dumps(meta))
     assert main(base) == 2
     assert "'learned.weights' names baselines not in its terms" in capsys.readouterr().err
+    meta["learned"]["weights"], meta["learned"]["item_features"] = {}, "yes"
+    (path / "blend.json").write_text(json.dumps(meta))
+    assert main(base) == 2
+    assert "'learned.item_features' must be true or false" in capsys.readouterr().err
     meta["learned"]["terms"] = ["transitions"]
     (path / "blend.json").write_text(json.dumps(meta))
     assert main(base) == 2
