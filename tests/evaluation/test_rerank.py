@@ -135,7 +135,7 @@ def test_a_saved_learned_blend_ranks_evaluate_and_recommend(successor, tmp_path,
     data = str(successor.save(tmp_path / "data"))
     path = weak_run(successor).save(tmp_path / "run")
     assert main(["evaluate", str(path), "--data", data, "--blend", "transitions,popular",
-                 "--learned", "--save-blend", "--json"]) == 0  # fmt: skip
+                 "--learned", "--save-blend", "--threads", "1", "--json"]) == 0  # fmt: skip
     out = json.loads(capsys.readouterr().out)
     assert out["learned_blend"]["terms"] == ["runs", "transitions", "popular", "linear"]
     assert out["ndcg@10"] > 0.9 and "blend" not in out
@@ -227,3 +227,5 @@ def test_a_broken_learned_blend_is_a_clear_error(successor, tmp_path, capsys) ->
     assert "'learned.terms' must list 'runs'" in capsys.readouterr().err
     assert main(["evaluate", str(path), "--data", data, "--learned"]) == 2
     assert "--learned trains on the baselines --blend names" in capsys.readouterr().err
+    assert main(["evaluate", str(path), "--data", data, "--threads", "0"]) == 2
+    assert "--threads must be at least 1" in capsys.readouterr().err

@@ -60,8 +60,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="with --blend NAMES: instead of one weight per baseline, train a learned blend on "
         "the valid split — a LightGBM re-ranker over each history's candidates, with every "
-        "term's score and rank and the history's counts and recency as features "
-        "(chronorec.rerank); prints its out-of-fold validation figure next to the runs alone",
+        "term's score and rank, the history's counts and recency and the item's repurchase "
+        "statistics as features (chronorec.rerank); prints its out-of-fold validation figure "
+        "next to the runs alone",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="CPU threads for scoring and the learned blend's LightGBM (default: every core; "
+        "give fewer when other jobs share the machine: LightGBM slows many times over when a "
+        "thread waits on a busy core)",
     )
     p.add_argument(
         "--save-blend",
@@ -86,6 +95,12 @@ def run(args: argparse.Namespace) -> int:
     from chronorec.recommender import Recommender
     from chronorec.rerank import LearnedBlend, fit_learned
 
+    if args.threads is not None:
+        import torch
+
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be at least 1, not {args.threads}")
+        torch.set_num_threads(args.threads)
     weights = resolve_blend(args.weights, None, "--weights")  # "none": the model alone
     names, off = blend_names(args.blend)  # off: "none", as --weights none
     if args.save_blend and (len(args.run) != 1 or not (names or weights)):
@@ -116,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         item_repr = "+".join(sorted({r.config.model.item_repr for r in scorer.members}))
         untuned = [n for n in names if n not in weights]
         if args.learned:
-            learned, report = fit_learned(scorer, names, which="valid")
+            learned, report = fit_learned(scorer, names, which="valid", threads=args.threads)
             tuned = "valid"
         elif learned is not None:
             scorer.use_learned(learned)
