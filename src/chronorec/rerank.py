@@ -190,11 +190,10 @@ def candidate_features(
     count.scatter_add_(1, items, real.float())
     count[:, 0] = 0.0
     cand = count > 0
-    k = min(candidates, n_cols - 1)
+    ranks, best = _ranks(z, rank_cap, min(candidates, n_cols - 1))
     for t in range(n_terms):
-        cand.scatter_(1, z[t].topk(k, 1).indices, True)
+        cand.scatter_(1, best[t], True)
     cand[:, 0] = False
-    ranks = _ranks(z, rank_cap)
     # events back to the item's last occurrence (width + 1 when absent)
     back = torch.full((n_rows, n_cols), float(width + 1))
     steps = (width - 1 - torch.arange(width)).float().expand(n_rows, width).contiguous()
@@ -249,25 +248,27 @@ def candidate_features(
     return b.numpy(), v.numpy(), X.numpy()
 
 
-def _ranks(z: torch.Tensor, cap: int | None) -> torch.Tensor:
-    """``(T, B, V)`` ranks of every item in each term's ``(T, B, V)`` scores: the number of
-    items scored higher, at most ``cap`` — from each row's top ``cap`` scores, so ties do not
-    matter and a 100k-item catalogue is not sorted (``None``: the stable sort's positions)."""
+def _ranks(z: torch.Tensor, cap: int | None, keep: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(T, B, V)`` ranks of every item in each term's ``(T, B, V)`` scores — the number of
+    items scored higher, at most ``cap``, from each row's top scores, so ties share a rank and a
+    100k-item catalogue is not sorted (``None``: the positions in a stable sort) — and the
+    ``(T, B, keep)`` items of each term's top ``keep``."""
     n_terms, n_rows, n_cols = z.shape
     if cap is None:
         order = torch.argsort(z, dim=2, descending=True, stable=True)
         ranks = torch.empty_like(order)
         ranks.scatter_(2, order, torch.arange(n_cols).expand(n_terms, n_rows, n_cols).contiguous())
-        return ranks
-    k = min(cap, n_cols)
-    top, where = z.topk(k, dim=2)  # descending
+        return ranks, z.topk(keep, dim=2).indices
+    width = min(max(cap, keep), n_cols)
+    top, where = z.topk(width, dim=2)  # descending
     ascending = top.flip(2).contiguous()
-    above = k - torch.searchsorted(ascending, top.contiguous(), right=True)  # (T, B, k)
+    above = (width - torch.searchsorted(ascending, top.contiguous(), right=True)).clamp(max=cap)
     ranks = torch.full((n_terms, n_rows, n_cols), cap, dtype=torch.int64)
     ranks.scatter_(2, where, above)
-    # an item tied with the k-th score but left out of the top k has the k-th's rank
-    kth = top[:, :, -1:]
-    return torch.where((z >= kth) & (ranks == cap), above[:, :, -1:], ranks)
+    # an item tied with the last of the top but left out of it has that one's rank
+    last = top[:, :, -1:]
+    ranks = torch.where((z >= last) & (ranks == cap), above[:, :, -1:], ranks)
+    return ranks, where[:, :, :keep]
 
 
 @dataclass

@@ -103,14 +103,16 @@ def test_item_stats_by_hand() -> None:
 
 def test_ranks_are_the_items_scored_higher_up_to_the_cap() -> None:
     z = torch.tensor([[[5.0, 3.0, 3.0, 3.0, 1.0, 0.0]]])
-    assert _ranks(z, 10)[0, 0].tolist() == [0, 1, 1, 1, 4, 5]  # ties share a rank
-    assert _ranks(z, 2)[0, 0].tolist() == [0, 1, 1, 1, 2, 2]  # the 3s tie with the 2nd best
-    assert _ranks(z, None)[0, 0].tolist() == [0, 1, 2, 3, 4, 5]  # older blends: a stable sort
+    assert _ranks(z, 10, 1)[0][0, 0].tolist() == [0, 1, 1, 1, 4, 5]  # ties share a rank
+    ranks, best = _ranks(z, 2, 4)
+    assert ranks[0, 0].tolist() == [0, 1, 1, 1, 2, 2]  # the 3s tie with the 2nd best
+    assert sorted(best[0, 0].tolist()) == [0, 1, 2, 3]  # the top 4, past the cap
+    assert _ranks(z, None, 1)[0][0, 0].tolist() == [0, 1, 2, 3, 4, 5]  # older: a stable sort
     g = torch.Generator().manual_seed(0)
     z = torch.randint(0, 20, (2, 3, 50), generator=g).float()  # many ties
     higher = (z[..., None, :] > z[..., :, None]).sum(-1)
     for cap in (7, 30, 60):
-        assert torch.equal(_ranks(z, cap), higher.clamp(max=cap))
+        assert torch.equal(_ranks(z, cap, 10)[0], higher.clamp(max=cap))
 
 
 def test_learned_blend_learns_on_valid_and_helps_on_test(successor) -> None:
