@@ -16,8 +16,10 @@ after them, by the runs' scores.
 It is trained on the validation split (label: the candidate is one of the history's targets)
 with the baselines fitted on the training split, as the linear blend's weights are tuned, and
 reported on the test split only (``chronorec evaluate RUN --blend NAMES --learned``). On Online
-Retail it lifts test Recall@20 from 0.2657 (linear blend) to 0.2772, mean of three runs
-(BENCHMARKS.md, "learned blend").
+Retail it lifts test Recall@20 from 0.2657 (linear blend) to 0.2803, mean of three runs
+(BENCHMARKS.md, "learned blend with the item's own statistics"). Blends saved before the item
+statistics and the capped ranks (``blend.json`` without ``item_features`` / ``rank_cap``) load
+and rank as they did.
 
 The model is saved as LightGBM's text format next to the run's ``blend.json``
 (:data:`LEARNED_FILE`), never pickled.
