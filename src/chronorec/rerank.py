@@ -321,6 +321,14 @@ class LearnedBlend:
         out[:, 0] = float("-inf")
         return out
 
+    def importance(self, top: int = 8) -> dict[str, float]:
+        """The ``top`` features by their share of the trees' total gain, largest first."""
+        gain = np.asarray(self.booster.feature_importance("gain"), dtype=np.float64)
+        share = gain / max(float(gain.sum()), 1e-12)
+        order = np.argsort(-share, kind="stable")[:top]
+        names = self.booster.feature_name()
+        return {names[i]: round(float(share[i]), 3) for i in order}
+
     def save(self, run_dir: str | Path) -> Path:
         """Write the model as ``RUN/blend.lgb.txt`` (temp file + rename)."""
         path = Path(run_dir) / LEARNED_FILE
@@ -483,6 +491,7 @@ def fit_learned(
     report["objective"] = best
     full = fit(np.ones(users.size, dtype=bool), best)
     learned = LearnedBlend(full, terms, weights, candidates, n_threads)
+    report["features by gain"] = learned.importance()
     ens.learned = learned
     log.info("learned blend: %s", report)
     return learned, report

@@ -126,6 +126,12 @@ def test_learned_blend_learns_on_valid_and_helps_on_test(successor) -> None:
     both = [report[f"valid ndcg@10, learned blend ({o}) out of fold"] for o in OBJECTIVES]
     assert min(both) > report["valid ndcg@10, runs alone"] + 0.1
     assert report["objective"] == OBJECTIVES[int(np.argmax(both))]  # the better one is kept
+    shares = report["features by gain"]
+    assert len(shares) == 8 and set(shares) <= set(learned.booster.feature_name())
+    assert (
+        list(shares.values()) == sorted(shares.values(), reverse=True)
+        and sum(shares.values()) <= 1.001
+    )
     assert ens.evaluate("test").metrics["ndcg@10"] > max(alone + 0.1, 0.9)
     with pytest.raises(ConfigError, match="at least one baseline"):
         fit_learned(ens, [])

@@ -165,7 +165,10 @@ def run(args: argparse.Namespace) -> int:
         model += " + " + ", ".join(learned.baselines) + " (learned blend"
         model += ": trained on valid, optimistic there)" if args.split == "valid" else ")"
         for key, value in report.items():
-            shown = f"{value:.4f}" if isinstance(value, float) else value
+            if isinstance(value, dict):  # features by gain
+                shown = ", ".join(f"{k} {v:.3f}" for k, v in value.items())
+            else:
+                shown = f"{value:.4f}" if isinstance(value, float) else value
             print(f"learned blend: {key} {shown}")
         metric = scorer.config.train.select_metric if isinstance(scorer, Ensemble) else ""
         oof = report.get(f"valid {metric}, learned blend ({report.get('objective')}) out of fold")
