@@ -53,6 +53,17 @@ def test_demo_quick_writes_the_report(demo_dir: Path, capsys: pytest.CaptureFixt
     assert isinstance(json.loads((demo_dir / "run" / "blend.json").read_text())["weights"], dict)
 
 
+def test_the_demos_learned_blend_command(demo_dir: Path, capsys) -> None:
+    # what the demo suggests at its end, without --save-blend (the other tests use the run)
+    from chronorec.demo import BLEND
+
+    run = str(demo_dir / "run")
+    assert main(["evaluate", run, "--blend", ",".join(BLEND), "--learned", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "learned blend: objective " in out and "learned blend: features by gain " in out
+    assert "(learned blend)" in out
+
+
 def test_report_command_for_a_saved_run(demo_dir: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "again.html"
     saved = demo_dir / "run" / "blend.json"

@@ -120,6 +120,10 @@ def run_demo(
             f"serve over HTTP: chronorec serve {out / 'run'} --dev  "
             "(then GET /users/ID/recommendations?exclude_seen=false)"
         )
+        say(
+            f"a learned blend (a LightGBM re-ranker, about a minute): chronorec evaluate "
+            f"{out / 'run'} --blend {','.join(settings.blend)} --learned --save-blend"
+        )
     say(f"done in {time.perf_counter() - started:.0f} s; report: {report}")
     return report
 
