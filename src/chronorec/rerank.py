@@ -294,20 +294,20 @@ class LearnedBlend:
         self,
         parts: Mapping[str, torch.Tensor],
         batch: HistoryBatch,
-        items: ItemStats | None = None,
+        item_stats: ItemStats | None = None,
     ) -> torch.Tensor:
         """``(B, V)`` scores: the trees' score for the candidates, the runs' z-scores plus
-        :data:`OUTSIDE` for the other items, -inf where the runs have -inf. ``items``: the
-        statistics of the log the baselines were fitted on (needed with ``item_features``)."""
-        if self.item_features and items is None:
-            raise ValueError("this learned blend reads item statistics: pass items")
+        :data:`OUTSIDE` for the other items, -inf where the runs have -inf. ``item_stats``: of
+        the log the baselines were fitted on (needed with ``item_features``)."""
+        if self.item_features and item_stats is None:
+            raise ValueError("this learned blend reads item statistics: pass item_stats")
         parts = with_linear(parts, self.weights)
         b, v, X = candidate_features(
             parts,
             self.terms,
             batch,
             self.candidates,
-            item_stats=items if self.item_features else None,
+            item_stats=item_stats if self.item_features else None,
             rank_cap=self.rank_cap,
         )
         runs = parts["runs"]
