@@ -30,14 +30,18 @@ from .helpers import make_events, weak_run
 DAY = 86_400
 
 
-def test_candidate_features_by_hand() -> None:
-    # one history: item 3 at day 1, item 1 at day 2, item 3 again at day 4; catalogue of 5
-    batch = HistoryBatch(
+def _history() -> HistoryBatch:
+    """One history: item 3 at day 1, item 1 at day 2, item 3 again at day 4."""
+    return HistoryBatch(
         items=np.array([[0, 3, 1, 3]]),
         behaviours=np.array([[0, 1, 1, 1]]),
         timestamps=np.array([[0, DAY, 2 * DAY, 4 * DAY]]),
         lengths=np.array([3]),
     )
+
+
+def test_candidate_features_by_hand() -> None:
+    batch = _history()  # catalogue of 5
     inf = float("-inf")
     runs = torch.tensor([[inf, 0.1, 0.5, 0.2, 2.0, 1.0]])  # item 4 best, then 5, 2, 3, 1
     pop = torch.tensor([[inf, 3.0, 2.0, 1.0, 0.0, -1.0]])  # item 1 best
@@ -60,13 +64,7 @@ def test_candidate_features_by_hand() -> None:
 
 
 def test_item_features_by_hand() -> None:
-    # the history of the test above; item 1's buyers come back every 4 days, item 3's unknown
-    batch = HistoryBatch(
-        items=np.array([[0, 3, 1, 3]]),
-        behaviours=np.array([[0, 1, 1, 1]]),
-        timestamps=np.array([[0, DAY, 2 * DAY, 4 * DAY]]),
-        lengths=np.array([3]),
-    )
+    batch = _history()  # item 1's buyers come back every 4 days, item 3's unknown
     table = torch.full((4, len(ITEM_FEATURES) - 1), -1.0, dtype=torch.float64)  # items 1-3
     table[1] = torch.tensor([0.5, 2.0, 4.0, 1.0, 9.0, 0.25])
     parts = {"runs": torch.tensor([[float("-inf"), 0.1, 0.5, 0.2, 2.0, 1.0]])}  # 5 items
