@@ -149,7 +149,9 @@ def test_a_saved_learned_blend_ranks_evaluate_and_recommend(successor, tmp_path,
     assert saved["weights"] == {} and saved["learned"]["file"] == LEARNED_FILE
     # evaluate without options ranks with it, the same figures
     assert main(["evaluate", str(path), "--data", data, "--json"]) == 0
-    again = json.loads(capsys.readouterr().out)
+    got, err = capsys.readouterr()
+    again = json.loads(got)
+    assert "blended with the run's saved learned blend" in err
     assert again["ndcg@10"] == pytest.approx(out["ndcg@10"])
     # recommend ranks with it too: the same list as the Python API
     base = ["recommend", str(path), "--data", data, "--history", "i4,i5", "-k", "3", "--json"]

@@ -117,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
         if weights or learned is not None:
             tuned = "valid" if tuned_on == "valid" else ""
             print(
-                f"blended with the run's saved weights ({Path(args.run[0]) / BLEND_FILE}); "
+                f"blended with the run's saved {'learned blend' if learned else 'weights'} "
+                f"({Path(args.run[0]) / BLEND_FILE}); "
                 "--blend none for the model alone",
                 file=sys.stderr,
             )
