@@ -264,12 +264,14 @@ def _ranks(z: torch.Tensor, cap: int | None, keep: int) -> tuple[torch.Tensor, t
     width = min(max(cap, keep), n_cols)
     top, where = z.topk(width, dim=2)  # descending
     ascending = top.flip(2).contiguous()
-    above = (width - torch.searchsorted(ascending, top.contiguous(), right=True)).clamp(max=cap)
-    ranks = torch.full((n_terms, n_rows, n_cols), cap, dtype=torch.int64)
+    above = width - torch.searchsorted(ascending, top.contiguous(), right=True, out_int32=True)
+    above = above.clamp(max=cap)
+    # int32 and in place: (T, B, V) is large for a big catalogue and an evaluation batch
+    ranks = torch.full((n_terms, n_rows, n_cols), cap, dtype=torch.int32)
     ranks.scatter_(2, where, above)
     # an item tied with the last of the top but left out of it has that one's rank
-    last = top[:, :, -1:]
-    ranks = torch.where((z >= last) & (ranks == cap), above[:, :, -1:], ranks)
+    tied = (z >= top[:, :, -1:]) & (ranks == cap)
+    ranks[tied] = above[:, :, -1:].expand_as(ranks)[tied]
     return ranks, where[:, :, :keep]
 
 
