@@ -402,7 +402,6 @@ class Ensemble:
         """The blend's terms for a batch: ``"runs"`` (mean z-scores of the runs) and the z-scores
         of each baseline with a weight above 0 (``every``: of each blended baseline, as the
         weight search needs), all ``(B, n_items + 1)`` with column 0 at -inf."""
-        every = every or self.learned is not None
         total = torch.zeros(0)
         for rec in self.members:
             z = standardise(rec.score(_window(batch, rec.config.model.max_len), users))
@@ -462,6 +461,8 @@ class Ensemble:
         """Rank with a learned blend (``chronorec.rerank``) over its baselines; returns ``self``."""
         self.blend({name: self.weights.get(name, 0.0) for name in learned.baselines})
         self.learned = learned
+        if learned.item_features:  # now, as blend() fits the baselines: not on a first request
+            self.item_stats()
         return self
 
     def recommend(

@@ -194,8 +194,6 @@ class Engine:
             self._blender = Ensemble([rec], self.blend_weights, fit_on="all", events=log)
             if self.learned is not None:
                 self._blender.use_learned(self.learned)
-                if self.learned.item_features:
-                    self._blender.item_stats()  # now, not on the first request
 
         self._restore_items()
         self.retriever: Retriever = build_retriever(
