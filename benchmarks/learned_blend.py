@@ -9,7 +9,10 @@ user ranked by a model trained on the other users), the honest comparison before
 
 Usage:
   python benchmarks/learned_blend.py RUN [RUN ...] --blend NAMES [--metric recall@20]
-      [--ensemble] [--data DIR] [--objective lambdarank|binary] [--no-append]
+      [--ensemble] [--data DIR] [--objective lambdarank|binary] [--windows N] [--no-append]
+
+``--windows N`` trains the learned blend on the validation window and N - 1 earlier ones
+(``fit_learned(windows=N)``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ def main() -> None:
     parser.add_argument("--data", default=None)
     parser.add_argument("--ensemble", action="store_true", help="also all runs as one ensemble")
     parser.add_argument("--objective", default="auto", help="lambdarank | binary | auto")
+    parser.add_argument("--windows", type=int, default=1, help="validation windows to train on")
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
     names = [n for n in args.blend.split(",") if n]
@@ -50,7 +54,9 @@ def main() -> None:
         metric = metric or ens.config.train.select_metric
         label = group[0] if len(group) == 1 else f"ensemble of {len(group)}"
         alone = ens.evaluate("test")
-        learned, report = fit_learned(ens, names, metric=metric, objective=args.objective)
+        learned, report = fit_learned(
+            ens, names, metric=metric, objective=args.objective, windows=args.windows
+        )
         chosen = report["objective"]
         got = ens.evaluate("test")
         ens.learned = None  # the linear blend fit_learned tuned (its weights are still set)
@@ -70,7 +76,8 @@ def main() -> None:
     print(table)
     if not args.no_append:
         notes = (
-            f"Baselines: {', '.join(names)}; objective {args.objective}. Valid column: the "
+            f"Baselines: {', '.join(names)}; objective {args.objective}; {args.windows} "
+            "validation window(s) to train on. Valid column: the "
             "runs alone, the linear blend in-sample (tuned there), the learned blend out of "
             "fold (2 folds of users)."
         )

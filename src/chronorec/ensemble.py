@@ -595,6 +595,19 @@ class Ensemble:
             self._arrays = EventArrays.from_events(dataset.events, n_users=dataset.n_users)
         return self._split
 
+    def earlier(self, windows: int) -> Ensemble:
+        """The same runs and baselines on the split ``windows`` validation windows earlier
+        (:func:`~chronorec.recommender.make_split`): its own validation targets, baselines fitted
+        on the events before them, and item statistics — a learned blend's extra training data.
+        The runs were trained on those targets: their scores there are in-sample."""
+        self._get_split()
+        view = Ensemble(self.members, fit_on="train")
+        view.weights = dict(self.weights)
+        view._text = self._text
+        view._split = make_split(self.members[0]._require_dataset(), self.config, earlier=windows)
+        view._arrays = self._arrays
+        return view
+
     def _evaluate(
         self,
         scorer: Any,

@@ -43,17 +43,31 @@ def cold_items(dataset: PreparedDataset, cfg: RunConfig) -> np.ndarray:
     return select_cold_items(dataset.n_items, cfg.data.cold_fraction, cfg.data.cold_seed)
 
 
-def make_split(dataset: PreparedDataset, cfg: RunConfig) -> Split:
+def make_split(dataset: PreparedDataset, cfg: RunConfig, *, earlier: int = 0) -> Split:
     """The split named by ``cfg.data`` (the same one at fit and at evaluation time), with the
-    cold-start items removed from training when ``data.cold_fraction > 0``."""
+    cold-start items removed from training when ``data.cold_fraction > 0``.
+
+    ``earlier=k`` moves it ``k`` validation windows back — the validation targets become each
+    user's (k + 2)-th last event (leave-one-out), or the events ``k`` validation windows before
+    the validation window (temporal) — with ``train`` every event before them: more windows to
+    train a learned blend on (:func:`chronorec.rerank.fit_learned`). Its targets' history
+    lengths index the full log, as the split's own do."""
+    if earlier < 0:
+        raise ValueError(f"earlier must be >= 0, not {earlier}")
     d = cfg.data
     if d.split == "leave-one-out":
-        split = leave_one_out(dataset.events, min_events=d.min_events)
+        events = dataset.events
+        if earlier:  # each user's last `earlier` events dropped; positions stay as they were
+            n = pl.col("position").max().over("user") + 1
+            events = events.filter(pl.col("position") < n - earlier)
+        split = leave_one_out(events, min_events=d.min_events)
     else:
+        assert d.test_days is not None  # DataConfig checks it
+        window = d.valid_days if d.valid_days is not None else d.test_days
         split = temporal_split(
             dataset.events,
-            test_days=d.test_days,
-            valid_days=d.valid_days,
+            test_days=d.test_days + earlier * window,
+            valid_days=window,
             behaviour=d.target_behaviour,
         )
     if d.cold_fraction > 0:

@@ -3,22 +3,28 @@ split what helps on test, and that a saved one is what evaluate and recommend ra
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 
 from chronorec.cli import main
+from chronorec.config import DataConfig, RunConfig
 from chronorec.data.sequences import HistoryBatch
+from chronorec.data.splits import temporal_split
 from chronorec.ensemble import Ensemble, read_learned, save_blend
 from chronorec.errors import ConfigError
+from chronorec.recommender import make_split
 from chronorec.rerank import (
     ITEM_FEATURES,
     LEARNED_FILE,
     OBJECTIVES,
     ItemStats,
     LearnedBlend,
+    _Collect,
     _ranks,
     candidate_features,
     feature_names,
@@ -137,13 +143,80 @@ def test_learned_blend_learns_on_valid_and_helps_on_test(successor) -> None:
         fit_learned(ens, ["transitions"], objective="poisson")
 
 
+def test_an_earlier_split_is_the_validation_split_windows_back(successor) -> None:
+    events = successor.events
+    n = events.group_by("user").len()
+    loo = RunConfig()
+    now, back = make_split(successor, loo), make_split(successor, loo, earlier=2)
+    # leave-one-out: each user's 4th-last event (of users with 3 events left after the last 2),
+    # its history every event before it
+    want = events.join(n, on="user").filter(
+        (pl.col("position") == pl.col("len") - 4) & (pl.col("len") >= 5)
+    )
+    got = back.valid.sort("user")
+    assert got["user"].to_list() == want.sort("user")["user"].to_list()
+    assert got["item"].to_list() == want.sort("user")["item"].to_list()
+    assert (got["history_len"].to_numpy() == want.sort("user")["position"].to_numpy()).all()
+    known = back.train.group_by("user").agg(pl.col("position").max().alias("p"))
+    known = known.join(got.select("user", "history_len"), on="user")  # the users with a target
+    assert (known["p"] == known["history_len"] - 1).all()
+    assert now.valid.height > back.valid.height  # users of 4 events have none
+    # temporal: the window `earlier` validation windows before the validation window (each
+    # user's events 3 days apart here, so every window has users with a history before it)
+    day = 86_400
+    events = events.with_columns(3 * day * pl.col("position").cast(pl.Int64) + pl.col("user"))
+    timed = dataclasses.replace(successor, events=events)
+    temporal = RunConfig(data=DataConfig(split="temporal", test_days=6.0, valid_days=5.0))
+    t_max = int(events["timestamp"].max())
+    earlier = make_split(timed, temporal, earlier=2)
+    lo, hi = t_max - (6 + 3 * 5) * day, t_max - (6 + 2 * 5) * day
+    window = earlier.valid["timestamp"]
+    assert earlier.valid.height > 0 and ((window >= lo) & (window < hi)).all()
+    assert (earlier.train["timestamp"] < lo).all()
+    assert earlier.train.height == events.filter(pl.col("timestamp") < lo).height
+    default = RunConfig(data=DataConfig(split="temporal", test_days=6.0))  # valid = test days
+    assert make_split(timed, default).valid.equals(temporal_split(events, test_days=6.0).valid)
+    with pytest.raises(ValueError, match="earlier must be >= 0"):
+        make_split(successor, loo, earlier=-1)
+
+
+def test_a_learned_blend_trains_on_earlier_windows_too(successor) -> None:
+    run = weak_run(successor)
+    one, r1 = fit_learned(Ensemble([run]), ["transitions", "popular"], threads=1, folds=1)
+    ens = Ensemble([run])
+    for objective in OBJECTIVES:  # lambdarank's queries are one per user and window
+        learned, report = fit_learned(
+            ens, ["transitions", "popular"], threads=1, windows=3, objective=objective
+        )
+        assert report["windows"] == 3 and report["training rows"] > r1["training rows"]
+        oof = report[f"valid ndcg@10, learned blend ({objective}) out of fold"]
+        assert oof > report["valid ndcg@10, runs alone"] + 0.1
+        assert ens.evaluate("test").metrics["ndcg@10"] > 0.9
+    # the runs' features are missing (NaN) where the runs were trained on the targets
+    terms = ("runs", "transitions", "popular", "linear")
+    view = ens.earlier(1)
+    collect = _Collect(view, terms, learned.weights, 5, in_sample=True)
+    view._evaluate(collect, "valid")
+    users, X, labels, n_targets = collect.rows(view.targets("valid"))
+    cols = feature_names(terms)
+    missing = [cols.index(c) for c in ("z_runs", "rank_runs", "z_linear", "rank_linear")]
+    assert np.isnan(X[:, missing]).all() and not np.isnan(np.delete(X, missing, 1)).any()
+    assert labels.sum() == n_targets  # the transition's top 1 is every earlier target
+    with pytest.raises(ConfigError, match="windows must be >= 1"):
+        fit_learned(ens, ["transitions"], windows=0)
+    with pytest.raises(ConfigError, match="only on the valid split"):
+        fit_learned(ens, ["transitions"], which="test", windows=2)
+
+
 def test_a_saved_learned_blend_ranks_evaluate_and_recommend(successor, tmp_path, capsys):
     data = str(successor.save(tmp_path / "data"))
     path = weak_run(successor).save(tmp_path / "run")
     assert main(["evaluate", str(path), "--data", data, "--blend", "transitions,popular",
-                 "--learned", "--save-blend", "--threads", "1", "--json"]) == 0  # fmt: skip
+                 "--learned", "--learned-windows", "2", "--save-blend", "--threads", "1",
+                 "--json"]) == 0  # fmt: skip
     out = json.loads(capsys.readouterr().out)
     assert out["learned_blend"]["terms"] == ["runs", "transitions", "popular", "linear"]
+    assert out["learned_blend"]["windows"] == 2
     assert out["ndcg@10"] > 0.9 and "blend" not in out
     saved = json.loads((path / "blend.json").read_text())
     assert saved["weights"] == {} and saved["learned"]["file"] == LEARNED_FILE
@@ -237,3 +310,9 @@ def test_a_broken_learned_blend_is_a_clear_error(successor, tmp_path, capsys) ->
     assert "--learned trains on the baselines --blend names" in capsys.readouterr().err
     assert main(["evaluate", str(path), "--data", data, "--threads", "0"]) == 2
     assert "--threads must be at least 1" in capsys.readouterr().err
+    blend = ["--blend", "transitions"]
+    assert main(["evaluate", str(path), "--data", data, *blend, "--learned-windows", "2"]) == 2
+    assert "--learned-windows goes with --learned" in capsys.readouterr().err
+    assert main(["evaluate", str(path), "--data", data, *blend, "--learned",
+                 "--learned-windows", "0"]) == 2  # fmt: skip
+    assert "--learned-windows must be at least 1" in capsys.readouterr().err

@@ -10,6 +10,9 @@ from typing import Any
 
 from chronorec.errors import ConfigError
 
+# --learned-windows: validation windows a learned blend trains on (BENCHMARKS.md, "earlier windows")
+LEARNED_WINDOWS = 1
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -65,6 +68,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "next to the runs alone",
     )
     p.add_argument(
+        "--learned-windows",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --learned: train on the validation window and N - 1 earlier ones (each "
+        "user's earlier events under leave-one-out, earlier windows of the temporal split), "
+        "with the runs' features missing where the runs were trained on the targets "
+        f"(default {LEARNED_WINDOWS})",
+    )
+    p.add_argument(
         "--threads",
         type=int,
         metavar="N",
@@ -107,6 +120,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--save-blend stores the blend of one run: give one RUN and --blend")
     if args.learned and (not names or args.weights is not None):
         raise ConfigError("--learned trains on the baselines --blend names (no --weights)")
+    if args.learned_windows is not None and not args.learned:
+        raise ConfigError("--learned-windows goes with --learned")
+    windows = LEARNED_WINDOWS if args.learned_windows is None else args.learned_windows
+    if windows < 1:
+        raise ConfigError(f"--learned-windows must be at least 1, not {windows}")
     scorer: Recommender | Ensemble
     tuned = ""
     learned: LearnedBlend | None = None
@@ -132,7 +150,9 @@ def run(args: argparse.Namespace) -> int:
         item_repr = "+".join(sorted({r.config.model.item_repr for r in scorer.members}))
         untuned = [n for n in names if n not in weights]
         if args.learned:
-            learned, report = fit_learned(scorer, names, which="valid", threads=args.threads)
+            learned, report = fit_learned(
+                scorer, names, which="valid", threads=args.threads, windows=windows
+            )
             tuned = "valid"
         elif learned is not None:
             scorer.use_learned(learned)
