@@ -12,7 +12,7 @@ Usage:
       [--ensemble] [--data DIR] [--objective lambdarank|binary] [--windows N] [--no-append]
 
 ``--windows N`` trains the learned blend on the validation window and N - 1 earlier ones
-(``fit_learned(windows=N)``).
+(``fit_learned(windows=N)``; default ``chronorec.rerank.WINDOWS``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import append_report, markdown_table  # noqa: E402
 
 from chronorec.ensemble import Ensemble  # noqa: E402
-from chronorec.rerank import fit_learned  # noqa: E402
+from chronorec.rerank import WINDOWS, fit_learned  # noqa: E402
 
 METRICS = ("ndcg@10", "hr@10", "recall@10", "recall@20")
 
@@ -39,7 +39,9 @@ def main() -> None:
     parser.add_argument("--data", default=None)
     parser.add_argument("--ensemble", action="store_true", help="also all runs as one ensemble")
     parser.add_argument("--objective", default="auto", help="lambdarank | binary | auto")
-    parser.add_argument("--windows", type=int, default=1, help="validation windows to train on")
+    parser.add_argument(
+        "--windows", type=int, default=WINDOWS, help="validation windows to train on"
+    )
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
     names = [n for n in args.blend.split(",") if n]

@@ -182,7 +182,7 @@ def test_an_earlier_split_is_the_validation_split_windows_back(successor) -> Non
 
 def test_a_learned_blend_trains_on_earlier_windows_too(successor) -> None:
     run = weak_run(successor)
-    one, r1 = fit_learned(Ensemble([run]), ["transitions", "popular"], threads=1, folds=1)
+    _, r1 = fit_learned(Ensemble([run]), ["transitions", "popular"], threads=1, folds=1, windows=1)
     ens = Ensemble([run])
     for objective in OBJECTIVES:  # lambdarank's queries are one per user and window
         learned, report = fit_learned(

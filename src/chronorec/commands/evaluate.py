@@ -10,9 +10,6 @@ from typing import Any
 
 from chronorec.errors import ConfigError
 
-# --learned-windows: validation windows a learned blend trains on (BENCHMARKS.md, "earlier windows")
-LEARNED_WINDOWS = 1
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -75,7 +72,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="with --learned: train on the validation window and N - 1 earlier ones (each "
         "user's earlier events under leave-one-out, earlier windows of the temporal split), "
         "with the runs' features missing where the runs were trained on the targets "
-        f"(default {LEARNED_WINDOWS})",
+        "(default: 6, chronorec.rerank.WINDOWS)",
     )
     p.add_argument(
         "--threads",
@@ -122,9 +119,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--learned trains on the baselines --blend names (no --weights)")
     if args.learned_windows is not None and not args.learned:
         raise ConfigError("--learned-windows goes with --learned")
-    windows = LEARNED_WINDOWS if args.learned_windows is None else args.learned_windows
-    if windows < 1:
-        raise ConfigError(f"--learned-windows must be at least 1, not {windows}")
+    if args.learned_windows is not None and args.learned_windows < 1:
+        raise ConfigError(f"--learned-windows must be at least 1, not {args.learned_windows}")
     scorer: Recommender | Ensemble
     tuned = ""
     learned: LearnedBlend | None = None
@@ -150,8 +146,9 @@ def run(args: argparse.Namespace) -> int:
         item_repr = "+".join(sorted({r.config.model.item_repr for r in scorer.members}))
         untuned = [n for n in names if n not in weights]
         if args.learned:
+            windows = {} if args.learned_windows is None else {"windows": args.learned_windows}
             learned, report = fit_learned(
-                scorer, names, which="valid", threads=args.threads, windows=windows
+                scorer, names, which="valid", threads=args.threads, **windows
             )
             tuned = "valid"
         elif learned is not None:
