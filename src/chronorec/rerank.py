@@ -536,14 +536,8 @@ class _Collect:
             baselines = [parts[t] for t in self.terms if t not in ("runs", LINEAR)]
             parts["runs"] = torch.stack(baselines).mean(0)
         parts = with_linear(parts, self.weights)
-        b, v, X = candidate_features(
-            parts,
-            self.terms,
-            batch,
-            self.candidates,
-            item_stats=self.ens.item_stats(),
-            rank_cap=RANK_CAP,
-        )
+        stats = self.ens.item_stats()
+        b, v, X = candidate_features(parts, self.terms, batch, self.candidates, item_stats=stats)
         if self.in_sample:
             X[:, self.runs_columns] = np.nan
         self.got.append((np.asarray(users)[b], v, X))
