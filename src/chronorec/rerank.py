@@ -510,8 +510,8 @@ def fit_learned(
 class _Collect:
     """A scorer for :meth:`Ensemble._evaluate` that keeps each history's candidates and their
     features (:func:`candidate_features`). ``in_sample``: the runs were trained on these
-    targets — their features and the linear blend's are missing (NaN), and their candidates are
-    those of the baselines' mean."""
+    targets — they are not scored, their features and the linear blend's are missing (NaN), and
+    their candidates are those of the baselines' mean."""
 
     def __init__(
         self,
@@ -530,11 +530,12 @@ class _Collect:
         ]
 
     def score(self, batch: HistoryBatch, users: np.ndarray) -> torch.Tensor:
-        parts = self.ens.parts(batch, users, every=True)
-        runs = parts["runs"]
         if self.in_sample:
-            baselines = [parts[t] for t in self.terms if t not in ("runs", LINEAR)]
-            parts["runs"] = torch.stack(baselines).mean(0)
+            parts = self.ens.baseline_parts(batch, users, every=True)
+            parts["runs"] = torch.stack(list(parts.values())).mean(0)
+        else:
+            parts = self.ens.parts(batch, users, every=True)
+        runs = parts["runs"]
         parts = with_linear(parts, self.weights)
         stats = self.ens.item_stats()
         b, v, X = candidate_features(parts, self.terms, batch, self.candidates, item_stats=stats)
