@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         save_blend,
     )
     from chronorec.recommender import Recommender
-    from chronorec.rerank import LearnedBlend, fit_learned
+    from chronorec.rerank import WINDOWS, LearnedBlend, fit_learned
 
     if args.threads is not None:
         import torch
@@ -146,9 +146,9 @@ def run(args: argparse.Namespace) -> int:
         item_repr = "+".join(sorted({r.config.model.item_repr for r in scorer.members}))
         untuned = [n for n in names if n not in weights]
         if args.learned:
-            windows = {} if args.learned_windows is None else {"windows": args.learned_windows}
+            windows = args.learned_windows or WINDOWS  # checked >= 1 above
             learned, report = fit_learned(
-                scorer, names, which="valid", threads=args.threads, **windows
+                scorer, names, which="valid", threads=args.threads, windows=windows
             )
             tuned = "valid"
         elif learned is not None:
