@@ -37,7 +37,8 @@ from chronorec.rerank import LEARNED_FILE, LINEAR, ItemStats, LearnedBlend, with
 log = logging.getLogger(__name__)
 
 BLEND_BASELINES = (
-    "popular", "popular-recent", "repeat", "repeat-recent", "transitions", "user-knn", "text-knn"
+    "popular", "popular-recent", "repeat", "repeat-recent", "transitions", "user-knn", "ridge",
+    "text-knn",
 )  # fmt: skip
 # counts (or decayed counts): log1p, then z
 LOG_SCALED = ("popular", "popular-recent", "repeat", "repeat-recent", "transitions")
@@ -351,6 +352,8 @@ class Ensemble:
                     model = bl.ItemTransitions()
                 elif name == "user-knn":
                     model = bl.UserKNN()
+                elif name == "ridge":
+                    model = bl.SequentialRidge()
                 else:
                     if not dataset.text_columns:
                         raise ConfigError("text-knn needs item text; this catalogue has none")

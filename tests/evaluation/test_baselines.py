@@ -7,6 +7,7 @@ from chronorec.evaluation import (
     ItemTransitions,
     MostPopular,
     RepeatFrequency,
+    SequentialRidge,
     TextKNN,
     UserKNN,
     baselines,
@@ -221,13 +222,48 @@ def test_user_knn_counts_steps_in_visits_when_timestamped() -> None:
     assert s[9] / s[2] == pytest.approx(2.0, rel=1e-4)
 
 
+def test_ridge_reads_more_than_the_last_item() -> None:
+    # After item 1 comes 2 when 3 came before it, 4 when 5 did: transitions, which read the
+    # last item only, cannot tell the two histories apart; the ridge regression can.
+    train = make_events({u: [3, 1, 2] if u % 2 else [5, 1, 4] for u in range(1, 21)})
+    model = SequentialRidge(lam=1.0).fit(train, 5)
+    assert top(scores_for(model, train, 1, 2), 1) == [2]  # history [3, 1]
+    assert top(scores_for(model, train, 2, 2), 1) == [4]  # history [5, 1]
+    chain = ItemTransitions().fit(train, 5)
+    assert scores_for(chain, train, 1, 2)[2] == scores_for(chain, train, 2, 2)[2]
+    # weights by hand: one user, [1, 2], lam 1 -> x = e1, y = e2, B[1, 2] = 1 / (1 + 1)
+    one = SequentialRidge(lam=1.0).fit(make_events({1: [1, 2]}), 2)
+    assert one.weights_ is not None
+    assert one.weights_[1, 2].item() == pytest.approx(0.5)
+    assert one.weights_.abs().sum().item() == pytest.approx(0.5)
+
+
+def test_ridge_steps_are_visits_on_a_timed_log() -> None:
+    # Baskets {1, 2} then {3, 4}: each item of the next basket is a target of both items of
+    # the basket before, none of the basket's own items (the same timestamp is one step).
+    train = make_events(
+        {u: [1, 2, 3, 4] for u in range(1, 6)}, timestamps={u: [0, 0, 60, 60] for u in range(1, 6)}
+    )
+    model = SequentialRidge(lam=1.0).fit(train, 5)
+    assert model.by_visit_
+    assert model.weights_ is not None
+    assert model.weights_[1, 2].item() == 0.0  # same basket
+    s = scores_for(model, train, 1, 2)  # history: the basket {1, 2}
+    assert sorted(top(s, 2)) == [3, 4]
+    with pytest.raises(ValueError, match="at most"):
+        SequentialRidge().fit(train, baselines.RIDGE_MAX_ITEMS + 1)
+    with pytest.raises(ValueError, match="lam"):
+        SequentialRidge(lam=0.0)
+
+
 def test_baselines_side_by_side() -> None:
     events = make_events({u: [1, 2, 3, 1, 2, 3] for u in range(1, 5)})
     train = events.filter(events["position"] < 5)
     targets = make_targets([(u, 3, 5) for u in range(1, 5)])
     models = fit_baselines(train, 3, recent_days=1, item_vectors=np.eye(4, dtype=np.float32))
     assert list(models) == [
-        "popular", "popular-1d", "repeat", "repeat-recent", "transitions", "user-knn", "text-knn"
+        "popular", "popular-1d", "repeat", "repeat-recent", "transitions", "user-knn", "ridge",
+        "text-knn",
     ]  # fmt: skip
     results = evaluate_many(models, EventArrays.from_events(events), targets, n_items=3)
     assert results["transitions"]["hr@1"] == 1.0  # 2 -> 3 every time
@@ -241,7 +277,7 @@ def test_target_behaviour_adds_a_repeat_of_that_behaviour_only() -> None:
     events = make_events({1: [2, 2, 2, 3], 2: [3, 3]}, behaviours={1: [1, 1, 1, 2], 2: [2, 2]})
     models = fit_baselines(events, 3, behaviour=2, behaviour_name="buy")
     assert list(models) == [
-        "popular", "repeat", "repeat-buy", "repeat-recent", "transitions", "user-knn"
+        "popular", "repeat", "repeat-buy", "repeat-recent", "transitions", "user-knn", "ridge"
     ]  # fmt: skip
     assert top(scores_for(models["repeat"], events, 1, 4), 1) == [2]  # every behaviour
     assert top(scores_for(models["repeat-buy"], events, 1, 4), 1) == [3]
@@ -252,4 +288,4 @@ def test_a_log_without_timestamps_gets_no_recent_window_baseline() -> None:
     events = make_events({u: [1, 2, 3] for u in range(1, 4)})
     untimed = events.with_columns(pl.lit(None, dtype=pl.Int64).alias("timestamp"))
     models = fit_baselines(untimed, 3, recent_days=30)
-    assert list(models) == ["popular", "repeat", "transitions", "user-knn"]
+    assert list(models) == ["popular", "repeat", "transitions", "user-knn", "ridge"]

@@ -47,8 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="NAMES",
         help="comma-separated baselines to blend with the run(s): popular, popular-recent "
         "(last 30 days), repeat, repeat-recent (recency-weighted), transitions, user-knn, "
-        "text-knn; their weights are tuned on the valid split unless --weights gives them; "
-        "'none': the model alone, as --weights none",
+        "ridge (recent items -> next item), text-knn; their weights are tuned on the valid "
+        "split unless --weights gives them; 'none': the model alone, as --weights none",
     )
     p.add_argument(
         "--weights",

@@ -21,8 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--blend",
         help="comma-separated baselines to blend with the model in one more row (weights tuned "
         "on the valid split, as `chronorec evaluate --blend` does): popular, popular-recent, "
-        "repeat, repeat-recent, transitions, user-knn, text-knn. Default: the run's saved blend "
-        "(RUN/blend.json) if it has one; 'none' for no blended row",
+        "repeat, repeat-recent, transitions, user-knn, ridge, text-knn. Default: the run's saved "
+        "blend (RUN/blend.json) if it has one; 'none' for no blended row",
     )
     p.set_defaults(func=run)
 

@@ -416,7 +416,85 @@ def _gather_rows(m: sparse.csr_matrix, rows: np.ndarray, weights: np.ndarray, n:
     return np.bincount(m.indices[idx], weights=vals, minlength=n).astype(np.float32)
 
 
-Baseline = MostPopular | RepeatFrequency | ItemTransitions | TextKNN | UserKNN
+RIDGE_MAX_ITEMS = 15_000  # ridge: a dense (V, V) Gram matrix and solve; 15k items ~ 1.8 GB
+
+
+class SequentialRidge:
+    """Ridge regression from a history's recent items to the next item: a closed-form
+    item-to-item linear model (SLIT, the sequential half of SLIST, Choi et al., WWW 2021).
+
+    Each training step ``t`` (an event, or a visit on a timed log: the events of one timestamp
+    are one step, their items one multi-hot target) is a row: its input is the user's ``n_last``
+    steps before it, the step ``b`` back weighted ``0.5 ** ((b - 1) / half_life)``; its target
+    the step's items. ``B = (XᵀX + λI)⁻¹ XᵀY`` is solved densely, so the catalogue is capped
+    at :data:`RIDGE_MAX_ITEMS`. A history scores ``q B``, ``q`` its last ``n_last`` steps weighted
+    the same way. Unlike transitions it reads several recent items, unlike user-KNN it learns
+    which of them predict what; on Amazon Scientific it is the strongest baseline
+    (BENCHMARKS.md). Ties: training popularity.
+    """
+
+    def __init__(self, lam: float = 500.0, half_life: float = 2.0, n_last: int = 20) -> None:
+        if not lam > 0 or not half_life > 0 or n_last < 1:
+            raise ValueError("ridge: lam > 0, half_life > 0 and n_last >= 1")
+        self.lam, self.half_life, self.n_last = lam, half_life, n_last
+        self.name = "ridge"
+        self.weights_: torch.Tensor | None = None  # (V, V) float32: row = input item
+        self.popularity_: torch.Tensor | None = None
+        self.by_visit_ = False
+
+    def fit(self, train: pl.DataFrame, n_items: int) -> Self:
+        if n_items > RIDGE_MAX_ITEMS:
+            raise ValueError(
+                f"ridge: {n_items:,} items; its dense solve takes at most {RIDGE_MAX_ITEMS:,}"
+            )
+        users = train["user"].to_numpy().astype(np.int64)
+        items = train["item"].to_numpy().astype(np.int64)
+        n_cols = n_items + 1
+        self.by_visit_ = _timed(train)
+        # train is sorted by (user, position): a global step id per event
+        new = np.ones(users.size, dtype=bool)  # each event a step, or each visit:
+        if self.by_visit_:
+            t = train["timestamp"].to_numpy()
+            new[1:] = (users[1:] != users[:-1]) | (t[1:] != t[:-1])
+        step = np.cumsum(new) - 1
+        n_steps = int(step[-1]) + 1 if step.size else 0
+        step_user = np.zeros(max(n_steps, 1), dtype=np.int64)
+        step_user[step] = users
+        rows, cols, vals = [], [], []
+        for back in range(1, self.n_last + 1):  # event i is an input of the step `back` later
+            later = step + back
+            ok = later < n_steps
+            ok[ok] = step_user[later[ok]] == users[ok]
+            rows.append(later[ok])
+            cols.append(items[ok])
+            vals.append(np.full(int(ok.sum()), 0.5 ** ((back - 1) / self.half_life), np.float32))
+        shape = (max(n_steps, 1), n_cols)
+        x = sparse.csr_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=shape
+        )  # sums an item's repeats within a step
+        y = sparse.csr_matrix((np.ones(users.size, np.float32), (step, items)), shape=shape)
+        y.data[:] = 1.0  # a step's items, once each
+        gram = (x.T @ x).toarray().astype(np.float64)  # (V, V)
+        gram[np.diag_indices_from(gram)] += self.lam
+        rhs = (x.T @ y).toarray().astype(np.float64)
+        self.weights_ = torch.from_numpy(np.linalg.solve(gram, rhs).astype(np.float32))
+        self.popularity_ = torch.from_numpy(_popularity_order(train, n_items))
+        return self
+
+    def score(self, batch: HistoryBatch, users: np.ndarray | None) -> torch.Tensor:
+        if self.weights_ is None or self.popularity_ is None:
+            raise RuntimeError("ridge: call fit() before score()")
+        back = _steps_back(batch, self.by_visit_)  # (B, L), 0 for the latest step
+        w = np.exp2(-back / self.half_life) * ((batch.items > 0) & (back < self.n_last))
+        query = torch.zeros(len(batch), self.weights_.shape[0])  # (B, V)
+        query.scatter_add_(1, torch.from_numpy(batch.items), torch.from_numpy(w).float())
+        query[:, 0] = 0.0
+        scores = (query @ self.weights_).double() + 1e-7 * self.popularity_  # (B, V)
+        scores[:, 0] = -1e9
+        return scores
+
+
+Baseline = MostPopular | RepeatFrequency | ItemTransitions | TextKNN | UserKNN | SequentialRidge
 
 
 def fit_baselines(
@@ -430,8 +508,8 @@ def fit_baselines(
 ) -> dict[str, Baseline]:
     """Every baseline that the data allows, fitted on ``train`` and keyed by name: global
     popularity, recent popularity (with ``recent_days``, when every event has a timestamp),
-    repeat, recency-weighted repeat (when every event has a timestamp), transitions, user-KNN,
-    text-KNN (with ``item_vectors``).
+    repeat, recency-weighted repeat (when every event has a timestamp), transitions, user-KNN, ridge
+    (up to :data:`RIDGE_MAX_ITEMS` items), text-KNN (with ``item_vectors``).
 
     ``behaviour`` (the targets' behaviour, e.g. purchases) restricts the popularity counts to
     it and adds ``repeat-<behaviour_name>``: the user's own items of that behaviour only. The
@@ -450,6 +528,8 @@ def fit_baselines(
     if timed:
         models.append(RepeatFrequency(half_life=REPEAT_HALF_LIFE))
     models += [ItemTransitions(), UserKNN()]
+    if n_items <= RIDGE_MAX_ITEMS:
+        models.append(SequentialRidge())
     if item_vectors is not None:
         models.append(TextKNN(item_vectors))
     return {m.name: m.fit(train, n_items) for m in models}
