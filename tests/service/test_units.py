@@ -444,7 +444,10 @@ def test_exact_retriever_pads_a_row_with_few_allowed_items_without_shortening_ot
     assert rows[0, 0] == 3 and np.isneginf(scores[0, 1:]).all()
 
 
-BLEND = {"repeat-recent": 0.5, "transitions": 0.3, "user-knn": 0.2, "popular": 0.1, "repeat": 0.2}
+BLEND = {
+    "repeat-recent": 0.5, "transitions": 0.3, "user-knn": 0.2, "popular": 0.1, "repeat": 0.2,
+    "ridge": 0.3,
+}  # fmt: skip
 
 
 @pytest.mark.parametrize(("name", "repeat"), [("gru", False), ("transformer", True)])
