@@ -9,10 +9,13 @@ user ranked by a model trained on the other users), the honest comparison before
 
 Usage:
   python benchmarks/learned_blend.py RUN [RUN ...] --blend NAMES [--metric recall@20]
-      [--ensemble] [--data DIR] [--objective lambdarank|binary] [--windows N] [--no-append]
+      [--ensemble] [--data DIR] [--objective lambdarank|binary] [--windows N] [--threads N]
+      [--no-append]
 
 ``--windows N`` trains the learned blend on the validation window and N - 1 earlier ones
-(``fit_learned(windows=N)``; default ``chronorec.rerank.WINDOWS``).
+(``fit_learned(windows=N)``; default ``chronorec.rerank.WINDOWS``). ``--threads N``: LightGBM's
+threads (default: torch's); 1 when another job shares the cores, whose threads LightGBM's
+would wait on.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ def main() -> None:
     parser.add_argument(
         "--windows", type=int, default=WINDOWS, help="validation windows to train on"
     )
+    parser.add_argument("--threads", type=int, default=None, help="LightGBM threads")
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
     names = [n for n in args.blend.split(",") if n]
@@ -57,7 +61,12 @@ def main() -> None:
         label = group[0] if len(group) == 1 else f"ensemble of {len(group)}"
         alone = ens.evaluate("test")
         learned, report = fit_learned(
-            ens, names, metric=metric, objective=args.objective, windows=args.windows
+            ens,
+            names,
+            metric=metric,
+            objective=args.objective,
+            windows=args.windows,
+            threads=args.threads,
         )
         chosen = report["objective"]
         got = ens.evaluate("test")
