@@ -363,7 +363,7 @@ def main() -> None:
         metavar="BASELINE",
         help="also evaluate each saved run blended with these baselines, weights tuned on "
         "the valid split (needs --runs): popular, popular-recent, repeat, repeat-recent, "
-        "transitions, user-knn, text-knn",
+        "transitions, user-knn, ridge, text-knn",
     )
     parser.add_argument(
         "--no-append", action="store_true", help="print, do not touch BENCHMARKS.md"
