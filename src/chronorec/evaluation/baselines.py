@@ -487,7 +487,7 @@ class SequentialRidge:
         if self.weights_ is None or self.popularity_ is None:
             raise RuntimeError("ridge: call fit() before score()")
         back = _steps_back(batch, self.by_visit_)  # (B, L), 0 for the latest step
-        w = np.exp2(-back / self.half_life) * ((batch.items > 0) & (back < self.n_last))
+        w = _decay(back, self.half_life) * ((batch.items > 0) & (back < self.n_last))
         query = torch.zeros(len(batch), self.weights_.shape[0])  # (B, V)
         query.scatter_add_(1, torch.from_numpy(batch.items), torch.from_numpy(w).float())
         query[:, 0] = 0.0
