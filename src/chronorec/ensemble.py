@@ -353,6 +353,11 @@ class Ensemble:
                 elif name == "user-knn":
                     model = bl.UserKNN()
                 elif name == "ridge":
+                    if dataset.n_items > bl.RIDGE_MAX_ITEMS:
+                        raise ConfigError(
+                            f"ridge solves densely over at most {bl.RIDGE_MAX_ITEMS:,} items; "
+                            f"this catalogue has {dataset.n_items:,}"
+                        )
                     model = bl.SequentialRidge()
                 else:
                     if not dataset.text_columns:

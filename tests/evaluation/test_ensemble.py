@@ -218,6 +218,16 @@ def test_recent_popularity_blends_only_with_timestamps(successor) -> None:
         Ensemble([run], weights={"popular-recent": 1.0})
 
 
+def test_ridge_on_too_large_a_catalogue_is_a_config_error(successor, monkeypatch) -> None:
+    from chronorec.evaluation import baselines
+
+    run = weak_run(successor)
+    assert Ensemble([run], weights={"ridge": 1.0}).evaluate("test").metrics["ndcg@10"] >= 0.0
+    monkeypatch.setattr(baselines, "RIDGE_MAX_ITEMS", successor.n_items - 1)
+    with pytest.raises(ConfigError, match="ridge solves densely over at most"):
+        Ensemble([run], weights={"ridge": 1.0})
+
+
 def test_text_knn_reads_the_item_text_once_for_every_stage(successor, random_text, monkeypatch):
     calls = []
 
