@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "chronorec.commands.report",
     "chronorec.commands.train",
     "chronorec.commands.refit",
+    "chronorec.commands.finetune",
     "chronorec.commands.evaluate",
     "chronorec.commands.recommend",
     "chronorec.commands.export",

@@ -9,6 +9,7 @@ answers in the dataset's own item ids. A :class:`Recommender` is also an evaluat
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import logging
 import time
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 
 NAME_COLUMNS = ("title", "name", "description")
 RESUMABLE_CHANGES = ("max_epochs", "max_minutes", "patience", "threads", "eval_batch_size")
+# Recommender.finetune defaults (BENCHMARKS.md, "fine-tuning on new events")
+FINETUNE_EPOCHS = 5
+FINETUNE_LR_SCALE = 1.0
 
 
 def cold_items(dataset: PreparedDataset, cfg: RunConfig) -> np.ndarray:
@@ -318,6 +322,88 @@ class Recommender:
         rec._attach(dataset)
         return rec
 
+    def finetune(
+        self,
+        events: pl.DataFrame,
+        *,
+        users: np.ndarray | None = None,
+        epochs: int = FINETUNE_EPOCHS,
+        lr_scale: float = FINETUNE_LR_SCALE,
+        progress: bool = True,
+    ) -> Recommender:
+        """A new :class:`Recommender` whose weights continue from this one's, trained further on
+        the histories in ``events`` — minutes instead of a retrain's hours, for a model that
+        keeps up with new events between full retrains.
+
+        ``events`` is a log in this catalogue's rows with a prepared dataset's columns (``user,
+        item, timestamp, behaviour, position``, sorted by ``(user, position)``; user rows past
+        the dataset's are new users), usually the dataset's log with the new events appended
+        (:func:`chronorec.service.store.merged_log`). Only the latest window of each user in
+        ``users`` (default: every user of ``events``) is trained on — the users with new
+        events, each with the history before them — for ``epochs`` epochs at ``lr_scale`` × the
+        recipe's learning rate, with a fresh optimiser, no warm-up and no validation. Items with
+        events get learned ids from now on. The catalogue and the attached dataset stay as they
+        are; the result cannot be evaluated on this dataset's splits (its new events may come
+        after their targets)."""
+        model = self._require_model()
+        if epochs < 1:
+            raise ChronorecError(f"epochs must be at least 1, not {epochs}")
+        if lr_scale <= 0:
+            raise ChronorecError(f"lr_scale must be > 0, not {lr_scale}")
+        started = time.perf_counter()
+        tuned = copy.deepcopy(model)
+        items = events["item"].to_numpy().astype(np.int64)
+        if items.size and (items.min() < 1 or items.max() > tuned.n_items):
+            raise DataError(
+                f"events name item rows outside this catalogue's 1..{tuned.n_items}: fine-tuning "
+                "keeps the catalogue; train again for new items (they are served through the "
+                "text tower until then)"
+            )
+        if tuned.cfg.item_repr == "id+text":
+            known = torch.unique(torch.cat([
+                tuned.tower.id_known.nonzero()[:, 0], torch.from_numpy(np.unique(items))
+            ]))  # fmt: skip
+            tuned.tower.set_known_items(known)
+        cfg = self.config
+        recipe = dataclasses.replace(
+            cfg.train, max_epochs=epochs, max_minutes=None, lr=cfg.train.lr * lr_scale,
+            warmup_steps=0, lr_decay="none", decay_start=0.0, all_windows=False, refit=False,
+        )  # fmt: skip
+        chosen = None if users is None else np.asarray(users, dtype=np.int64)
+        arrays = EventArrays.from_events(events)
+        lengths = arrays.user_lengths()
+        picked = lengths if chosen is None else lengths[chosen[chosen < lengths.size]]
+        if not (picked >= 2).any():
+            raise ChronorecError(
+                "no user to fine-tune on has two events in the log: nothing to learn from"
+            )
+        done = train(
+            tuned, arrays, recipe, progress=progress,
+            target_behaviour=cfg.data.target_behaviour, only_users=chosen,
+        )  # fmt: skip
+        tuned.eval()
+        rec = Recommender(cfg)
+        rec.model = tuned
+        rec.best_epoch = self.best_epoch
+        rec.meta = {k: v for k, v in self.meta.items() if k != "refit"}
+        rec.meta["chronorec_version"] = __version__
+        trained_users = int(np.unique(events["user"]).size if chosen is None else chosen.size)
+        rec.meta["finetuned"] = [
+            *self.meta.get("finetuned", []),
+            {
+                "epochs": done.epochs,
+                "users": trained_users,
+                "events": events.height,
+                "lr_scale": lr_scale,
+                "minutes": round((time.perf_counter() - started) / 60, 3),
+            },
+        ]
+        if self.dataset is not None:
+            rec._attach(self.dataset)
+        else:
+            rec._items = self._items
+        return rec
+
     @contextlib.contextmanager
     def at(self, which: str, *, first_weights: bool = False) -> Iterator[Recommender]:
         """Score with the weights for ``which``: after a refit, validation uses the weights
@@ -331,6 +417,12 @@ class Recommender:
                 "this model was trained on every event (chronorec refit), the validation and "
                 "test targets included, so it cannot be evaluated: evaluate the run it was "
                 "refitted from" + (f", {source}" if source else "")
+            )
+        if "finetuned" in self.meta:
+            raise ChronorecError(
+                "this model was fine-tuned on events after its dataset's (chronorec finetune), "
+                "which may come after the validation and test targets, so it cannot be evaluated "
+                "on them: evaluate the run it was fine-tuned from"
             )
         scoring = self.model
         if (which == "valid" or first_weights) and self.valid_model is not None:

@@ -295,3 +295,48 @@ def test_schemathesis_finds_no_server_error(server: Server) -> None:
         if op.path != "/admin/reload":  # a valid body swaps the model; the reload test covers it
             fuzz(op)
     assert not failures, json.dumps(failures[:5], indent=1)
+
+
+def test_finetune_on_the_live_store_then_reload(
+    text_run: Path, dataset_dir: Path, tmp_path: Path
+) -> None:
+    """Online learning end to end: events reach a running server, `chronorec finetune` reads its
+    store while it serves, and POST /admin/reload swaps the new weights in; the user's history
+    counts each event once, and the served ranking is the fine-tuned model's offline one."""
+    import subprocess
+    import sys
+
+    srv = Server(text_run, tmp_path / "events.db", tmp_path / "server.log").start()
+    tuned = tmp_path / "tuned"
+    posted = [{"item_id": f"i{i}", "behaviour": "buy", "timestamp": 1_700_000_000 + 60 * i}
+              for i in (2, 4, 6, 8)]  # fmt: skip
+    try:
+        with srv.client() as c:
+            for user in ("u3", "u5", "u7"):
+                events = [{"user_id": user, **e} for e in posted]
+                assert c.post("/events", json={"events": events}).status_code == 201
+            before = c.get("/users/u3/recommendations", params={"k": 5}).json()
+            cmd = [sys.executable, "-m", "chronorec.cli", "finetune", str(text_run),
+                   "--out", str(tuned), "--db", srv.db_url, "--epochs", "3", "--no-progress",
+                   "--json"]  # fmt: skip
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, done.stderr
+            assert json.loads(done.stdout)["new_events"] == 12
+            r = c.post("/admin/reload", json={"run": str(tuned)})
+            assert r.status_code == 200, r.text
+            assert r.json()["previous_version"] == before["model_version"]
+            after = c.get("/users/u3/recommendations", params={"k": 5}).json()
+    finally:
+        srv.stop()
+    assert after["model_version"] == r.json()["model_version"] != before["model_version"]
+    assert after["n_events"] == before["n_events"]  # the stored events count once, not twice
+    history = user_history(dataset_dir, "u3") + posted
+    rec = Recommender.load(tuned)
+    want, scores = rec.recommend_histories(
+        [[h["item_id"] for h in history]],
+        k=5,
+        timestamps=[[h["timestamp"] for h in history]],
+        behaviours=[[h["behaviour"] for h in history]],
+    )
+    assert ids(after) == want[0]
+    np.testing.assert_allclose([x["score"] for x in after["items"]], scores[0], rtol=1e-5)

@@ -145,3 +145,54 @@ def test_export_writes_vectors_an_inner_product_index_ranks_like_the_model(prepa
     assert "not the run itself" in capsys.readouterr().err
     assert main(["export", str(run), "--out", str(out), "--force"]) == 0
     assert not (out / "user_vectors.parquet").exists()  # replaced whole, not merged
+
+
+def test_finetune_trains_on_the_service_store_and_writes_a_run_to_reload(
+    prepared, tmp_path, capsys
+):
+    from chronorec.service.store import Event, open_store
+
+    run, tuned = tmp_path / "run", tmp_path / "tuned"
+    assert main(["train", str(prepared), "--out", str(run), *TINY]) == 0
+    (run / "blend.json").write_text('{"weights": {"transitions": 0.2}, "tuned_on": "valid"}')
+    db = tmp_path / "events.db"
+    store = open_store(f"sqlite:///{db}")
+    events = [Event("u1", f"i{k}", "buy", 10_000_000 + k) for k in (3, 5, 7, 9)]
+    events += [
+        Event("new-user", "i2", "view", 10_000_000),
+        Event("new-user", "i4", "view", 10_000_001),
+    ]
+    events.append(Event("u2", "not-in-the-catalogue", "view", 10_000_000))
+    store.add_events(events)
+    store.close()
+    capsys.readouterr()
+    args = ["finetune", str(run), "--out", str(tuned), "--db", f"sqlite:///{db}", "--no-progress"]
+    assert main([*args, "--epochs", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["new_events"] == 6 and out["skipped"] == 1 and out["epochs"] == 2
+    assert out["users"] == 2  # u1 and the new user; u2's only event names an unknown item
+    assert out["from"] == str(run.resolve())
+    assert (tuned / "blend.json").read_text() == (run / "blend.json").read_text()
+    scores = []
+    for source in (run, tuned):  # the tuned weights score differently, on the same catalogue
+        assert main(["recommend", str(source), "--history", "i4,i5", "-k", "3", "--json"]) == 0
+        scores.append(
+            {x["item_id"]: x["score"] for x in json.loads(capsys.readouterr().out)["items"]}
+        )
+    assert scores[0] != scores[1]
+    assert main(["evaluate", str(tuned)]) == 2
+    assert "fine-tuned" in capsys.readouterr().err
+
+    assert (
+        main(["finetune", str(run), "--out", str(tmp_path / "x"), "--db", "sqlite:///nope.db"]) == 2
+    )
+    assert "no such event store" in capsys.readouterr().err
+    empty = tmp_path / "empty.db"
+    open_store(f"sqlite:///{empty}").close()
+    assert (
+        main(["finetune", str(run), "--out", str(tmp_path / "x"), "--db", f"sqlite:///{empty}"])
+        == 2
+    )
+    assert "nothing to fine-tune on" in capsys.readouterr().err
+    assert main([*args]) == 2
+    assert "run directory exists" in capsys.readouterr().err

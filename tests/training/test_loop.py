@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from chronorec.config import ModelConfig, RunConfig, TrainConfig
 from chronorec.data.sequences import EventArrays
 from chronorec.data.splits import Split
-from chronorec.errors import ChronorecError
+from chronorec.errors import ChronorecError, DataError
 from chronorec.models.model import NextItemModel
 from chronorec.recommender import Recommender, make_split
 from chronorec.training import training_windows
@@ -580,3 +580,71 @@ def test_ema_validates_and_keeps_the_averaged_weights(successor, tmp_path):
         )
     with pytest.raises(ChronorecError, match="train.ema must be in"):
         tiny(ema=1.0)
+
+
+def _continued(dataset, step: int, n_new: int) -> pl.DataFrame:
+    """The dataset's log with ``n_new`` more events per user, each ``step`` items after the
+    previous one (the log's own pattern is step 1), an hour apart."""
+    last = dataset.events.group_by("user").agg(pl.all().last()).sort("user")
+    n_items = dataset.n_items
+    new = []
+    for k in range(1, n_new + 1):
+        new.append(last.with_columns(
+            ((pl.col("item") - 1 + step * k) % n_items + 1).cast(pl.Int32).alias("item"),
+            (pl.col("timestamp") + 3600 * k).alias("timestamp"),
+            (pl.col("position") + k).cast(pl.Int32).alias("position"),
+        ))  # fmt: skip
+    cols = ["user", "item", "timestamp", "behaviour", "position"]
+    log = pl.concat([dataset.events.select(cols), *(f.select(cols) for f in new)])
+    return log.sort(["user", "position"])
+
+
+def test_finetune_learns_the_new_events_and_leaves_the_source_alone(successor):
+    rec = Recommender(tiny(max_epochs=6)).fit(successor, progress=False)
+    assert rec.model is not None
+    before = {k: v.clone() for k, v in rec.model.state_dict().items()}
+    top_before = rec.recommend_histories([["i2", "i4"]], k=1)[0][0][0]
+    assert top_before == "i5"  # learned: i is followed by i + 1
+    # from now on every user skips an item: i is followed by i + 2
+    tuned = rec.finetune(_continued(successor, 2, 8), epochs=15, progress=False)
+    assert tuned.recommend_histories([["i2", "i4"]], k=1)[0][0][0] == "i6"
+    for name, value in rec.model.state_dict().items():  # the source's weights are untouched
+        torch.testing.assert_close(value, before[name], msg=name)
+    assert rec.recommend_histories([["i2", "i4"]], k=1)[0][0][0] == "i5"
+    step = tuned.meta["finetuned"][-1]
+    assert step["epochs"] == 15 and step["users"] == successor.n_users and step["lr_scale"] == 1.0
+    # a second round is recorded after the first
+    again = tuned.finetune(_continued(successor, 2, 8), epochs=1, progress=False)
+    assert [s["epochs"] for s in again.meta["finetuned"]] == [15, 1]
+    # its events may come after the dataset's targets: evaluation is refused
+    with pytest.raises(ChronorecError, match="fine-tuned"):
+        tuned.evaluate("test")
+
+
+def test_finetune_trains_only_the_chosen_users_windows(successor):
+    rec = Recommender(tiny(max_epochs=2)).fit(successor, progress=False)
+    log = _continued(successor, 2, 4)
+    one = rec.finetune(log, users=np.array([1]), progress=False)
+    every = rec.finetune(log, progress=False)
+    assert one.meta["finetuned"][-1]["users"] == 1
+    assert one.model is not None and every.model is not None
+    a, b = one.model.state_dict(), every.model.state_dict()
+    assert any(not torch.equal(a[name], b[name]) for name in a)
+    # a user whose only window has a single event teaches nothing: a clear error
+    single = pl.DataFrame(
+        {"user": [1], "item": [3], "timestamp": [0], "behaviour": [1], "position": [0]}
+    ).cast(dict(log.schema))  # type: ignore[arg-type]
+    with pytest.raises(ChronorecError, match="two events"):
+        rec.finetune(single, progress=False)
+
+
+def test_finetune_refuses_items_outside_the_catalogue(successor):
+    rec = Recommender(tiny(max_epochs=1)).fit(successor, progress=False)
+    log = _continued(successor, 1, 1).with_columns(
+        pl.when(pl.col("user") == 1).then(successor.n_items + 1).otherwise(pl.col("item"))
+        .cast(pl.Int32).alias("item")
+    )  # fmt: skip
+    with pytest.raises(DataError, match="outside this catalogue"):
+        rec.finetune(log, progress=False)
+    with pytest.raises(ChronorecError, match="at least 1"):
+        rec.finetune(successor.events, epochs=0, progress=False)

@@ -42,7 +42,7 @@ from chronorec.recommender import Recommender
 from chronorec.service.retrieval import Retriever, build_retriever, recall_at_k
 from chronorec.service.settings import ServiceSettings
 from chronorec.service.stepper import RNNStepper, check_stepper
-from chronorec.service.store import Event, EventStore, StoredItem
+from chronorec.service.store import Event, EventStore, StoredItem, behaviour_row, merged_log
 from chronorec.training import checkpoint as ckpt
 
 log = logging.getLogger(__name__)
@@ -235,47 +235,13 @@ class Engine:
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
     def _blend_log(self) -> tuple[pl.DataFrame, dict[str, int]]:
-        """The log the blended baselines are fitted on: the run's event log without forgotten
-        users, then the events posted to the service on the catalogue's items (each user's
-        after their logged ones, by time); and each user's row in it."""
-        ds = self.rec.dataset
-        assert ds is not None
-        cols = ["user", "item", "timestamp", "behaviour", "position"]
-        base = ds.events.select(cols)
-        rows = dict(self._base_users)
-        gone = [rows[u] for u in self.forgotten if u in rows]
-        if gone:
-            base = base.filter(~pl.col("user").is_in(gone))
-        stored = [e for e in self.store.iter_events() if e.item_id in self.index]
-        if not stored:
-            return base, rows
-        next_row = ds.n_users + 1  # users the log does not know get rows after its own
-        for e in stored:
-            if e.user_id not in rows:
-                rows[e.user_id] = next_row
-                next_row += 1
-        posted = pl.DataFrame(
-            {
-                "user": [rows[e.user_id] for e in stored],
-                "item": [self.index[e.item_id] for e in stored],
-                "timestamp": [e.ts if ds.has_timestamps else None for e in stored],
-                "behaviour": [self.behaviour_index(e.behaviour) for e in stored],
-                "_ts": [e.ts for e in stored],
-            }
-        )
-        posted = posted.with_columns(pl.col("user").cast(base.schema["user"])).sort(
-            ["user", "_ts"], maintain_order=True
-        )
-        logged = base.group_by("user").agg(pl.len().alias("_n"))
-        posted = (
-            posted.join(logged, on="user", how="left")
-            .with_columns(
-                (pl.col("_n").fill_null(0) + pl.int_range(pl.len()).over("user")).alias("position")
-            )
-            .select(cols)
-            .cast(dict(base.schema))  # type: ignore[arg-type]
-        )
-        return pl.concat([base, posted]).sort(["user", "position"]), rows
+        """The log the blended baselines are fitted on (:func:`merged_log`) and each user's
+        row in it."""
+        assert self.rec.dataset is not None
+        return merged_log(
+            self.rec.dataset, list(self.store.iter_events()), self.index, self.behaviour_index,
+            self.forgotten,
+        )  # fmt: skip
 
     def _restore_items(self) -> None:
         """Items posted to an earlier server (or before a reload) are recommendable again."""
@@ -334,10 +300,7 @@ class Engine:
         return self._n_rows - 1
 
     def behaviour_index(self, name: str) -> int:
-        try:
-            return self.behaviours.index(name.lower()) + 1
-        except ValueError:
-            return 1
+        return behaviour_row(self.behaviours, name)
 
     def item_row(self, item_id: str) -> int:
         row = self.index.get(item_id)

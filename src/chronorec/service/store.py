@@ -16,12 +16,17 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+import polars as pl
 
 from chronorec.errors import ConfigError
+
+if TYPE_CHECKING:
+    from chronorec.data.dataset import PreparedDataset
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -222,3 +227,64 @@ class SQLiteEventStore:
             self._readers.clear()
         with self._write_lock:
             self._writer.close()
+
+
+def behaviour_row(behaviours: Sequence[str], name: str) -> int:
+    """The 1-based behaviour index of ``name`` among the run's lowercase ``behaviours``; an
+    unknown name counts as the first (the service accepts any behaviour string)."""
+    try:
+        return behaviours.index(name.lower()) + 1
+    except ValueError:
+        return 1
+
+
+def merged_log(
+    dataset: PreparedDataset,
+    stored: Sequence[Event],
+    item_rows: Mapping[str, int],
+    behaviour_index: Callable[[str], int],
+    forgotten: Collection[str] = (),
+) -> tuple[pl.DataFrame, dict[str, int]]:
+    """The dataset's event log without the ``forgotten`` users, then the ``stored`` events on
+    the catalogue's items (``item_rows``: item id -> row), each user's after their logged ones
+    by time, with the dataset's columns; and each user's row in it (users the dataset does not
+    know get rows after its own, in order of first appearance). What the service's blended
+    baselines are fitted on and what ``chronorec finetune`` trains on."""
+    cols = ["user", "item", "timestamp", "behaviour", "position"]
+    base = dataset.events.select(cols)
+    rows = {
+        str(u): int(i) for i, u in zip(dataset.users["user"], dataset.users["user_id"], strict=True)
+    }
+    gone = [rows[u] for u in forgotten if u in rows]
+    if gone:
+        base = base.filter(~pl.col("user").is_in(gone))
+    kept = [e for e in stored if e.item_id in item_rows and e.user_id not in forgotten]
+    if not kept:
+        return base, rows
+    next_row = dataset.n_users + 1
+    for e in kept:
+        if e.user_id not in rows:
+            rows[e.user_id] = next_row
+            next_row += 1
+    posted = pl.DataFrame(
+        {
+            "user": [rows[e.user_id] for e in kept],
+            "item": [item_rows[e.item_id] for e in kept],
+            "timestamp": [e.ts if dataset.has_timestamps else None for e in kept],
+            "behaviour": [behaviour_index(e.behaviour) for e in kept],
+            "_ts": [e.ts for e in kept],
+        }
+    )
+    posted = posted.with_columns(pl.col("user").cast(base.schema["user"])).sort(
+        ["user", "_ts"], maintain_order=True
+    )
+    logged = base.group_by("user").agg(pl.len().alias("_n"))
+    posted = (
+        posted.join(logged, on="user", how="left")
+        .with_columns(
+            (pl.col("_n").fill_null(0) + pl.int_range(pl.len()).over("user")).alias("position")
+        )
+        .select(cols)
+        .cast(dict(base.schema))  # type: ignore[arg-type]
+    )
+    return pl.concat([base, posted]).sort(["user", "position"]), rows

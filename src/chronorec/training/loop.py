@@ -235,10 +235,13 @@ def train(
     resume: bool = False,
     progress: bool = True,
     target_behaviour: int | None = None,
+    only_users: np.ndarray | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on the histories in ``events`` (a split's ``train`` log) and leave
     it holding the best validated weights. With ``cfg.target_weight`` the steps whose next event
-    has ``target_behaviour`` weigh that much in the loss, every other step 1."""
+    has ``target_behaviour`` weigh that much in the loss, every other step 1. ``only_users``
+    trains the windows of those users only (fine-tuning on the users with new events); every
+    item of ``events`` is still a candidate of the loss."""
     if cfg.target_weight != 1.0 and target_behaviour is None:
         raise ValueError("train.target_weight needs the target behaviour")
     started = time.perf_counter()
@@ -298,6 +301,9 @@ def train(
         )
 
     users, ends = training_windows(events.user_lengths(), max_len, cfg.all_windows)
+    if only_users is not None:
+        keep = np.isin(users, only_users)
+        users, ends = users[keep], ends[keep]
     if users.size == 0:
         raise ValueError("no user has two training events: nothing to learn from")
     steps_total = cfg.max_epochs * math.ceil(users.size / cfg.batch_size)

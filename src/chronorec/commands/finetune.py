@@ -1,0 +1,111 @@
+"""``chronorec finetune``: continue a run's training on the events its service has received."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from chronorec.commands import check_out_dir, write_dir
+from chronorec.errors import ChronorecError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune a run on the events posted to its service (seconds, not a retrain)",
+        description="Continue the run's weights on the events the service stored (POST "
+        "/events): the latest window of every user with stored events — their logged history, "
+        "then the stored events — for a few epochs with a fresh optimiser, and write a new run "
+        "with the same catalogue and dataset. Swap it into the running service with POST "
+        '/admin/reload {"run": OUT}; requests in flight finish on the old model. Events on '
+        "items the run's catalogue lacks (items posted to the service) are left out: the text "
+        "tower serves those until the next full training. Users forgotten with DELETE "
+        "/users/ID are left out too. The new run cannot be evaluated (its events may come "
+        "after the dataset's test targets): evaluate the run it came from.",
+    )
+    p.add_argument("run", type=Path, help="run directory being served")
+    p.add_argument("--out", type=Path, required=True, help="run directory to write")
+    p.add_argument(
+        "--db",
+        default=None,
+        help="the service's event store URL, as given to `chronorec serve` (default: "
+        "CHRONOREC_DB_URL or sqlite:///chronorec-events.db)",
+    )
+    p.add_argument("--data", type=Path, help="prepared dataset (default: the run's)")
+    p.add_argument("--epochs", type=int, help="epochs over the new windows (default 5)")
+    p.add_argument(
+        "--lr-scale", type=float, help="learning rate as a multiple of the run's (default 1.0)"
+    )
+    p.add_argument("--force", action="store_true", help="overwrite an existing run directory")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np  # torch and the data stack are imported only for this command
+
+    from chronorec.recommender import FINETUNE_EPOCHS, FINETUNE_LR_SCALE, Recommender
+    from chronorec.service.settings import ServiceSettings
+    from chronorec.service.store import behaviour_row, merged_log, open_store
+
+    out: Path = args.out
+    check_out_dir(out, args.force, args.run)
+    url = ServiceSettings.from_env(db_url=args.db).db_url
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
+        raise ChronorecError(f"--db {url}: no such event store (the file does not exist)")
+    rec = Recommender.load(args.run, args.data)
+    dataset = rec.dataset
+    if dataset is None:
+        raise ChronorecError(
+            f"{args.run}: its dataset {rec.meta.get('dataset')!r} is gone; give it with --data"
+        )
+    store = open_store(url)
+    try:
+        stored = list(store.iter_events())
+        forgotten = store.forgotten_users()
+    finally:
+        store.close()
+    rows = {item: i + 1 for i, item in enumerate(rec.item_ids())}
+    names = [b.lower() for b in rec.meta.get("behaviours", [])] or ["event"]
+    log, user_rows = merged_log(dataset, stored, rows, lambda b: behaviour_row(names, b), forgotten)
+    kept = [e for e in stored if e.item_id in rows and e.user_id not in forgotten]
+    if not kept:
+        raise ChronorecError(
+            f"{url}: no stored events on the run's {len(rows):,} items "
+            f"({len(stored):,} events in all): nothing to fine-tune on"
+        )
+    users = np.unique(np.array([user_rows[e.user_id] for e in kept], dtype=np.int64))
+    tuned = rec.finetune(
+        log,
+        users=users,
+        epochs=FINETUNE_EPOCHS if args.epochs is None else args.epochs,
+        lr_scale=FINETUNE_LR_SCALE if args.lr_scale is None else args.lr_scale,
+        progress=not args.no_progress,
+    )
+    step = tuned.meta["finetuned"][-1]
+    skipped = sum(e.item_id not in rows for e in stored)
+    step.update({"from": str(args.run.resolve()), "new_events": len(kept), "skipped": skipped})
+    from chronorec.ensemble import BLEND_FILE
+    from chronorec.rerank import LEARNED_FILE
+
+    def write(tmp: Path) -> None:
+        tuned.save(tmp)
+        for name in (BLEND_FILE, LEARNED_FILE):  # the run's blend goes along
+            if (args.run / name).is_file():
+                shutil.copy2(args.run / name, tmp / name)
+
+    write_dir(out, write)  # the run appears whole or not at all
+    if args.json:
+        print(json.dumps({"run": str(out), **step}))
+        return 0
+    left_out = f" ({skipped:,} on items outside the catalogue left out)" if skipped else ""
+    print(
+        f"fine-tuned {tuned.config.model.name} for {step['epochs']} epoch"
+        f"{'s' if step['epochs'] != 1 else ''} on {step['new_events']:,} stored events of "
+        f"{step['users']:,} users in {60 * step['minutes']:.1f} s{left_out}"
+    )
+    print(f'run → {out}; swap it in: POST /admin/reload {{"run": "{out}"}}')
+    return 0
