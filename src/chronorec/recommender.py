@@ -29,6 +29,7 @@ from chronorec.data.splits import Split, leave_one_out, temporal_split
 from chronorec.errors import ChronorecError, ConfigError, DataError
 from chronorec.models.model import NextItemModel
 from chronorec.training import checkpoint as ckpt
+from chronorec.training import distributed
 from chronorec.training.loop import TrainResult, train
 
 log = logging.getLogger(__name__)
@@ -186,7 +187,7 @@ class Recommender:
             "protocol": split.protocol,
         }
         run = Path(run_dir) if run_dir is not None else None
-        if run is not None:
+        if run is not None:  # under torchrun every process checks, rank 0 alone writes
             if resume and (run / ckpt.CONFIG_FILE).is_file():
                 raw = ckpt.read_json(run / ckpt.CONFIG_FILE)["config"]
                 saved = RunConfig.from_dict(raw, source=str(run / ckpt.CONFIG_FILE)).to_dict()
@@ -200,7 +201,8 @@ class Recommender:
                         f"{run}: --resume with a different config than the run's (only "
                         f"{', '.join('train.' + b for b in RESUMABLE_CHANGES)} may change)"
                     )
-            self._write_run_files(run)
+            if distributed.is_main():
+                self._write_run_files(run)
 
         arrays = EventArrays.from_events(dataset.events, n_users=dataset.n_users)
         exclude = cfg.data.exclude_history
@@ -252,7 +254,7 @@ class Recommender:
             progress,
         )  # fmt: skip
         self.valid_model, self.model = self.model, model
-        if run is not None:
+        if run is not None and distributed.is_main():
             ckpt.save_weights(run / ckpt.REFIT_WEIGHTS_FILE, model)
             self._write_run_files(run)  # meta now names the refit, written after its weights
 

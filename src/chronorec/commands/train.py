@@ -37,7 +37,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from chronorec.recommender import Recommender  # torch is imported only for this command
+    from chronorec.training import distributed  # torch is imported only for this command
+
+    distributed.start_from_env()  # under torchrun: one of N processes training together
+    try:
+        return _train(args)
+    finally:
+        distributed.stop()
+
+
+def _train(args: argparse.Namespace) -> int:
+    from chronorec.recommender import Recommender
+    from chronorec.training import distributed
 
     overrides = list(args.overrides)
     if args.model:
@@ -55,12 +66,15 @@ def run(args: argparse.Namespace) -> int:
             raise ChronorecError(f"{out}: nothing to resume (no train_state.pt)")
     elif out.exists() and any(out.iterdir()) and not args.force:
         raise ChronorecError(f"{out}: run directory exists (use --resume to continue or --force)")
+    distributed.barrier()  # every process has checked --out before rank 0 writes to it
 
     rec = Recommender(config).fit(
         args.dir, run_dir=out, resume=args.resume, progress=not args.no_progress
     )
     result = rec.result
     assert result is not None
+    if not distributed.is_main():
+        return 0  # rank 0 reports
     summary = {
         "run": str(out),
         "model": config.model.name,

@@ -12,7 +12,6 @@ import contextlib
 import copy
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
@@ -33,6 +33,7 @@ from chronorec.hardware import cpu_has_bf16
 from chronorec.models.model import NextItemModel
 from chronorec.models.repeat import SparseBias
 from chronorec.training import checkpoint as ckpt
+from chronorec.training import distributed
 from chronorec.training.losses import (
     bce_negatives,
     full_softmax_ce,
@@ -225,6 +226,68 @@ def _loss(
     return bce_negatives(q, e, targets, negatives, bias, row_weights=w)
 
 
+class StepLoss(nn.Module):
+    """One training step's loss (next-item loss + the behaviour head's) as a module, so that
+    ``DistributedDataParallel`` can wrap it: windows (B, W) and target positions -> scalar."""
+
+    def __init__(
+        self,
+        model: NextItemModel,
+        cfg: TrainConfig,
+        generator: torch.Generator,
+        candidates: torch.Tensor | None,
+        allowed: torch.Tensor | None,
+        target_behaviour: int | None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.cfg = cfg
+        self.generator = generator
+        self.candidates = candidates
+        self.allowed = allowed
+        self.target_behaviour = target_behaviour
+
+    def forward(
+        self,
+        items: torch.Tensor,
+        behaviours: torch.Tensor,
+        timestamps: torch.Tensor,
+        pos: torch.Tensor,
+        targets: torch.Tensor,
+        real: torch.Tensor,
+    ) -> torch.Tensor:
+        model, cfg = self.model, self.cfg
+        inputs = items[:, :-1]  # (B, W-1)
+        table = model.item_table()  # (V, D)
+        hidden = model(inputs, behaviours[:, :-1], timestamps[:, :-1], table)  # (B, W-1, D)
+        h = hidden[real]  # (N, D)
+        tgt = targets[real]  # (N,)
+        next_beh = behaviours.gather(1, pos.clamp(min=0)).masked_fill(pos < 0, 0)
+        cond = next_beh if model.cfg.next_behaviour else None  # (B, W-1) 1-based
+        # repeat term, sparse (B, W-1, W-1) -> (N, W-1) at the real positions
+        bias = model.repeat_steps(inputs, behaviours[:, :-1], timestamps[:, :-1], cond)
+        if bias is not None:
+            bias = bias[real]
+        last = inputs[real]  # (N,) the input item at each real position
+        b_target = next_beh[real] - 1  # (N,) 0-based
+        weights = None
+        if cfg.target_weight != 1.0:
+            hit = b_target == (self.target_behaviour or 0) - 1
+            weights = torch.where(hit, cfg.target_weight, 1.0)  # (N,)
+        loss = _loss(
+            model, cfg, h, last, table, tgt, self.generator, bias, self.candidates, self.allowed,
+            weights, None if cond is None else cond[real],
+        )  # fmt: skip
+        if model.behaviour_head is not None:
+            feats = model.behaviour_features(
+                inputs, behaviours[:, :-1], targets[:, :, None]
+            )  # (B, W-1, 1, F) or None
+            feats = None if feats is None else feats[:, :, 0][real]  # (N, F)
+            b_logits = model.behaviour_head(h, table[tgt], feats)  # (N, n_behaviours)
+            loss = loss + cfg.behaviour_loss_weight * F.cross_entropy(b_logits, b_target)
+        return loss
+
+
 def train(
     model: NextItemModel,
     events: EventArrays,
@@ -246,10 +309,13 @@ def train(
         raise ValueError("train.target_weight needs the target behaviour")
     started = time.perf_counter()
     deadline = started + cfg.max_minutes * 60 if cfg.max_minutes else math.inf
-    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    rank, world = distributed.rank_and_size()
+    torch.set_num_threads(cfg.threads or distributed.local_threads())
     torch.manual_seed(cfg.seed)
     max_len = model.cfg.max_len
     run = Path(run_dir) if run_dir is not None else None
+    out = run if rank == 0 else None  # the one process that writes the run
+    progress = progress and rank == 0
 
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay
@@ -306,7 +372,7 @@ def train(
         users, ends = users[keep], ends[keep]
     if users.size == 0:
         raise ValueError("no user has two training events: nothing to learn from")
-    steps_total = cfg.max_epochs * math.ceil(users.size / cfg.batch_size)
+    steps_total = cfg.max_epochs * max(math.ceil(users.size / cfg.batch_size) // world, 1)
     generator = torch.Generator().manual_seed(cfg.seed)
     horizon = int(cfg.target_days * 86400)  # next-window targets: seconds ahead
     autocast = _autocast(cfg.precision)
@@ -322,6 +388,10 @@ def train(
         allowed[candidates] = True
     stopped = "max_epochs"
     session_tokens, session_seconds = 0, 0.0
+    step_loss = StepLoss(model, cfg, generator, candidates, allowed, target_behaviour)
+    runner: nn.Module = step_loss
+    if world > 1:  # averages the gradients over the processes in backward()
+        runner = DistributedDataParallel(step_loss, static_graph=True)
 
     while state["epoch"] < cfg.max_epochs:
         epoch = state["epoch"] + 1
@@ -329,12 +399,10 @@ def train(
         torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout; reproducible across --resume
         model.train()
         t0 = time.perf_counter()
-        n_batches = math.ceil(users.size / cfg.batch_size)
-        bar = tqdm(
-            length_bucketed_batches(ends, max_len, cfg.batch_size, rng),
-            total=n_batches, desc=f"epoch {epoch}", unit="batch", disable=not progress,
-            leave=False,
-        )  # fmt: skip
+        batches = list(length_bucketed_batches(ends, max_len, cfg.batch_size, rng))
+        if world > 1:  # every world-th batch; as many for each process (a few left out)
+            batches = batches[: len(batches) - len(batches) % world][rank::world]
+        bar = tqdm(batches, desc=f"epoch {epoch}", unit="batch", disable=not progress, leave=False)
         loss_sum, epoch_tokens, out_of_time = 0.0, 0, False
         for i, idx in enumerate(bar):
             window = events.histories(users[idx], ends[idx], max_len + 1)
@@ -350,44 +418,22 @@ def train(
                 items, behaviours, timestamps = (
                     items[:, -width:], behaviours[:, -width:], timestamps[:, -width:]
                 )  # fmt: skip
-            inputs = items[:, :-1]  # (B, W-1)
             pos = target_positions(
                 items, timestamps, cfg.target, generator, horizon, cfg.target_k
             )  # (B, W-1)
             targets = items.gather(1, pos.clamp(min=0)).masked_fill(pos < 0, 0)  # (B, W-1)
-            real = (inputs > 0) & (targets > 0)  # (B, W-1)
-            if not real.any():  # next-basket: windows inside a single basket teach nothing
+            real = (items[:, :-1] > 0) & (targets > 0)  # (B, W-1)
+            # next-basket: windows inside a single basket teach nothing. Processes skip a step
+            # and stop at the deadline together, or the others would wait on its gradients.
+            empty, late = distributed.any_of(not real.any(), world > 1 and past(deadline))
+            if late:
+                out_of_time = True
+                break
+            if empty:
                 continue
 
             with autocast:
-                table = model.item_table()  # (V, D)
-                hidden = model(inputs, behaviours[:, :-1], timestamps[:, :-1], table)  # (B,W-1,D)
-                h = hidden[real]  # (N, D)
-                tgt = targets[real]  # (N,)
-                next_beh = behaviours.gather(1, pos.clamp(min=0)).masked_fill(pos < 0, 0)
-                cond = next_beh if model.cfg.next_behaviour else None  # (B, W-1) 1-based
-                # repeat term, sparse (B, W-1, W-1) -> (N, W-1) at the real positions
-                bias = model.repeat_steps(inputs, behaviours[:, :-1], timestamps[:, :-1], cond)
-                if bias is not None:
-                    bias = bias[real]
-                last = inputs[real]  # (N,) the input item at each real position
-                b_target = next_beh[real] - 1  # (N,) 0-based
-                weights = None
-                if cfg.target_weight != 1.0:
-                    hit = b_target == (target_behaviour or 0) - 1
-                    weights = torch.where(hit, cfg.target_weight, 1.0)  # (N,)
-                loss = _loss(
-                    model, cfg, h, last, table, tgt, generator, bias, candidates, allowed, weights,
-                    None if cond is None else cond[real],
-                )  # fmt: skip
-                if model.behaviour_head is not None:
-                    feats = model.behaviour_features(
-                        inputs, behaviours[:, :-1], targets[:, :, None]
-                    )  # (B, W-1, 1, F) or None
-                    feats = None if feats is None else feats[:, :, 0][real]  # (N, F)
-                    b_logits = model.behaviour_head(h, table[tgt], feats)  # (N, n_behaviours)
-                    b_loss = F.cross_entropy(b_logits, b_target)
-                    loss = loss + cfg.behaviour_loss_weight * b_loss
+                loss = runner(items, behaviours, timestamps, pos, targets, real)
 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -398,17 +444,19 @@ def train(
                 ema.update_parameters(model)
             state["step"] += 1
 
-            n_tok = int(tgt.shape[0])
+            n_tok = int(real.sum())
             epoch_tokens += n_tok
             loss_sum += float(loss.detach()) * n_tok
             if i % 10 == 0:
                 rate = epoch_tokens / max(time.perf_counter() - t0, 1e-9)
                 bar.set_postfix(loss=f"{float(loss.detach()):.4f}", tok_s=f"{rate:,.0f}")
-            if time.perf_counter() > deadline:
+            if world == 1 and past(deadline):
                 out_of_time = True
                 break
         bar.close()
         seconds = time.perf_counter() - t0
+        loss_sum, tokens_all = distributed.sums(loss_sum, epoch_tokens)
+        epoch_tokens = int(tokens_all)  # every process's (the throughput of all of them)
         session_tokens += epoch_tokens
         session_seconds += seconds
         state["tokens"] += epoch_tokens
@@ -430,14 +478,14 @@ def train(
             score = metrics[cfg.select_metric]
             if score > state["best"]:
                 state.update(best=score, best_epoch=epoch, best_metrics=metrics, bad_evals=0)
-                if run is not None:
-                    ckpt.save_weights(run / ckpt.WEIGHTS_FILE, scored)
+                if out is not None:
+                    ckpt.save_weights(out / ckpt.WEIGHTS_FILE, scored)
                 else:
                     best_weights = copy.deepcopy(scored.state_dict())
             else:
                 state["bad_evals"] += 1
-        elif validate is None and run is not None:
-            ckpt.save_weights(run / ckpt.WEIGHTS_FILE, scored)
+        elif validate is None and out is not None:
+            ckpt.save_weights(out / ckpt.WEIGHTS_FILE, scored)
         state["history"].append(record)
         log.info("epoch %d: %s", epoch, record)
         if progress:
@@ -447,15 +495,15 @@ def train(
                 + (f", valid {cfg.select_metric} {valid[cfg.select_metric]:.4f}" if valid else "")
             )
 
-        if run is not None:
-            ckpt.save_weights(run / ckpt.LAST_WEIGHTS_FILE, model)
+        if out is not None:
+            ckpt.save_weights(out / ckpt.LAST_WEIGHTS_FILE, model)
             ckpt.save_train_state(
-                run / ckpt.STATE_FILE,
+                out / ckpt.STATE_FILE,
                 {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                  "loop": state} | ({} if ema is None else {"ema": ema.state_dict()}),
             )  # fmt: skip
-            ckpt.write_json(run / ckpt.METRICS_FILE, _summary(state, "running"))
-        if out_of_time or time.perf_counter() > deadline:
+            ckpt.write_json(out / ckpt.METRICS_FILE, _summary(state, "running"))
+        if distributed.any_of(out_of_time or past(deadline))[0]:
             stopped = "max_minutes"
             break
         if state["bad_evals"] >= cfg.patience:
@@ -463,14 +511,14 @@ def train(
             break
 
     if validate is not None and state["best_epoch"] > 0:
-        if run is not None:
-            ckpt.load_weights(run / ckpt.WEIGHTS_FILE, model)
+        if out is not None:
+            ckpt.load_weights(out / ckpt.WEIGHTS_FILE, model)
         elif best_weights is not None:
             model.load_state_dict(best_weights)
     elif ema is not None:  # no validation (a refit): the average at the last step
         model.load_state_dict(scored.state_dict())
-    if run is not None:
-        ckpt.write_json(run / ckpt.METRICS_FILE, _summary(state, stopped))
+    if out is not None:
+        ckpt.write_json(out / ckpt.METRICS_FILE, _summary(state, stopped))
     return TrainResult(
         epochs=state["epoch"],
         best_epoch=state["best_epoch"],
@@ -480,6 +528,10 @@ def train(
         wall_minutes=state["seconds"] / 60,
         tokens_per_s=session_tokens / max(session_seconds, 1e-9),
     )
+
+
+def past(deadline: float) -> bool:
+    return time.perf_counter() > deadline
 
 
 def _summary(state: dict[str, Any], stopped: str) -> dict[str, Any]:
