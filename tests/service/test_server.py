@@ -301,8 +301,10 @@ def test_finetune_on_the_live_store_then_reload(
     text_run: Path, dataset_dir: Path, tmp_path: Path
 ) -> None:
     """Online learning end to end: events reach a running server, `chronorec finetune` reads its
-    store while it serves, and POST /admin/reload swaps the new weights in; the user's history
-    counts each event once, and the served ranking is the fine-tuned model's offline one."""
+    store while it serves and swaps the new weights in (--reload: POST /admin/reload); the
+    user's history counts each event once, and the served ranking is the fine-tuned model's
+    offline one."""
+    import os
     import subprocess
     import sys
 
@@ -318,17 +320,18 @@ def test_finetune_on_the_live_store_then_reload(
             before = c.get("/users/u3/recommendations", params={"k": 5}).json()
             cmd = [sys.executable, "-m", "chronorec.cli", "finetune", str(text_run),
                    "--out", str(tuned), "--db", srv.db_url, "--epochs", "3", "--no-progress",
-                   "--json"]  # fmt: skip
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+                   "--reload", srv.url, "--json"]  # fmt: skip
+            env = {**os.environ, "CHRONOREC_TOKEN": TOKEN}
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
             assert done.returncode == 0, done.stderr
-            assert json.loads(done.stdout)["new_events"] == 12
-            r = c.post("/admin/reload", json={"run": str(tuned)})
-            assert r.status_code == 200, r.text
-            assert r.json()["previous_version"] == before["model_version"]
+            out = json.loads(done.stdout)
+            assert out["new_events"] == 12
+            reloaded = out["reloaded"]  # the service's own answer to POST /admin/reload
+            assert reloaded["previous_version"] == before["model_version"]
             after = c.get("/users/u3/recommendations", params={"k": 5}).json()
     finally:
         srv.stop()
-    assert after["model_version"] == r.json()["model_version"] != before["model_version"]
+    assert after["model_version"] == reloaded["model_version"] != before["model_version"]
     assert after["n_events"] == before["n_events"]  # the stored events count once, not twice
     history = user_history(dataset_dir, "u3") + posted
     rec = Recommender.load(tuned)

@@ -196,3 +196,9 @@ def test_finetune_trains_on_the_service_store_and_writes_a_run_to_reload(
     assert "nothing to fine-tune on" in capsys.readouterr().err
     assert main([*args]) == 2
     assert "run directory exists" in capsys.readouterr().err
+    # a service that cannot be reached: a clear error, and the run is still written
+    nowhere = tmp_path / "nowhere"
+    assert main([*args[:3], str(nowhere), *args[4:], "--reload", "http://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert "--reload http://127.0.0.1:9" in err and "reload it by hand" in err
+    assert (nowhere / "model.safetensors").is_file()

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 from chronorec.commands import check_out_dir, write_dir
 from chronorec.errors import ChronorecError
+
+RELOAD_TIMEOUT_S = 600  # a reload loads the run and refits the blend's baselines
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +43,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, help="epochs over the new windows (default 5)")
     p.add_argument(
         "--lr-scale", type=float, help="learning rate as a multiple of the run's (default 1.0)"
+    )
+    p.add_argument(
+        "--reload",
+        metavar="URL",
+        help="then swap the new run into the service at URL (POST URL/admin/reload, with the "
+        "token in CHRONOREC_TOKEN), e.g. http://127.0.0.1:8000",
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing run directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -98,8 +110,9 @@ def run(args: argparse.Namespace) -> int:
                 shutil.copy2(args.run / name, tmp / name)
 
     write_dir(out, write)  # the run appears whole or not at all
+    reloaded = None if args.reload is None else reload_service(args.reload, out)
     if args.json:
-        print(json.dumps({"run": str(out), **step}))
+        print(json.dumps({"run": str(out), **step, "reloaded": reloaded}))
         return 0
     left_out = f" ({skipped:,} on items outside the catalogue left out)" if skipped else ""
     print(
@@ -107,5 +120,34 @@ def run(args: argparse.Namespace) -> int:
         f"{'s' if step['epochs'] != 1 else ''} on {step['new_events']:,} stored events of "
         f"{step['users']:,} users in {60 * step['minutes']:.1f} s{left_out}"
     )
-    print(f'run → {out}; swap it in: POST /admin/reload {{"run": "{out}"}}')
+    if reloaded is not None:
+        print(f"run → {out}, serving as {reloaded['model_version']} at {args.reload}")
+    else:
+        print(f'run → {out}; swap it in: POST /admin/reload {{"run": "{out}"}}')
     return 0
+
+
+def reload_service(url: str, run: Path) -> dict[str, Any]:
+    """POST ``url``/admin/reload {"run": run} with the token in CHRONOREC_TOKEN -> its reply."""
+    body = json.dumps({"run": str(run.resolve())}).encode()
+    request = urllib.request.Request(
+        url.rstrip("/") + "/admin/reload",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    token = os.environ.get("CHRONOREC_TOKEN")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    written = f"the run is written to {run}; reload it by hand"
+    try:
+        with urllib.request.urlopen(request, timeout=RELOAD_TIMEOUT_S) as reply:
+            return json.loads(reply.read())  # type: ignore[no-any-return]
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")[:500]
+        raise ChronorecError(
+            f"--reload {url}: the service answered {exc.code} {detail} ({written})"
+        ) from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ChronorecError(f"--reload {url}: {reason} ({written})") from None
