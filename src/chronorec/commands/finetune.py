@@ -24,8 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Continue the run's weights on the events the service stored (POST "
         "/events): the latest window of every user with stored events — their logged history, "
         "then the stored events — for a few epochs with a fresh optimiser, and write a new run "
-        "with the same catalogue and dataset. Swap it into the running service with POST "
-        '/admin/reload {"run": OUT}; requests in flight finish on the old model. Events on '
+        "with the same catalogue and dataset; --reload URL swaps it into the running service "
+        '(POST /admin/reload {"run": OUT}): requests in flight finish on the old model. Events on '
         "items the run's catalogue lacks (items posted to the service) are left out: the text "
         "tower serves those until the next full training. Users forgotten with DELETE "
         "/users/ID are left out too. The new run cannot be evaluated (its events may come "
