@@ -72,3 +72,35 @@ def test_an_unreachable_database_is_a_clear_error_before_serving(text_run: Path,
     err = capsys.readouterr().err
     assert "postgresql://me:***@127.0.0.1:1/events: cannot open the event database" in err
     assert "Connection refused" in err and "s3cret" not in err and "Traceback" not in err
+
+
+def test_finetune_reads_a_postgresql_store_without_forgotten_users(
+    text_run: Path,
+    dataset_dir: Path,
+    new_postgres_database: Callable[[], str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import json
+
+    from chronorec import load_prepared
+    from chronorec.cli import main
+    from chronorec.service.store import Event, open_store
+
+    url = new_postgres_database()
+    store = open_store(url)
+    store.add_events([Event("u3", f"i{i}", "buy", 1_700_000_000 + i) for i in (2, 4, 6)])
+    store.add_events(
+        [Event("u25", "i3", "view", 1_700_000_000), Event("u25", "i5", "view", 1_700_000_060)]
+    )
+    store.forget_user("u25")  # their stored events go, and their logged ones leave training too
+    store.close()
+    tuned = tmp_path / "tuned"
+    args = ["finetune", str(text_run), "--out", str(tuned), "--db", url, "--epochs", "1"]
+    assert main([*args, "--no-progress", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["new_events"] == 3 and out["users"] == 1 and out["skipped"] == 0
+    ds = load_prepared(dataset_dir)
+    u25 = ds.users.filter(ds.users["user_id"] == "u25")["user"][0]
+    logged_u25 = ds.events.filter(ds.events["user"] == u25).height
+    assert out["events"] == ds.events.height - logged_u25 + 3  # the log it trained on
