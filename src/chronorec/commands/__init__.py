@@ -7,8 +7,12 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chronorec.errors import ChronorecError
+
+if TYPE_CHECKING:
+    from chronorec.recommender import Recommender
 
 
 def check_out_dir(
@@ -40,3 +44,30 @@ def write_dir(out: Path, write: Callable[[Path], object]) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def load_with_dataset(run: Path, data: Path | None) -> Recommender:
+    """The run with its prepared dataset attached (``data``, else the one it was trained on)."""
+    from chronorec.recommender import Recommender
+
+    rec = Recommender.load(run, data)
+    if rec.dataset is None:
+        raise ChronorecError(
+            f"{run}: its dataset {rec.meta.get('dataset')!r} is gone; give it with --data"
+        )
+    return rec
+
+
+def write_derived_run(out: Path, rec: Recommender, source: Path) -> None:
+    """Save ``rec``, a run made from the run ``source``, to ``out`` whole or not at all, with
+    ``source``'s saved blend (linear or learned) going along."""
+    from chronorec.ensemble import BLEND_FILE
+    from chronorec.rerank import LEARNED_FILE
+
+    def write(tmp: Path) -> None:
+        rec.save(tmp)
+        for name in (BLEND_FILE, LEARNED_FILE):
+            if (source / name).is_file():
+                shutil.copy2(source / name, tmp / name)
+
+    write_dir(out, write)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from chronorec.commands import check_out_dir, write_dir
+from chronorec.commands import check_out_dir, load_with_dataset, write_derived_run
 from chronorec.errors import ChronorecError
 
 RELOAD_TIMEOUT_S = 600  # a reload loads the run and refits the blend's baselines
@@ -59,7 +58,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np  # torch and the data stack are imported only for this command
 
-    from chronorec.recommender import FINETUNE_EPOCHS, FINETUNE_LR_SCALE, Recommender
+    from chronorec.recommender import FINETUNE_EPOCHS, FINETUNE_LR_SCALE
     from chronorec.service.settings import ServiceSettings
     from chronorec.service.store import behaviour_row, merged_log, open_store
 
@@ -68,12 +67,9 @@ def run(args: argparse.Namespace) -> int:
     url = ServiceSettings.from_env(db_url=args.db).db_url
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
         raise ChronorecError(f"--db {url}: no such event store (the file does not exist)")
-    rec = Recommender.load(args.run, args.data)
+    rec = load_with_dataset(args.run, args.data)
     dataset = rec.dataset
-    if dataset is None:
-        raise ChronorecError(
-            f"{args.run}: its dataset {rec.meta.get('dataset')!r} is gone; give it with --data"
-        )
+    assert dataset is not None
     store = open_store(url)
     try:
         stored = list(store.iter_events())
@@ -100,16 +96,7 @@ def run(args: argparse.Namespace) -> int:
     step = tuned.meta["finetuned"][-1]
     skipped = sum(e.item_id not in rows for e in stored)
     step.update({"from": str(args.run.resolve()), "new_events": len(kept), "skipped": skipped})
-    from chronorec.ensemble import BLEND_FILE
-    from chronorec.rerank import LEARNED_FILE
-
-    def write(tmp: Path) -> None:
-        tuned.save(tmp)
-        for name in (BLEND_FILE, LEARNED_FILE):  # the run's blend goes along
-            if (args.run / name).is_file():
-                shutil.copy2(args.run / name, tmp / name)
-
-    write_dir(out, write)  # the run appears whole or not at all
+    write_derived_run(out, tuned, args.run)  # with the run's blend
     reloaded = None if args.reload is None else reload_service(args.reload, out)
     if args.json:
         print(json.dumps({"run": str(out), **step, "reloaded": reloaded}))

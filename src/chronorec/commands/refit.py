@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
-from chronorec.commands import check_out_dir, write_dir
+from chronorec.commands import check_out_dir, load_with_dataset, write_derived_run
 from chronorec.errors import ChronorecError
 
 
@@ -34,29 +33,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from chronorec.recommender import Recommender  # torch is imported only for this command
-
     out: Path = args.out
     check_out_dir(out, args.force, args.run)
     if args.epochs is not None and args.epochs < 1:
         raise ChronorecError(f"--epochs must be at least 1, not {args.epochs}")
-    source = Recommender.load(args.run, args.data)
-    if source.dataset is None:
-        raise ChronorecError(
-            f"{args.run}: its dataset {source.meta.get('dataset')!r} is gone; give it with --data"
-        )
+    source = load_with_dataset(args.run, args.data)
     rec = source.refit_all(epochs=args.epochs, progress=not args.no_progress)
     rec.meta["trained_on_all"]["from"] = str(args.run.resolve())
-    from chronorec.ensemble import BLEND_FILE
-    from chronorec.rerank import LEARNED_FILE
-
-    def write(tmp: Path) -> None:
-        rec.save(tmp)
-        for name in (BLEND_FILE, LEARNED_FILE):  # the blend tuned for the source run goes along
-            if (args.run / name).is_file():
-                shutil.copy2(args.run / name, tmp / name)
-
-    write_dir(out, write)  # the run appears whole or not at all
+    write_derived_run(out, rec, args.run)  # with the blend tuned for the source run
     trained = rec.meta["trained_on_all"]
     if args.json:
         print(json.dumps({"run": str(out), **trained}))
