@@ -26,9 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "with the same catalogue and dataset; --reload URL swaps it into the running service "
         '(POST /admin/reload {"run": OUT}): requests in flight finish on the old model. Events on '
         "items the run's catalogue lacks (items posted to the service) are left out: the text "
-        "tower serves those until the next full training. Users forgotten with DELETE "
-        "/users/ID are left out too. The new run cannot be evaluated (its events may come "
-        "after the dataset's test targets): evaluate the run it came from.",
+        "tower serves those until the next full training. The logged events of users "
+        "forgotten with DELETE /users/ID are left out too. The new run cannot be evaluated (its "
+        "events may come after the dataset's test targets): evaluate the run it came from.",
     )
     p.add_argument("run", type=Path, help="run directory being served")
     p.add_argument("--out", type=Path, required=True, help="run directory to write")
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     rows = {item: i + 1 for i, item in enumerate(rec.item_ids())}
     names = [b.lower() for b in rec.meta.get("behaviours", [])] or ["event"]
     log, user_rows = merged_log(dataset, stored, rows, lambda b: behaviour_row(names, b), forgotten)
-    kept = [e for e in stored if e.item_id in rows and e.user_id not in forgotten]
+    kept = [e for e in stored if e.item_id in rows]
     if not kept:
         raise ChronorecError(
             f"{url}: no stored events on the run's {len(rows):,} items "

@@ -245,9 +245,10 @@ def merged_log(
     behaviour_index: Callable[[str], int],
     forgotten: Collection[str] = (),
 ) -> tuple[pl.DataFrame, dict[str, int]]:
-    """The dataset's event log without the ``forgotten`` users, then the ``stored`` events on
-    the catalogue's items (``item_rows``: item id -> row), each user's after their logged ones
-    by time, with the dataset's columns; and each user's row in it (users the dataset does not
+    """The dataset's event log without the ``forgotten`` users' logged events, then the
+    ``stored`` events on the catalogue's items (``item_rows``: item id -> row; a forgotten
+    user's store holds only what they posted since), each user's after their logged ones by
+    time, with the dataset's columns; and each user's row in it (users the dataset does not
     know get rows after its own, in order of first appearance). What the service's blended
     baselines are fitted on and what ``chronorec finetune`` trains on."""
     cols = ["user", "item", "timestamp", "behaviour", "position"]
@@ -258,7 +259,7 @@ def merged_log(
     gone = [rows[u] for u in forgotten if u in rows]
     if gone:
         base = base.filter(~pl.col("user").is_in(gone))
-    kept = [e for e in stored if e.item_id in item_rows and e.user_id not in forgotten]
+    kept = [e for e in stored if e.item_id in item_rows]
     if not kept:
         return base, rows
     next_row = dataset.n_users + 1
