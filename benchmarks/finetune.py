@@ -1,4 +1,4 @@
-"""Fine-tuning on new events against a stale model and a full retrain, on the test split.
+"""Fine-tuning on new events against a stale model and a full retrain (test or validation split).
 
 A run trained with ``train.refit=true`` holds two sets of weights: the ones trained on the
 training split only (stale at test time: they have not seen the events between the training
