@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "chronorec.commands.train",
     "chronorec.commands.refit",
     "chronorec.commands.finetune",
+    "chronorec.commands.collect",
     "chronorec.commands.evaluate",
     "chronorec.commands.recommend",
     "chronorec.commands.export",

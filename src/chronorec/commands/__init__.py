@@ -71,3 +71,14 @@ def write_derived_run(out: Path, rec: Recommender, source: Path) -> None:
                 shutil.copy2(source / name, tmp / name)
 
     write_dir(out, write)
+
+
+def store_url(given: str | None) -> str:
+    """The URL of an existing service event store: ``--db``, else the service's default
+    (``CHRONOREC_DB_URL`` or ``sqlite:///chronorec-events.db``)."""
+    from chronorec.service.settings import ServiceSettings
+
+    url = ServiceSettings.from_env(db_url=given).db_url
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
+        raise ChronorecError(f"--db {url}: no such event store (the file does not exist)")
+    return url

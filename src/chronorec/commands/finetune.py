@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from chronorec.commands import check_out_dir, load_with_dataset, write_derived_run
+from chronorec.commands import check_out_dir, load_with_dataset, store_url, write_derived_run
 from chronorec.errors import ChronorecError
 
 RELOAD_TIMEOUT_S = 600  # a reload loads the run and refits the blend's baselines
@@ -59,14 +59,11 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np  # torch and the data stack are imported only for this command
 
     from chronorec.recommender import FINETUNE_EPOCHS, FINETUNE_LR_SCALE
-    from chronorec.service.settings import ServiceSettings
     from chronorec.service.store import behaviour_row, merged_log, open_store
 
     out: Path = args.out
     check_out_dir(out, args.force, args.run)
-    url = ServiceSettings.from_env(db_url=args.db).db_url
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
-        raise ChronorecError(f"--db {url}: no such event store (the file does not exist)")
+    url = store_url(args.db)
     rec = load_with_dataset(args.run, args.data)
     dataset = rec.dataset
     assert dataset is not None

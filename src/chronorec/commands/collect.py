@@ -1,0 +1,86 @@
+"""``chronorec collect``: a run's dataset plus what its service stored, for the next training."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from chronorec.commands import check_out_dir, load_with_dataset, store_url
+from chronorec.errors import ChronorecError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "collect",
+        help="write a prepared dataset: the run's plus the events and items its service stored",
+        description="Fold what the service stored into a new prepared dataset for a full "
+        "training: the run's event log and catalogue, then the events posted to the service "
+        "(each user's after their logged ones) and the items posted to it (new catalogue rows, "
+        "their fields in the columns of the same name), without the users forgotten with "
+        "DELETE /users/ID (neither their logged events nor their ids). Users and items keep "
+        "their indices; the dataset's text cache is copied, so encoding the items again only "
+        "encodes the new ones. `chronorec finetune` learns new events in seconds; training on "
+        "a collected dataset also learns the ids of the items posted since.",
+    )
+    p.add_argument("run", type=Path, help="run directory being served")
+    p.add_argument("--out", type=Path, required=True, help="prepared dataset directory to write")
+    p.add_argument(
+        "--db",
+        default=None,
+        help="the service's event store URL, as given to `chronorec serve` (default: "
+        "CHRONOREC_DB_URL or sqlite:///chronorec-events.db)",
+    )
+    p.add_argument("--data", type=Path, help="the run's prepared dataset (default: recorded)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing directory")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from chronorec.service.collect import collect
+    from chronorec.service.store import open_store
+
+    out: Path = args.out
+    check_out_dir(out, args.force, what="dataset directory")
+    url = store_url(args.db)
+    source = load_with_dataset(args.run, args.data).dataset
+    assert source is not None
+    if source.path is not None and out.resolve() == source.path.resolve():
+        raise ChronorecError(f"{out}: --out must be a new directory, not the run's dataset")
+    store = open_store(url)
+    try:
+        got = collect(source, list(store.iter_events()), store.items(), store.forgotten_users())
+    finally:
+        store.close()
+    got.dataset.save(out, overwrite=True)
+    cache = None if source.path is None else source.path / "text_cache"
+    if cache is not None and cache.is_dir():  # a cache: texts already encoded are reused
+        shutil.copytree(cache, out / "text_cache", dirs_exist_ok=True)
+    counts = got.dataset.manifest["counts"]
+    summary = {
+        "dataset": str(out),
+        "events": counts["events"],
+        "items": counts["items"],
+        "users": counts["users"],
+        "events_added": got.events_added,
+        "items_added": got.items_added,
+        "users_added": got.users_added,
+        "users_removed": got.users_removed,
+        "fields_left_out": got.fields_left_out,
+    }
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print(
+        f"collected {got.events_added:,} stored events, {got.items_added:,} posted items and "
+        f"{got.users_added:,} new users; {got.users_removed:,} forgotten users left out"
+    )
+    if got.fields_left_out:
+        print(f"posted item fields without a catalogue column: {', '.join(got.fields_left_out)}")
+    print(
+        f"dataset → {out} ({counts['events']:,} events, {counts['items']:,} items, "
+        f"{counts['users']:,} users); train on it: chronorec train {out} ..."
+    )
+    return 0

@@ -1,0 +1,140 @@
+"""A service's state folded into a prepared dataset, for the next full training.
+
+The run's event log and catalogue, plus what the service stored since: the events posted to it,
+the items posted to it (as catalogue rows, their text in the dataset's text columns), without
+the users forgotten with ``DELETE /users/{id}`` — neither their logged events nor their ids.
+``chronorec collect`` writes it; ``chronorec train`` on it learns the new items' ids too, which
+fine-tuning cannot (:meth:`chronorec.recommender.Recommender.finetune` keeps the catalogue).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+
+from chronorec import __version__
+from chronorec.data.dataset import EVENT_SCHEMA, PreparedDataset
+from chronorec.service.store import Event, StoredItem, behaviour_row, merged_log
+
+
+@dataclass(frozen=True)
+class Collected:
+    dataset: PreparedDataset
+    events_added: int
+    items_added: int
+    users_added: int
+    users_removed: int  # forgotten users whose logged events and ids were left out
+    fields_left_out: list[str]  # posted items' field names the catalogue has no column for
+
+
+def collect(
+    dataset: PreparedDataset,
+    events: Sequence[Event],
+    items: Sequence[StoredItem],
+    forgotten: Collection[str] = (),
+) -> Collected:
+    """``dataset`` with the stored ``events`` and posted ``items`` added and the ``forgotten``
+    users removed; users and items keep their indices, new ones follow, and the users left
+    without events are dropped (indices made dense again)."""
+    known = set(dataset.items["item_id"].to_list())
+    posted = [it for it in items if it.item_id not in known]
+    catalogue, left_out = _catalogue(dataset, posted)
+    rows = dict(zip(catalogue["item_id"].to_list(), catalogue["item"].to_list(), strict=True))
+    names = [b.lower() for b in dataset.behaviours] or ["event"]
+    log, user_rows = merged_log(
+        dataset, events, rows, lambda name: behaviour_row(names, name), forgotten
+    )
+    ids = {row: user for user, row in user_rows.items()}
+    # logged events keep their value (a forgotten user's logged events are gone from the log,
+    # so a position of theirs that matches is a posted event); posted ones have none
+    gone = [user_rows[u] for u in forgotten if u in user_rows and user_rows[u] <= dataset.n_users]
+    values = dataset.events.filter(~pl.col("user").is_in(gone)).select("user", "position", "value")
+    log = log.join(values, on=["user", "position"], how="left")
+    present = log["user"].unique().sort()  # users left without events are dropped
+    dense = pl.DataFrame(
+        {"user": present, "new": pl.int_range(1, present.len() + 1, eager=True)},
+        schema_overrides={"new": pl.Int32},
+    )
+    log = (
+        log.join(dense, on="user")
+        .drop("user")
+        .rename({"new": "user"})
+        .sort(["user", "position"])
+        .with_columns(pl.col("timestamp").diff().over("user").alias("gap"))
+        .select([pl.col(c).cast(t) for c, t in EVENT_SCHEMA.items()])
+    )
+    users = pl.DataFrame(
+        {
+            "user": dense["new"],
+            "user_id": [ids[int(u)] for u in dense["user"]],
+        }
+    )
+    kept_logged = set(dataset.users["user_id"].to_list()) & set(users["user_id"].to_list())
+    manifest = _manifest(dataset, log, catalogue, users)
+    return Collected(
+        dataset=PreparedDataset(log, catalogue, users, manifest),
+        events_added=sum(e.item_id in rows for e in events),
+        items_added=len(posted),
+        users_added=users.height - len(kept_logged),
+        users_removed=dataset.n_users - len(kept_logged),
+        fields_left_out=left_out,
+    )
+
+
+def _catalogue(
+    dataset: PreparedDataset, posted: Sequence[StoredItem]
+) -> tuple[pl.DataFrame, list[str]]:
+    """The dataset's catalogue with the posted items appended; their fields fill the columns of
+    the same name (lists joined by " > ", as category paths), the others stay null."""
+    base = dataset.items.sort("item")
+    if not posted:
+        return base, []
+    columns = [c for c in base.columns if c not in ("item", "item_id")]
+    new: dict[str, list[Any]] = {c: [] for c in columns}
+    left_out: set[str] = set()
+    for it in posted:
+        left_out |= set(it.fields) - set(columns)
+        for c in columns:
+            value = it.fields.get(c)
+            if isinstance(value, list):
+                value = " > ".join(str(v) for v in value)
+            new[c].append(value)
+    n = dataset.n_items
+    frame = pl.DataFrame(
+        {
+            "item": list(range(n + 1, n + 1 + len(posted))),
+            "item_id": [it.item_id for it in posted],
+            **new,
+        }
+    )
+    frame = frame.select([pl.col(c).cast(base.schema[c]) for c in base.columns])
+    return pl.concat([base, frame]), sorted(left_out)
+
+
+def _manifest(
+    dataset: PreparedDataset, events: pl.DataFrame, items: pl.DataFrame, users: pl.DataFrame
+) -> dict[str, Any]:
+    manifest = dict(dataset.manifest)
+    manifest["chronorec_version"] = __version__
+    manifest["created"] = datetime.now(UTC).isoformat(timespec="seconds")
+    manifest["counts"] = {"users": users.height, "items": items.height, "events": events.height}
+    names = dataset.behaviours
+    counts = events.group_by("behaviour").len().sort("behaviour")
+    manifest["behaviour_counts"] = {
+        names[b - 1] if 0 < b <= len(names) else str(b): int(n) for b, n in counts.iter_rows()
+    }
+    if dataset.has_timestamps and events.height:
+        lo, hi = int(events["timestamp"].min()), int(events["timestamp"].max())  # type: ignore[arg-type]
+        manifest["time_span"] = {
+            "min": lo,
+            "max": hi,
+            "min_iso": datetime.fromtimestamp(lo, UTC).isoformat(),
+            "max_iso": datetime.fromtimestamp(hi, UTC).isoformat(),
+            "days": round((hi - lo) / 86400, 3),
+        }
+    manifest["collected_from_service"] = True
+    return manifest
