@@ -101,3 +101,52 @@ def test_a_forgotten_user_who_comes_back_keeps_only_what_they_posted_since(succe
     row = dict(zip(ds.users["user_id"], ds.users["user"], strict=True))["u3"]
     mine = ds.events.filter(pl.col("user") == row)
     assert mine.select("item", "position", "value", "gap").rows() == [(9, 0, None, None)]
+
+
+def test_a_service_on_a_collected_dataset_counts_each_stored_event_once(
+    successor, tmp_path, capsys
+):
+    """Serve, collect, train on the collected dataset, reload: the events folded into it are not
+    read again from the store, the ones posted later are; fine-tuning and a second collect take
+    only those."""
+    from fastapi.testclient import TestClient
+    from helpers import TOKEN
+
+    from chronorec.service import ServiceSettings, create_app
+
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    data = successor.save(tmp_path / "data")
+    tiny = ["--set", "model.d_model=16", "--set", "model.max_len=8", "--set",
+            "train.max_epochs=1", "--set", "train.threads=1", "--no-progress"]  # fmt: skip
+    run, run2, collected = tmp_path / "run", tmp_path / "run2", tmp_path / "collected"
+    assert main(["train", str(data), "--out", str(run), *tiny]) == 0
+    db = f"sqlite:///{tmp_path / 'events.db'}"
+    logged_u1 = successor.events.filter(pl.col("user") == 1).height
+    app = create_app(ServiceSettings(run_dir=str(run), db_url=db, token=TOKEN))
+    with TestClient(app) as c:
+
+        def n_events(user: str) -> int:
+            return int(c.get(f"/users/{user}/recommendations").json()["n_events"])
+
+        posted = [{"user_id": "u1", "item_id": "i3", "timestamp": T0},
+                  {"user_id": "u1", "item_id": "i4", "timestamp": T0 + 60},
+                  {"user_id": "n1", "item_id": "i2", "timestamp": T0}]  # fmt: skip
+        assert c.post("/events", json={"events": posted}, headers=auth).status_code == 201
+        assert c.delete("/users/u2", headers=auth).status_code == 200
+        assert n_events("u1") == logged_u1 + 2
+        assert main(["collect", str(run), "--out", str(collected), "--db", db]) == 0
+        assert main(["train", str(collected), "--out", str(run2), *tiny]) == 0
+        body = {"run": str(run2), "dataset": str(collected)}
+        assert c.post("/admin/reload", json=body, headers=auth).status_code == 200
+        assert n_events("u1") == logged_u1 + 2  # in the dataset now, not read twice
+        assert n_events("n1") == 1 and n_events("u2") == 0
+        later = {"user_id": "u1", "item_id": "i5", "timestamp": T0 + 120}
+        assert c.post("/events", json=later, headers=auth).status_code == 201
+        assert n_events("u1") == logged_u1 + 3
+    capsys.readouterr()
+    assert main(["finetune", str(run2), "--out", str(tmp_path / "ft"), "--db", db,
+                 "--epochs", "1", "--no-progress", "--json"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["new_events"] == 1  # only the one posted later
+    again = tmp_path / "again"
+    assert main(["collect", str(run2), "--out", str(again), "--db", db, "--json"]) == 0
+    assert load_prepared(again).events.height == load_prepared(collected).events.height + 1

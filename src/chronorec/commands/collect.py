@@ -7,7 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
-from chronorec.commands import check_out_dir, load_with_dataset, store_url
+from chronorec.commands import check_out_dir, load_with_dataset, store_url, write_dir
 from chronorec.errors import ChronorecError
 
 
@@ -39,7 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from chronorec.service.collect import collect
+    import time
+
+    from chronorec.service.collect import collect, folded
     from chronorec.service.store import open_store
 
     out: Path = args.out
@@ -49,15 +51,22 @@ def run(args: argparse.Namespace) -> int:
     assert source is not None
     if source.path is not None and out.resolve() == source.path.resolve():
         raise ChronorecError(f"{out}: --out must be a new directory, not the run's dataset")
+    since = folded(source).at  # forgetting before it is in the source already
     store = open_store(url)
     try:
-        got = collect(source, list(store.iter_events()), store.items(), store.forgotten_users())
+        at = time.time()  # first: a user forgotten from now on is forgotten after the read
+        forgotten = store.forgotten_users(since=since)
+        got = collect(source, list(store.iter_events()), store.items(), forgotten, at=at)
     finally:
         store.close()
-    got.dataset.save(out, overwrite=True)
     cache = None if source.path is None else source.path / "text_cache"
-    if cache is not None and cache.is_dir():  # a cache: texts already encoded are reused
-        shutil.copytree(cache, out / "text_cache", dirs_exist_ok=True)
+
+    def write(tmp: Path) -> None:
+        got.write(tmp)
+        if cache is not None and cache.is_dir():  # texts already encoded are reused
+            shutil.copytree(cache, tmp / "text_cache")
+
+    write_dir(out, write)  # the dataset appears whole or not at all
     counts = got.dataset.manifest["counts"]
     summary = {
         "dataset": str(out),

@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np  # torch and the data stack are imported only for this command
 
     from chronorec.recommender import FINETUNE_EPOCHS, FINETUNE_LR_SCALE
+    from chronorec.service.collect import folded
     from chronorec.service.store import behaviour_row, merged_log, open_store
 
     out: Path = args.out
@@ -67,10 +68,11 @@ def run(args: argparse.Namespace) -> int:
     rec = load_with_dataset(args.run, args.data)
     dataset = rec.dataset
     assert dataset is not None
+    held = folded(dataset)  # a collected dataset holds some stored events already
     store = open_store(url)
     try:
-        stored = list(store.iter_events())
-        forgotten = store.forgotten_users()
+        stored = held.new(store.iter_events())
+        forgotten = store.forgotten_users(since=held.at)
     finally:
         store.close()
     rows = {item: i + 1 for i, item in enumerate(rec.item_ids())}

@@ -5,20 +5,65 @@ the items posted to it (as catalogue rows, their text in the dataset's text colu
 the users forgotten with ``DELETE /users/{id}`` — neither their logged events nor their ids.
 ``chronorec collect`` writes it; ``chronorec train`` on it learns the new items' ids too, which
 fine-tuning cannot (:meth:`chronorec.recommender.Recommender.finetune` keeps the catalogue).
+
+The store keeps its events, so a collected dataset says which it holds (:class:`Folded`): the
+store's arrival numbers of the events folded in (``FOLDED_FILE``) and the time the store was
+read (``manifest["collected"]["at"]``). A service, ``finetune`` or a later ``collect`` on such a
+dataset reads only the other stored events, and takes a user as forgotten only when forgotten
+after that time (one forgotten before it who posted again has only those events in it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from chronorec import __version__
 from chronorec.data.dataset import EVENT_SCHEMA, PreparedDataset
+from chronorec.errors import DataError
 from chronorec.service.store import Event, StoredItem, behaviour_row, merged_log
+
+FOLDED_FILE = "service_events.parquet"  # seq: the store's events folded into the dataset
+
+
+@dataclass(frozen=True)
+class Folded:
+    """What of a service's store a dataset already holds (nothing, unless collected)."""
+
+    seqs: np.ndarray  # (N,) int64, sorted: the stored events' arrival numbers
+    at: float | None = None  # when the store was read (seconds since the epoch)
+
+    def new(self, events: Iterable[Event]) -> list[Event]:
+        """The events not folded in yet."""
+        out = list(events)
+        if not self.seqs.size or not out:
+            return out
+        seqs = np.fromiter((e.seq for e in out), dtype=np.int64, count=len(out))
+        at = np.minimum(np.searchsorted(self.seqs, seqs), self.seqs.size - 1)  # O(k log N)
+        held = self.seqs[at] == seqs
+        return [e for e, h in zip(out, held, strict=True) if not h]
+
+
+def folded(dataset: PreparedDataset | None) -> Folded:
+    """What ``dataset`` holds of its service's store (read from its directory)."""
+    if dataset is None or "collected" not in dataset.manifest:
+        return Folded(np.zeros(0, dtype=np.int64))
+    at = float(dataset.manifest["collected"]["at"])
+    file = None if dataset.path is None else dataset.path / FOLDED_FILE
+    if file is None or not file.is_file():
+        raise DataError(
+            f"a collected dataset without its {FOLDED_FILE}: the service would count its "
+            "stored events twice",
+            path=dataset.path,
+        )
+    seqs = np.sort(pl.read_parquet(file)["seq"].to_numpy().astype(np.int64))
+    return Folded(seqs, at)
 
 
 @dataclass(frozen=True)
@@ -29,6 +74,12 @@ class Collected:
     users_added: int
     users_removed: int  # forgotten users whose logged events and ids were left out
     fields_left_out: list[str]  # posted items' field names the catalogue has no column for
+    folded: Folded  # what the new dataset holds of the store
+
+    def write(self, directory: Path) -> None:
+        """The dataset and its record of the store into ``directory`` (a new, empty one)."""
+        self.dataset.save(directory, overwrite=True)
+        pl.DataFrame({"seq": self.folded.seqs}).write_parquet(directory / FOLDED_FILE)
 
 
 def collect(
@@ -36,10 +87,17 @@ def collect(
     events: Sequence[Event],
     items: Sequence[StoredItem],
     forgotten: Collection[str] = (),
+    *,
+    at: float | None = None,
 ) -> Collected:
     """``dataset`` with the stored ``events`` and posted ``items`` added and the ``forgotten``
-    users removed; users and items keep their indices, new ones follow, and the users left
-    without events are dropped (indices made dense again)."""
+    users' logged events removed; users and items keep their indices, new ones follow, and the
+    users left without events are dropped (indices made dense again). ``at``: when the store was
+    read (default: now). A collected ``dataset`` adds only the events it does not hold yet and
+    passes ``forgotten`` as the users forgotten since it was collected."""
+    at = datetime.now(UTC).timestamp() if at is None else at
+    before = folded(dataset)
+    events = before.new(events)
     known = set(dataset.items["item_id"].to_list())
     posted = [it for it in items if it.item_id not in known]
     catalogue, left_out = _catalogue(dataset, posted)
@@ -75,6 +133,8 @@ def collect(
     )
     kept_logged = set(dataset.users["user_id"].to_list()) & set(users["user_id"].to_list())
     manifest = _manifest(dataset, log, catalogue, users)
+    manifest["collected"] = {"at": at}
+    seqs = np.array([e.seq for e in events if e.item_id in rows], dtype=np.int64)
     return Collected(
         dataset=PreparedDataset(log, catalogue, users, manifest),
         events_added=sum(e.item_id in rows for e in events),
@@ -82,6 +142,7 @@ def collect(
         users_added=users.height - len(kept_logged),
         users_removed=dataset.n_users - len(kept_logged),
         fields_left_out=left_out,
+        folded=Folded(np.union1d(before.seqs, seqs), at),
     )
 
 
@@ -136,5 +197,4 @@ def _manifest(
             "max_iso": datetime.fromtimestamp(hi, UTC).isoformat(),
             "days": round((hi - lo) / 86400, 3),
         }
-    manifest["collected_from_service"] = True
     return manifest

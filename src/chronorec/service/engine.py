@@ -39,6 +39,7 @@ from chronorec.data.sequences import EventArrays, HistoryBatch
 from chronorec.ensemble import Ensemble, standardise
 from chronorec.errors import ConfigError
 from chronorec.recommender import Recommender
+from chronorec.service.collect import folded
 from chronorec.service.retrieval import Retriever, build_retriever, recall_at_k
 from chronorec.service.settings import ServiceSettings
 from chronorec.service.stepper import RNNStepper, check_stepper
@@ -150,7 +151,10 @@ class Engine:
             self._base_users = {
                 str(u): int(i) for i, u in zip(ds.users["user"], ds.users["user_id"], strict=True)
             }
-        self.forgotten = store.forgotten_users()
+        # what the run's dataset holds of this store already (a `chronorec collect`ed one)
+        self._folded = folded(rec.dataset)
+        self.forgotten_since = self._folded.at  # forgetting before it is in the dataset
+        self.forgotten = store.forgotten_users(since=self.forgotten_since)
 
         # A user's state is computed, advanced or dropped only under their stripe lock, and the
         # store is written under it too: a read can never cache a state that misses a write.
@@ -239,8 +243,8 @@ class Engine:
         row in it."""
         assert self.rec.dataset is not None
         return merged_log(
-            self.rec.dataset, list(self.store.iter_events()), self.index, self.behaviour_index,
-            self.forgotten,
+            self.rec.dataset, self._folded.new(self.store.iter_events()), self.index,
+            self.behaviour_index, self.forgotten,
         )  # fmt: skip
 
     def _restore_items(self) -> None:
@@ -265,7 +269,9 @@ class Engine:
         if self._base is not None:
             rows.append(self._base.items)
             times.append(self._base.timestamps)
-        stored = [(self.index.get(e.item_id, 0), e.ts) for e in self.store.iter_events()]
+        stored = [
+            (self.index.get(e.item_id, 0), e.ts) for e in self._folded.new(self.store.iter_events())
+        ]
         if stored:
             arr = np.array(stored, dtype=np.int64)
             rows.append(arr[:, 0])
@@ -510,7 +516,9 @@ class Engine:
             parts_items.append(self._base.items[lo:hi])
             parts_beh.append(self._base.behaviours[lo:hi])
             parts_ts.append(self._base.timestamps[lo:hi])
-        stored = [e for e in self.store.user_events(user_id) if e.item_id in self.index]
+        stored = [
+            e for e in self._folded.new(self.store.user_events(user_id)) if e.item_id in self.index
+        ]
         if stored:
             parts_items.append(np.array([self.index[e.item_id] for e in stored], dtype=np.int64))
             parts_beh.append(np.array([self.behaviour_index(e.behaviour) for e in stored]))

@@ -104,17 +104,21 @@ class PostgresEventStore:
         """The user's stored events, oldest first (by timestamp, then arrival)."""
         with self._pool.connection() as conn:
             rows = conn.execute(
-                "SELECT item_id, behaviour, ts, event_id FROM events WHERE user_id = %s "
+                "SELECT item_id, behaviour, ts, event_id, seq FROM events WHERE user_id = %s "
                 "ORDER BY ts, seq",
                 (user_id,),
             ).fetchall()
-        return [Event(user_id, item, beh, int(ts), eid) for item, beh, ts, eid in rows]
+        return [
+            Event(user_id, item, beh, int(ts), eid, int(seq)) for item, beh, ts, eid, seq in rows
+        ]
 
     def iter_events(self) -> Iterator[Event]:
         with self._pool.connection() as conn, conn.transaction(), conn.cursor("replay") as cur:
-            cur.execute("SELECT user_id, item_id, behaviour, ts, event_id FROM events ORDER BY seq")
-            for user, item, beh, ts, eid in cur:  # a server-side cursor: streamed, not loaded
-                yield Event(user, item, beh, int(ts), eid)
+            cur.execute(
+                "SELECT user_id, item_id, behaviour, ts, event_id, seq FROM events ORDER BY seq"
+            )
+            for user, item, beh, ts, eid, seq in cur:  # a server-side cursor: streamed
+                yield Event(user, item, beh, int(ts), eid, int(seq))
 
     def forget_user(self, user_id: str) -> int:
         """Delete the user's events and remember that the training log's ones are forgotten."""
@@ -127,9 +131,13 @@ class PostgresEventStore:
             )
         return int(deleted)
 
-    def forgotten_users(self) -> set[str]:
+    def forgotten_users(self, since: float | None = None) -> set[str]:
+        """Users forgotten (last) at or after ``since`` (seconds since the epoch; all: None)."""
         with self._pool.connection() as conn:
-            return {u for (u,) in conn.execute("SELECT user_id FROM forgotten_users").fetchall()}
+            rows = conn.execute(
+                "SELECT user_id FROM forgotten_users WHERE at >= %s", (since or 0.0,)
+            ).fetchall()
+        return {u for (u,) in rows}
 
     def count_events(self) -> int:
         with self._pool.connection() as conn:

@@ -288,7 +288,8 @@ def reload_model(request: Request, body: ReloadRequest | None = None) -> Reloade
         except OSError as exc:
             raise ServiceError(422, "reload_failed", f"could not load {run!r}: {exc}") from exc
         request.app.state.engine = new  # the one reference every request reads
-        new.also_forgotten(old.store.forgotten_users())  # a DELETE that raced the load
+        raced = old.store.forgotten_users(since=new.forgotten_since)  # a DELETE during the load
+        new.also_forgotten(raced)
         metrics_of(request).add("reloads")
         log.info("reloaded %s -> %s", old.version, new.version)
         return Reloaded(

@@ -57,6 +57,7 @@ class Event:
     behaviour: str
     ts: int  # seconds since the epoch
     event_id: str | None = None
+    seq: int = 0  # the store's arrival number (0: not read from a store)
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ class EventStore(Protocol):
     def add_events(self, events: Sequence[Event]) -> list[bool]: ...
     def user_events(self, user_id: str) -> list[Event]: ...
     def forget_user(self, user_id: str) -> int: ...
-    def forgotten_users(self) -> set[str]: ...
+    def forgotten_users(self, since: float | None = None) -> set[str]: ...
     def iter_events(self) -> Iterator[Event]: ...
     def add_item(self, item: StoredItem) -> bool: ...
     def items(self) -> list[StoredItem]: ...
@@ -156,18 +157,18 @@ class SQLiteEventStore:
     def user_events(self, user_id: str) -> list[Event]:
         """The user's stored events, oldest first (by timestamp, then arrival)."""
         rows = self._reader().execute(
-            "SELECT item_id, behaviour, ts, event_id FROM events WHERE user_id = ? "
+            "SELECT item_id, behaviour, ts, event_id, seq FROM events WHERE user_id = ? "
             "ORDER BY ts, seq",
             (user_id,),
         )
-        return [Event(user_id, item, beh, ts, eid) for item, beh, ts, eid in rows]
+        return [Event(user_id, item, beh, ts, eid, seq) for item, beh, ts, eid, seq in rows]
 
     def iter_events(self) -> Iterator[Event]:
         rows = self._reader().execute(
-            "SELECT user_id, item_id, behaviour, ts, event_id FROM events ORDER BY seq"
+            "SELECT user_id, item_id, behaviour, ts, event_id, seq FROM events ORDER BY seq"
         )
-        for user, item, beh, ts, eid in rows:
-            yield Event(user, item, beh, ts, eid)
+        for user, item, beh, ts, eid, seq in rows:
+            yield Event(user, item, beh, ts, eid, seq)
 
     def forget_user(self, user_id: str) -> int:
         """Delete the user's events and remember that the training log's ones are forgotten."""
@@ -187,8 +188,12 @@ class SQLiteEventStore:
                 raise
         return int(deleted)
 
-    def forgotten_users(self) -> set[str]:
-        return {u for (u,) in self._reader().execute("SELECT user_id FROM forgotten_users")}
+    def forgotten_users(self, since: float | None = None) -> set[str]:
+        """Users forgotten (last) at or after ``since`` (seconds since the epoch; all: None)."""
+        rows = self._reader().execute(
+            "SELECT user_id FROM forgotten_users WHERE at >= ?", (since or 0.0,)
+        )
+        return {u for (u,) in rows}
 
     def count_events(self) -> int:
         return int(self._reader().execute("SELECT COUNT(*) FROM events").fetchone()[0])
