@@ -19,10 +19,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "training: the run's event log and catalogue, then the events posted to the service "
         "(each user's after their logged ones) and the items posted to it (new catalogue rows, "
         "their fields in the columns of the same name), without the users forgotten with "
-        "DELETE /users/ID (neither their logged events nor their ids). Users and items keep "
-        "their indices; the dataset's text cache is copied, so encoding the items again only "
-        "encodes the new ones. `chronorec finetune` learns new events in seconds; training on "
-        "a collected dataset also learns the ids of the items posted since.",
+        "DELETE /users/ID (neither their logged events nor their ids). Items keep their "
+        "indices, new ones after them; the dataset's text cache is copied, so encoding the "
+        "items again only encodes the new ones. The dataset records which stored events it "
+        "holds: a run trained on it and served on the same store reads only the others. "
+        "`chronorec finetune` learns new events in seconds; training on a collected dataset "
+        "also learns the ids of the items posted since.",
     )
     p.add_argument("run", type=Path, help="run directory being served")
     p.add_argument("--out", type=Path, required=True, help="prepared dataset directory to write")

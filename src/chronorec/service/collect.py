@@ -91,8 +91,8 @@ def collect(
     at: float | None = None,
 ) -> Collected:
     """``dataset`` with the stored ``events`` and posted ``items`` added and the ``forgotten``
-    users' logged events removed; users and items keep their indices, new ones follow, and the
-    users left without events are dropped (indices made dense again). ``at``: when the store was
+    users' logged events removed. Items keep their indices, new ones follow; users are numbered
+    again, densely, without those left with no events. ``at``: when the store was
     read (default: now). A collected ``dataset`` adds only the events it does not hold yet and
     passes ``forgotten`` as the users forgotten since it was collected."""
     at = datetime.now(UTC).timestamp() if at is None else at
