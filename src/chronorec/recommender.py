@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -398,6 +399,7 @@ class Recommender:
                 "events": events.height,
                 "lr_scale": lr_scale,
                 "minutes": round((time.perf_counter() - started) / 60, 3),
+                "at": datetime.now(UTC).isoformat(timespec="seconds"),
             },
         ]
         if self.dataset is not None:

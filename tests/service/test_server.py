@@ -329,10 +329,12 @@ def test_finetune_on_the_live_store_then_reload(
             reloaded = out["reloaded"]  # the service's own answer to POST /admin/reload
             assert reloaded["previous_version"] == before["model_version"]
             after = c.get("/users/u3/recommendations", params={"k": 5}).json()
+            ready = c.get("/ready").json()
     finally:
         srv.stop()
     assert after["model_version"] == reloaded["model_version"] != before["model_version"]
     assert after["n_events"] == before["n_events"]  # the stored events count once, not twice
+    assert ready["fine_tuned"] == 1 and ready["fine_tuned_at"]
     history = user_history(dataset_dir, "u3") + posted
     rec = Recommender.load(tuned)
     want, scores = rec.recommend_histories(

@@ -315,6 +315,7 @@ def ready(request: Request, response: Response) -> Ready:
     if engine is None or not engine.store.ping():
         response.status_code = 503
         return Ready(status="unavailable")
+    rounds = engine.rec.meta.get("finetuned", [])  # `chronorec finetune` behind the weights
     return Ready(
         status="ready",
         model_version=engine.version,
@@ -323,6 +324,8 @@ def ready(request: Request, response: Response) -> Ready:
         index_recall_at_10=engine.index_recall,
         blend=engine.blend_weights or None,
         learned_blend=None if engine.learned is None else engine.learned.baselines,
+        fine_tuned=len(rounds),
+        fine_tuned_at=rounds[-1].get("at") if rounds else None,
     )
 
 

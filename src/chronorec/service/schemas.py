@@ -182,6 +182,8 @@ class Ready(BaseModel):
     blend: dict[str, float] | None = None  # baseline weights blended into the model's ranking
     # the baselines of a learned blend (a re-ranker over them and the model), when it ranks
     learned_blend: list[str] | None = None
+    fine_tuned: int = 0  # rounds of `chronorec finetune` behind the served weights
+    fine_tuned_at: str | None = None  # when the last one finished (ISO 8601, UTC)
 
 
 class ErrorDetail(BaseModel):
