@@ -37,6 +37,8 @@ def main() -> None:
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
     listed = args.datasets / "ml-1m" / "users_missing_penultimate_item.txt"
+    if not listed.is_file():
+        sys.exit(f"{listed}: not found (give the shared datasets folder with --datasets)")
     missing = [
         line.split()[0]
         for line in listed.read_text().splitlines()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import tempfile
@@ -71,6 +72,16 @@ def write_derived_run(out: Path, rec: Recommender, source: Path) -> None:
                 shutil.copy2(source / name, tmp / name)
 
     write_dir(out, write)
+
+
+def add_store_argument(p: argparse.ArgumentParser) -> None:
+    """``--db``: the event store of the service a command reads (see :func:`store_url`)."""
+    p.add_argument(
+        "--db",
+        default=None,
+        help="the service's event store URL, as given to `chronorec serve` (default: "
+        "CHRONOREC_DB_URL or sqlite:///chronorec-events.db)",
+    )
 
 
 def store_url(given: str | None) -> str:

@@ -7,7 +7,13 @@ import json
 import shutil
 from pathlib import Path
 
-from chronorec.commands import check_out_dir, load_with_dataset, store_url, write_dir
+from chronorec.commands import (
+    add_store_argument,
+    check_out_dir,
+    load_with_dataset,
+    store_url,
+    write_dir,
+)
 from chronorec.errors import ChronorecError
 
 
@@ -28,12 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run", type=Path, help="run directory being served")
     p.add_argument("--out", type=Path, required=True, help="prepared dataset directory to write")
-    p.add_argument(
-        "--db",
-        default=None,
-        help="the service's event store URL, as given to `chronorec serve` (default: "
-        "CHRONOREC_DB_URL or sqlite:///chronorec-events.db)",
-    )
+    add_store_argument(p)
     p.add_argument("--data", type=Path, help="the run's prepared dataset (default: recorded)")
     p.add_argument("--force", action="store_true", help="overwrite an existing directory")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")

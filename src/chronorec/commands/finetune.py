@@ -10,7 +10,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from chronorec.commands import check_out_dir, load_with_dataset, store_url, write_derived_run
+from chronorec.commands import (
+    add_store_argument,
+    check_out_dir,
+    load_with_dataset,
+    store_url,
+    write_derived_run,
+)
 from chronorec.errors import ChronorecError
 
 RELOAD_TIMEOUT_S = 600  # a reload loads the run and refits the blend's baselines
@@ -32,12 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run", type=Path, help="run directory being served")
     p.add_argument("--out", type=Path, required=True, help="run directory to write")
-    p.add_argument(
-        "--db",
-        default=None,
-        help="the service's event store URL, as given to `chronorec serve` (default: "
-        "CHRONOREC_DB_URL or sqlite:///chronorec-events.db)",
-    )
+    add_store_argument(p)
     p.add_argument("--data", type=Path, help="prepared dataset (default: the run's)")
     p.add_argument("--epochs", type=int, help="epochs over the new windows (default 5)")
     p.add_argument(
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
     from chronorec.recommender import FINETUNE_EPOCHS, FINETUNE_LR_SCALE
     from chronorec.service.collect import folded
-    from chronorec.service.store import behaviour_row, merged_log, open_store
+    from chronorec.service.store import merged_log, open_store
 
     out: Path = args.out
     check_out_dir(out, args.force, args.run)
@@ -76,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         store.close()
     rows = {item: i + 1 for i, item in enumerate(rec.item_ids())}
-    names = [b.lower() for b in rec.meta.get("behaviours", [])] or ["event"]
-    log, user_rows = merged_log(dataset, stored, rows, lambda b: behaviour_row(names, b), forgotten)
+    behaviours = rec.meta.get("behaviours", [])
+    log, user_rows = merged_log(dataset, stored, rows, behaviours, forgotten)
     kept = [e for e in stored if e.item_id in rows]
     if not kept:
         raise ChronorecError(

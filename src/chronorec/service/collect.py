@@ -27,7 +27,7 @@ import polars as pl
 from chronorec import __version__
 from chronorec.data.dataset import EVENT_SCHEMA, PreparedDataset
 from chronorec.errors import DataError
-from chronorec.service.store import Event, StoredItem, behaviour_row, merged_log
+from chronorec.service.store import Event, StoredItem, merged_log
 
 FOLDED_FILE = "service_events.parquet"  # seq: the store's events folded into the dataset
 
@@ -102,10 +102,8 @@ def collect(
     posted = [it for it in items if it.item_id not in known]
     catalogue, left_out = _catalogue(dataset, posted)
     rows = dict(zip(catalogue["item_id"].to_list(), catalogue["item"].to_list(), strict=True))
-    names = [b.lower() for b in dataset.behaviours] or ["event"]
-    log, user_rows = merged_log(
-        dataset, events, rows, lambda name: behaviour_row(names, name), forgotten
-    )
+    events = [e for e in events if e.item_id in rows]  # the service takes no other item ids
+    log, user_rows = merged_log(dataset, events, rows, dataset.behaviours, forgotten)
     ids = {row: user for user, row in user_rows.items()}
     # logged events keep their value (a forgotten user's logged events are gone from the log,
     # so a position of theirs that matches is a posted event); posted ones have none
@@ -134,10 +132,10 @@ def collect(
     kept_logged = set(dataset.users["user_id"].to_list()) & set(users["user_id"].to_list())
     manifest = _manifest(dataset, log, catalogue, users)
     manifest["collected"] = {"at": at}
-    seqs = np.array([e.seq for e in events if e.item_id in rows], dtype=np.int64)
+    seqs = np.array([e.seq for e in events], dtype=np.int64)
     return Collected(
         dataset=PreparedDataset(log, catalogue, users, manifest),
-        events_added=sum(e.item_id in rows for e in events),
+        events_added=len(events),
         items_added=len(posted),
         users_added=users.height - len(kept_logged),
         users_removed=dataset.n_users - len(kept_logged),

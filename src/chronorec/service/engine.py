@@ -188,13 +188,14 @@ class Engine:
         )
         self._blend_version = 0
         self._blend_rows: dict[str, int] = {}  # user id -> row of the blend's event log
+        stored = self._folded.new(store.iter_events())  # read once for the blend and popularity
         if self.blend_weights or self.learned is not None:
             if rec.dataset is None:
                 raise ConfigError(
                     "blend: the baselines are fitted on the run's event log; the run has no "
                     "dataset (pass --dataset)"
                 )
-            log, self._blend_rows = self._blend_log()
+            log, self._blend_rows = self._blend_log(stored)
             self._blender = Ensemble([rec], self.blend_weights, fit_on="all", events=log)
             if self.learned is not None:
                 self._blender.use_learned(self.learned)
@@ -207,7 +208,7 @@ class Engine:
             settings.nprobe,
             settings.hnsw_ef,
         )
-        self._bootstrap_popularity()
+        self._bootstrap_popularity(stored)
         self.index_recall = self._measure_recall()
 
     # ------------------------------------------------------------------ building
@@ -238,14 +239,11 @@ class Engine:
         raw = json.dumps({"text": self.rec.config.text, "dim": self.encoder.dim}, sort_keys=True)
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
-    def _blend_log(self) -> tuple[pl.DataFrame, dict[str, int]]:
-        """The log the blended baselines are fitted on (:func:`merged_log`) and each user's
-        row in it."""
+    def _blend_log(self, stored: list[Event]) -> tuple[pl.DataFrame, dict[str, int]]:
+        """The log the blended baselines are fitted on (:func:`merged_log` of the ``stored``
+        events the dataset does not hold) and each user's row in it."""
         assert self.rec.dataset is not None
-        return merged_log(
-            self.rec.dataset, self._folded.new(self.store.iter_events()), self.index,
-            self.behaviour_index, self.forgotten,
-        )  # fmt: skip
+        return merged_log(self.rec.dataset, stored, self.index, self.behaviours, self.forgotten)
 
     def _restore_items(self) -> None:
         """Items posted to an earlier server (or before a reload) are recommendable again."""
@@ -263,15 +261,13 @@ class Engine:
                 vector = self.encoder.encode_item({"item_id": item.item_id, **item.fields})
             self._append_item(item.item_id, _display_name(item.item_id, item.fields), vector)
 
-    def _bootstrap_popularity(self) -> None:
+    def _bootstrap_popularity(self, stored_events: list[Event]) -> None:
         rows: list[np.ndarray] = []
         times: list[np.ndarray] = []
         if self._base is not None:
             rows.append(self._base.items)
             times.append(self._base.timestamps)
-        stored = [
-            (self.index.get(e.item_id, 0), e.ts) for e in self._folded.new(self.store.iter_events())
-        ]
+        stored = [(self.index.get(e.item_id, 0), e.ts) for e in stored_events]
         if stored:
             arr = np.array(stored, dtype=np.int64)
             rows.append(arr[:, 0])

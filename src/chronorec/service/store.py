@@ -16,7 +16,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -247,7 +247,7 @@ def merged_log(
     dataset: PreparedDataset,
     stored: Sequence[Event],
     item_rows: Mapping[str, int],
-    behaviour_index: Callable[[str], int],
+    behaviours: Sequence[str],
     forgotten: Collection[str] = (),
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     """The dataset's event log without the ``forgotten`` users' logged events, then the
@@ -255,7 +255,9 @@ def merged_log(
     user's store holds only what they posted since), each user's after their logged ones by
     time, with the dataset's columns; and each user's row in it (users the dataset does not
     know get rows after its own, in order of first appearance). What the service's blended
-    baselines are fitted on and what ``chronorec finetune`` trains on."""
+    baselines are fitted on and what ``chronorec finetune`` trains on. ``behaviours``: the
+    run's behaviour names (a stored event's unknown behaviour counts as the first)."""
+    names = [b.lower() for b in behaviours] or ["event"]
     cols = ["user", "item", "timestamp", "behaviour", "position"]
     base = dataset.events.select(cols)
     rows = {
@@ -277,7 +279,7 @@ def merged_log(
             "user": [rows[e.user_id] for e in kept],
             "item": [item_rows[e.item_id] for e in kept],
             "timestamp": [e.ts if dataset.has_timestamps else None for e in kept],
-            "behaviour": [behaviour_index(e.behaviour) for e in kept],
+            "behaviour": [behaviour_row(names, e.behaviour) for e in kept],
             "_ts": [e.ts for e in kept],
         }
     )
