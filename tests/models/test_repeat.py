@@ -38,6 +38,19 @@ def test_bonus_by_hand():
     assert steps[0, 0].abs().sum() == 0  # a padding step sees nothing
 
 
+def test_last_sparse_names_rows_past_the_trained_catalogue():
+    """Rows appended after training (items posted to the service) get their bonus from the
+    sparse form; the dense form refuses them with a clear error instead of an index error."""
+    bias = RepeatBias(n_behaviours=2, n_buckets=4)
+    bias.set_weights(torch.tensor([1.0, 10.0, 100.0, 1000.0]))
+    items = torch.tensor([[0, 3, 9, 3]])  # row 9 is past a 6-item catalogue
+    behaviours = torch.tensor([[0, 1, 1, 1]])
+    sparse = bias.last_sparse(items, behaviours)
+    assert sparse.dense(10)[0, [3, 9]].tolist() == [101.0, 10.0]
+    with pytest.raises(ValueError, match="row 9 is past the catalogue's 6"):
+        bias.last(items, behaviours, n_items=6)
+
+
 def test_age_buckets_are_log2_hours():
     hour = 3600
     seconds = torch.tensor([0, 1, hour, 3 * hour, 24 * hour, 30 * 24 * hour, 10**9])

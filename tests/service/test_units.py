@@ -774,3 +774,43 @@ def test_a_restart_fits_the_blend_on_the_log_and_the_posted_events(
         assert engine._blender.baselines["user-knn"].users_[row].sum() > 0
         assert c.delete("/users/newbie", headers=AUTH).status_code == 200  # a posted user, too
         assert engine._blender.baselines["user-knn"].users_[row].sum() == 0
+
+
+@pytest.mark.parametrize("name", ["gru", "transformer"])
+def test_a_user_who_touches_a_posted_item_is_served_on_both_stores_and_after_a_restart(
+    dataset_dir: Path, tmp_path: Path, store_url: str, name: str
+) -> None:
+    """The repeat term covers rows posted through ``POST /items``: a user whose history holds a
+    posted item gets a ranking (with the item's repeat bonus), also for a one-off history and
+    after a restart that reads the item and the event back from the store."""
+    bert = write_tiny_bert(tmp_path / "bert")
+    cfg = RunConfig(
+        model=ModelConfig(name=name, item_repr="id+text", d_model=16, n_layers=1, n_heads=2,
+                          max_len=8, dropout=0.0, text_hidden=32, repeat=True),
+        train=TrainConfig(max_epochs=2, batch_size=16, lr=1e-2, threads=1, warmup_steps=1),
+        text={"model": str(bert), "cache_dir": str(tmp_path / "tcache"), "progress": False},
+    )  # fmt: skip
+    rec = Recommender(cfg).fit(dataset_dir, progress=False)
+    assert rec.model is not None and rec.model.repeat is not None
+    by_distance = torch.zeros(rec.model.repeat.n_buckets)
+    by_distance[0] = 100.0  # the last event's item goes first
+    rec.model.repeat.set_weights(by_distance)
+    run = rec.save(tmp_path / "run")
+    settings = ServiceSettings(run_dir=str(run), db_url=store_url, token=TOKEN)
+    one_off = {"history": [{"item_id": "i1"}, {"item_id": "NEW-1"}], "k": 3, "exclude_seen": False}
+    for restart in (False, True):
+        with TestClient(create_app(settings)) as c:
+            if not restart:
+                item = {"item_id": "NEW-1", "title": "garden hose reel"}
+                assert c.post("/items", json=item, headers=AUTH).status_code == 201
+                event = {"user_id": "u1", "item_id": "NEW-1", "timestamp": 1_700_000_000}
+                assert c.post("/events", json=event, headers=AUTH).status_code in (200, 201, 202)
+            for url in ("/users/u1/recommendations?k=3&exclude_seen=false",
+                        "/users/u1/recommendations?k=3"):  # fmt: skip
+                r = c.get(url)
+                assert r.status_code == 200, r.text
+            top = c.get("/users/u1/recommendations?k=3&exclude_seen=false").json()["items"]
+            assert top[0]["item_id"] == "NEW-1"  # the last event's large repeat bonus
+            r = c.post("/recommendations", json=one_off)
+            assert r.status_code == 200, r.text
+            assert r.json()["items"][0]["item_id"] in {"i1", "NEW-1"}

@@ -257,12 +257,19 @@ class NextItemModel(nn.Module):
     ) -> torch.Tensor | None:
         """The repeat term after the last step of each history: (B, L) -> (B, n_items + 1), or
         None when the model has no repeat bias. Added to :meth:`scores` by every ranking path."""
+        last = self.repeat_last(items, behaviours, timestamps)
+        return None if last is None else last.dense(self.n_items + 1)
+
+    def repeat_last(
+        self, items: torch.Tensor, behaviours: torch.Tensor, timestamps: torch.Tensor
+    ) -> SparseBias | None:
+        """:meth:`repeat_bonus` in sparse form (cols = ``items``, (B, L) weights), valid for item
+        rows appended after training too; None when the model has no repeat bias."""
         if self.repeat is None:
             return None
-        return self.repeat.last(
-            items, self._seen(items, behaviours), self.n_items, timestamps,
-            next_behaviour=self.rank_behaviour,
-        )  # fmt: skip
+        return self.repeat.last_sparse(
+            items, self._seen(items, behaviours), timestamps, next_behaviour=self.rank_behaviour
+        )
 
     def behaviour_features(
         self, items: torch.Tensor, behaviours: torch.Tensor, candidates: torch.Tensor

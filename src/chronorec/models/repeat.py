@@ -215,18 +215,18 @@ class RepeatBias(nn.Module):
         w = self.step_weights(items, behaviours, timestamps, next_behaviours)  # (B, L, L)
         return SparseBias(items[:, None, :].expand(B, L, L), w)
 
-    def last(
+    def last_sparse(
         self,
         items: torch.Tensor,
         behaviours: torch.Tensor,
-        n_items: int,
         timestamps: torch.Tensor | None = None,
         next_behaviour: int | None = None,
-    ) -> torch.Tensor:
-        """Bonus after the last step only (inference): (B, L) -> (B, n_items + 1); the ages
-        count back from each history's last event; ``next_behaviour`` selects the ``by_next``
-        offsets."""
-        B, L = items.shape
+    ) -> SparseBias:
+        """Bonus after the last step only (inference), sparse: (B, L) -> cols ``items`` and
+        weights (B, L), 0 for padding. It names item rows, not a catalogue size, so it covers
+        rows appended after training (items posted to the service). The ages count back from
+        each history's last event; ``next_behaviour`` selects the ``by_next`` offsets."""
+        L = items.shape[1]
         if self.visits:
             visit = visit_index(self._need_time(timestamps))  # (B, L)
             distance = visit[:, -1:] - visit  # (B, L) visits back from the last event
@@ -242,6 +242,18 @@ class RepeatBias(nn.Module):
             if timestamps is None:
                 raise ValueError("a repeat term with age buckets needs timestamps")
             w = w + self._age_term(timestamps[:, -1:] - timestamps)
-        w = w * (items > 0)
-        out = torch.zeros(B, n_items + 1, dtype=w.dtype, device=w.device)
-        return out.scatter_add(1, items, w)
+        return SparseBias(items, w * (items > 0))
+
+    def last(
+        self,
+        items: torch.Tensor,
+        behaviours: torch.Tensor,
+        n_items: int,
+        timestamps: torch.Tensor | None = None,
+        next_behaviour: int | None = None,
+    ) -> torch.Tensor:
+        """:meth:`last_sparse` as a dense (B, n_items + 1) matrix; a history naming a row past
+        ``n_items`` is an error (the service ranks through the sparse form)."""
+        if items.numel() and int(items.max()) > n_items:
+            raise ValueError(f"item row {int(items.max())} is past the catalogue's {n_items}")
+        return self.last_sparse(items, behaviours, timestamps, next_behaviour).dense(n_items + 1)

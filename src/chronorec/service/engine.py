@@ -332,7 +332,7 @@ class Engine:
 
     def _append_item(self, item_id: str, name: str, text_vector: np.ndarray) -> None:
         with torch.no_grad():
-            text = torch.from_numpy(np.asarray(text_vector, dtype=np.float32))[None]  # (1, d_text)
+            text = torch.tensor(np.asarray(text_vector, dtype=np.float32))[None]  # (1, d_text)
             raw = tower_rows(self.model, text)  # (1, D)
             prep = self.model.score_rows(raw, text)  # (1, Q)
         with self._items_lock:
@@ -567,12 +567,16 @@ class Engine:
         batch[1, 0, -m:] = behs[-m:]
         batch[2, 0, -m:] = ts[-m:]
         t = torch.from_numpy(batch)
-        hidden = self.model(t[0], t[1], t[2], raw, last_only=True)[0, -1]  # (D,)
+        # a copy: a view would keep the whole (1, L, D) output alive in the cache
+        hidden = self.model(t[0], t[1], t[2], raw, last_only=True)[0, -1].clone()  # (D,)
         repeat = None
-        bonus = self.model.repeat_bonus(t[0], t[1], t[2])  # (1, n_items + 1) or None
-        if bonus is not None:
-            rows = np.unique(items[-m:])
-            repeat = (rows, bonus[0, torch.from_numpy(rows)].numpy().astype(np.float32))
+        last = self.model.repeat_last(t[0], t[1], t[2])  # sparse: covers posted rows too
+        if last is not None:
+            cols, weights = last.cols[0].numpy(), last.weights[0].numpy()
+            real = cols > 0
+            rows, slot = np.unique(cols[real], return_inverse=True)
+            bonus = np.bincount(slot, weights=weights[real], minlength=len(rows))
+            repeat = (rows, bonus.astype(np.float32))
         query = self._query(hidden, int(items[-1]))
         return UserState(hidden, query, seen, n, int(ts[-1]), repeat=repeat, window=window)
 
