@@ -734,7 +734,7 @@ def test_blocked_items_are_never_recommended(text_run: Path, tmp_path: Path, ble
         got = c.post("/recommendations", json={**body, "k": 12, "block": full[:3]}).json()
         assert [x["item_id"] for x in got["items"]] == full[3:15]
         bad = c.get("/users/u1/recommendations?block=i1,nope")
-        assert bad.status_code == 422 and "block: unknown item id 'nope'" in bad.text
+        assert bad.status_code == 404 and "block: unknown item id 'nope'" in bad.text
 
 
 def test_a_restart_fits_the_blend_on_the_log_and_the_posted_events(

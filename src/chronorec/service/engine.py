@@ -367,13 +367,13 @@ class Engine:
         for i, e in enumerate(events):
             if e.item_id not in self.index:
                 raise ServiceError(
-                    422,
+                    404,
                     "unknown_item",
                     f"event {i}: unknown item id {e.item_id!r} (add it with POST /items first)",
                 )
             if e.behaviour.lower() not in self.behaviours:
                 raise ServiceError(
-                    422,
+                    404,
                     "unknown_behaviour",
                     f"event {i}: unknown behaviour {e.behaviour!r} "
                     f"(known: {', '.join(self.behaviours)})",
@@ -530,10 +530,10 @@ class Engine:
         _torch_threads(self.settings.threads)
         for i, (item, beh, _) in enumerate(events):
             if item not in self.index:
-                raise ServiceError(422, "unknown_item", f"history[{i}]: unknown item id {item!r}")
+                raise ServiceError(404, "unknown_item", f"history[{i}]: unknown item id {item!r}")
             if beh is not None and beh.lower() not in self.behaviours:
                 raise ServiceError(
-                    422,
+                    404,
                     "unknown_behaviour",
                     f"history[{i}]: unknown behaviour {beh!r} "
                     f"(known: {', '.join(self.behaviours)})",
@@ -734,14 +734,14 @@ class Engine:
         """Re-rank candidates by ``score + log P(behaviour | history, item)``."""
         if self.model.behaviour_head is None:
             raise ServiceError(
-                422,
+                409,
                 "no_behaviour_head",
                 "the served model has no behaviour head, so it cannot rank by behaviour; "
                 "omit the behaviour parameter",
             )
         if name.lower() not in self.behaviours:
             raise ServiceError(
-                422,
+                404,
                 "unknown_behaviour",
                 f"unknown behaviour {name!r} (known: {', '.join(self.behaviours)})",
             )

@@ -41,10 +41,22 @@ from chronorec.service.store import Event
 log = logging.getLogger(__name__)
 
 bearer = HTTPBearer(auto_error=False, description="the service token (CHRONOREC_TOKEN)")
-ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorBody} for code in (401, 403, 404, 409, 413, 422)
+_WHY = {
+    400: "the request could not be read (e.g. a bad Content-Length)",
+    401: "no bearer token",
+    403: "a wrong bearer token",
+    404: "a request names an item or behaviour this service does not have, or an unknown route",
+    409: "the served model cannot do this (add items, rank by behaviour), the item exists "
+    "already, an event is dated after the server's clock, or a reload is in progress",
+    413: "the body, batch, history or block list is over this server's limit",
+    422: "a field is invalid",
 }
-router = APIRouter(responses={422: {"model": ErrorBody}})
+ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorBody, "description": why} for code, why in _WHY.items()
+}
+router = APIRouter(
+    responses={code: ERRORS[code] for code in (400, 413, 422)}  # any route, any body
+)
 
 
 def engine_of(request: Request) -> Engine:
@@ -96,8 +108,8 @@ def _events(body: EventIn | EventBatch, settings: ServiceSettings, engine: Engin
     for i, e in enumerate(items):
         ts = to_seconds(e.timestamp)
         if ts is not None and ts > now + settings.max_future_s:
-            raise ServiceError(
-                422,
+            raise ServiceError(  # schema-valid, but at odds with the server's state: 409
+                409,
                 "timestamp_in_future",
                 f"event {i}: timestamp {ts} is more than {settings.max_future_s:g} "
                 f"seconds after the server's clock ({now})",
@@ -157,7 +169,7 @@ def _blocked(engine: Engine, item_ids: list[str], settings: ServiceSettings) -> 
         )  # fmt: skip
     unknown = [i.strip() for i in item_ids if i.strip() not in engine.index]
     if unknown:
-        raise ServiceError(422, "unknown_item", f"block: unknown item id {unknown[0]!r}")
+        raise ServiceError(404, "unknown_item", f"block: unknown item id {unknown[0]!r}")
     return np.array([engine.index[i.strip()] for i in item_ids], dtype=np.int64)
 
 

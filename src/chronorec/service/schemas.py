@@ -11,6 +11,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    StrictBool,
     StringConstraints,
     Tag,
     field_validator,
@@ -43,7 +44,10 @@ def _parse_time(value: object) -> object:
     return value
 
 
-Timestamp = Annotated[float, BeforeValidator(_parse_time), Field(ge=0)]
+# the last second of year 9999: ISO 8601's own range, and far inside int64 seconds
+MAX_TIMESTAMP = 253_402_300_799
+# (the bounds first, so that the schema shows them as minimum and maximum)
+Timestamp = Annotated[float, Field(ge=0, le=MAX_TIMESTAMP), BeforeValidator(_parse_time)]
 
 
 class Request(BaseModel):
@@ -94,7 +98,7 @@ class HistoryEvent(Request):
 class RecommendRequest(Request):
     history: list[HistoryEvent] = Field(max_length=MAX_HISTORY, description="oldest first")
     k: int = Field(10, ge=1, le=MAX_K)
-    exclude_seen: bool = True
+    exclude_seen: StrictBool = True  # true or false, never 0 or "no"
     behaviour: Name | None = None
     block: list[Id] = Field(
         default_factory=list, max_length=MAX_HISTORY, description="items never to recommend"
