@@ -814,3 +814,28 @@ def test_a_user_who_touches_a_posted_item_is_served_on_both_stores_and_after_a_r
             r = c.post("/recommendations", json=one_off)
             assert r.status_code == 200, r.text
             assert r.json()["items"][0]["item_id"] in {"i1", "NEW-1"}
+
+
+@pytest.mark.parametrize("name", ["gru", "lstm", "transformer"])
+def test_a_cached_user_state_costs_at_most_8_kb(dataset_dir: Path, tmp_path: Path, name: str):
+    """A state holds its own few vectors and its window, never a view that keeps a whole
+    (1, max_len, D) model output alive: at most 8 KB at max_len 200, D 64, for a logged user,
+    a new one, and one whose 150 posted events fill most of the window; with the repeat term
+    (recomputed states) and without (an RNN stepped one event at a time)."""
+    cfg = RunConfig(
+        model=ModelConfig(name=name, d_model=64, n_layers=1, n_heads=2, max_len=200,
+                          dropout=0.0, repeat=name != "gru"),
+        train=TrainConfig(max_epochs=1, batch_size=16, lr=1e-2, threads=1, warmup_steps=1),
+    )  # fmt: skip
+    rec = Recommender(cfg).fit(dataset_dir, progress=False)
+    with serve(rec, tmp_path) as c:
+        engine = c.app.state.engine  # type: ignore[attr-defined]
+        events = [{"user_id": "heavy", "item_id": f"i{1 + i % 24}", "timestamp": 1_700_000_000 + i}
+                  for i in range(150)]  # fmt: skip
+        assert c.post("/events", json={"events": events}, headers=AUTH).status_code == 201
+        c.post("/events", json={"user_id": "new", "item_id": "i3"}, headers=AUTH)
+        for user in ("u1", "u2", "new", "heavy"):
+            assert c.get(f"/users/{user}/recommendations").status_code == 200
+            state = engine.user_state(user)
+            assert state.n_events > 0
+            assert state.nbytes() <= 8192, (user, state.nbytes())

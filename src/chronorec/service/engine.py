@@ -84,6 +84,26 @@ class UserState:
         np.zeros(0, np.int64),
     )
 
+    def nbytes(self) -> int:
+        """The memory this state holds: the whole buffer behind each of its tensors and arrays
+        (a view keeps its base alive), each buffer counted once."""
+        seen: dict[int, int] = {}
+
+        def visit(x: Any) -> None:
+            if isinstance(x, torch.Tensor):
+                storage = x.untyped_storage()
+                seen[storage.data_ptr()] = storage.nbytes()
+            elif isinstance(x, np.ndarray):
+                while isinstance(x.base, np.ndarray):
+                    x = x.base
+                seen[x.__array_interface__["data"][0]] = x.nbytes
+            elif isinstance(x, tuple | list):
+                for part in x:
+                    visit(part)
+
+        visit((self.hidden, self.query, self.seen, self.carry, self.repeat, self.window))
+        return sum(seen.values())
+
 
 @dataclass(frozen=True)
 class Ranked:

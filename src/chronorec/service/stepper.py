@@ -67,7 +67,7 @@ class RNNStepper:
     def run(self, x: torch.Tensor, carry: Carry = None) -> tuple[torch.Tensor, Carry]:
         """``x`` (1, n, D) from ``carry`` (None: a new history) -> (hidden (D,), new carry)."""
         out, carry = self.rnn(x, carry)  # (1, n, D)
-        return self.norm(out[0, -1]), carry
+        return self.norm(out[0, -1]).clone(), carry  # a copy: not a view of the (1, n, D) output
 
 
 @torch.no_grad()
