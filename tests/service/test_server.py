@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import TOKEN, Server
+from helpers import TOKEN, Server, free_port
 
 from chronorec import load_prepared
 from chronorec.recommender import Recommender
@@ -149,6 +151,59 @@ def test_auth_refusals(server: Server) -> None:
         # reads are open
         assert c.get("/users/u26/recommendations").status_code == 200
         assert c.get("/health").status_code == 200
+
+
+def test_a_read_token_makes_user_reads_private(text_run: Path, tmp_path: Path) -> None:
+    """With CHRONOREC_READ_TOKEN set, every read that reveals what a user did needs it (or the
+    write token); the read token cannot write; /health, /ready and /metrics stay open."""
+    srv = Server(text_run, tmp_path / "e.db", tmp_path / "log", CHRONOREC_READ_TOKEN="read-tok")
+    srv.start()
+    reads = [
+        ("GET", "/users/u1/recommendations", None),
+        ("POST", "/recommendations", {"history": [{"item_id": "i1"}]}),
+        ("GET", "/items/i1/similar", None),
+    ]
+    try:
+        with srv.client(token=None) as c:
+            for method, path, body in reads:
+                assert c.request(method, path, json=body).status_code == 401, path
+                wrong = {"Authorization": "Bearer nope"}
+                assert c.request(method, path, json=body, headers=wrong).status_code == 403
+            for path in ("/health", "/ready", "/metrics"):
+                assert c.get(path).status_code == 200
+        for token in ("read-tok", TOKEN):
+            with srv.client(token=token) as c:
+                for method, path, body in reads:
+                    assert c.request(method, path, json=body).status_code == 200, (token, path)
+        with srv.client(token="read-tok") as c:
+            r = c.post("/events", json={"user_id": "u1", "item_id": "i2"})
+            assert r.status_code == 403  # reading is not writing
+        with srv.client(token=None) as c:
+            metrics = c.get("/metrics").text + c.get("/ready").text
+        assert "u1" not in metrics  # routes are counted by template, never by user
+    finally:
+        srv.stop()
+
+
+def test_dev_mode_warns_when_bound_beyond_loopback(text_run: Path, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    srv = Server(text_run, tmp_path / "e.db", log)
+    srv.env.pop("CHRONOREC_TOKEN")
+    port = free_port()
+    cmd = [sys.executable, "-m", "chronorec.cli", "serve", str(text_run), "--dev",
+           "--db", srv.db_url, "--host", "0.0.0.0", "--port", str(port)]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=srv.env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        lines = []
+        for line in proc.stderr:  # until the warning, or the server is up without one
+            lines.append(line)
+            if "warning: --dev" in line or "startup complete" in line:
+                break
+        assert any("warning: --dev with no token on 0.0.0.0" in x for x in lines), lines
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def test_refuses_to_start_without_token(text_run: Path, monkeypatch, capsys) -> None:

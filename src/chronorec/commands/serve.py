@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
+import sys
 
 from chronorec.errors import ConfigError
 
@@ -14,8 +16,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="serve a trained run over HTTP (events in, fresh top-K out)",
         description="Start the FastAPI service for a trained run. Write and admin endpoints need "
         "'Authorization: Bearer <token>' with the token from CHRONOREC_TOKEN; without one the "
-        "server refuses to start unless --dev is given. Other settings come from CHRONOREC_* "
-        "variables (see chronorec.service.settings).",
+        "server refuses to start unless --dev is given. Reads that reveal what users did "
+        "(recommendations, similar items) are open unless a read token is set "
+        "(CHRONOREC_READ_TOKEN or --read-token); the write token is accepted for them too. "
+        "Other settings come from CHRONOREC_* variables (see chronorec.service.settings).",
     )
     p.add_argument("run", help="run directory written by `chronorec train`")
     p.add_argument(
@@ -36,6 +40,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--dev",
         action="store_true",
         help="development mode: start without a token (write endpoints open)",
+    )
+    p.add_argument(
+        "--read-token",
+        default=None,
+        metavar="TOKEN",
+        help="make reads private: recommendations and similar items then need 'Authorization: "
+        "Bearer TOKEN' (or the write token); default: CHRONOREC_READ_TOKEN, else open reads. "
+        "The environment variable keeps the token out of the process list",
     )
     p.add_argument(
         "--exact-max-items",
@@ -66,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         db_url=args.db,
         dev=True if args.dev else None,
+        read_token=args.read_token,
         exact_max_items=args.exact_max_items,
         blend=args.blend,
     )
@@ -77,6 +90,12 @@ def run(args: argparse.Namespace) -> int:
     from chronorec.service.store import open_store
 
     app = create_app(settings)  # refuses to build without a token unless --dev
+    if settings.token is None and not _loopback(args.host):
+        print(
+            f"warning: --dev with no token on {args.host}: anyone who can reach port "
+            f"{args.port} can post events, add items, forget users and reload the model",
+            file=sys.stderr,
+        )
     open_store(settings.db_url).close()  # a bad --db is a clear error here, not a traceback later
     logging.getLogger("chronorec").setLevel(args.log_level.upper())
     uvicorn.run(
@@ -88,3 +107,13 @@ def run(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=10,
     )
     return 0
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` binds to this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False

@@ -92,7 +92,31 @@ def require_token(
         raise HTTPException(403, "invalid token", headers={"WWW-Authenticate": "Bearer"})
 
 
+def require_read_token(
+    request: Request,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
+    """Reads that reveal what users did need the read token (or the write token) once a read
+    token is set; without one they are open."""
+    settings = settings_of(request)
+    if settings.read_token is None:
+        return
+    if creds is None:
+        raise HTTPException(
+            401,
+            "missing 'Authorization: Bearer <token>' header (this server's reads are private)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    given = creds.credentials.encode()
+    ok = secrets.compare_digest(given, settings.read_token.encode())
+    if settings.token is not None:  # both compared, always: no timing tells which matched
+        ok = secrets.compare_digest(given, settings.token.encode()) | ok
+    if not ok:
+        raise HTTPException(403, "invalid token", headers={"WWW-Authenticate": "Bearer"})
+
+
 Auth = [Depends(require_token)]
+ReadAuth = [Depends(require_read_token)]
 
 
 def _events(body: EventIn | EventBatch, settings: ServiceSettings, engine: Engine) -> list[Event]:
@@ -183,6 +207,7 @@ def _check_k(k: int, settings: ServiceSettings) -> None:
 @router.get(
     "/users/{user_id}/recommendations",
     response_model=Recommendations,
+    dependencies=ReadAuth,
     responses=ERRORS,
     tags=["recommendations"],
 )
@@ -210,7 +235,11 @@ def user_recommendations(
 
 
 @router.post(
-    "/recommendations", response_model=Recommendations, responses=ERRORS, tags=["recommendations"]
+    "/recommendations",
+    response_model=Recommendations,
+    dependencies=ReadAuth,
+    responses=ERRORS,
+    tags=["recommendations"],
 )
 def history_recommendations(body: RecommendRequest, request: Request) -> Response:
     """Top-k after an explicit history (an anonymous session); nothing is stored."""
@@ -250,7 +279,11 @@ def post_item(body: ItemIn, request: Request) -> ItemAdded:
 
 
 @router.get(
-    "/items/{item_id}/similar", response_model=Recommendations, responses=ERRORS, tags=["items"]
+    "/items/{item_id}/similar",
+    response_model=Recommendations,
+    dependencies=ReadAuth,
+    responses=ERRORS,
+    tags=["items"],
 )
 def similar_items(
     item_id: Annotated[str, Path(min_length=1, max_length=256)],

@@ -24,6 +24,9 @@ class ServiceSettings:
     dataset: str | None = None  # its event log (default: the path recorded in the run)
     db_url: str = "sqlite:///chronorec-events.db"
     token: str | None = None  # bearer token of the write and admin endpoints
+    # bearer token of the reads that reveal what users did (recommendations, similar items);
+    # None: those reads are open. The write token is accepted for them too.
+    read_token: str | None = None
     dev: bool = False  # allow starting without a token (write endpoints then open)
     max_body_bytes: int = 1_000_000
     max_batch: int = 1000  # events per POST /events
@@ -63,6 +66,8 @@ class ServiceSettings:
             raise ConfigError(f"index_kind {self.index_kind!r} is not one of {INDEX_KINDS}")
         if self.token is not None and not self.token.strip():
             raise ConfigError("the service token is empty")
+        if self.read_token is not None and not self.read_token.strip():
+            raise ConfigError("the service's read token is empty")
         self.blend_weights()  # a bad blend fails at start-up
 
     def blend_weights(self) -> dict[str, float]:
