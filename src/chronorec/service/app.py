@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -72,11 +73,42 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     app.state.reload_lock = threading.Lock()
     app.state.engine = None
     app.include_router(router)
+    _document_open_routes(app, settings)
     _install_error_handlers(app)
     app.add_middleware(
         LimitsAndMetrics, max_body=settings.max_body_bytes, metrics=app.state.metrics
     )
     return app
+
+
+def _document_open_routes(app: FastAPI, settings: ServiceSettings) -> None:
+    """The OpenAPI document as this server runs: a scheme with no token set (the read token by
+    default, the write token under --dev) is open, so its routes list no security and no
+    401/403."""
+    open_schemes = set()
+    if settings.read_token is None:
+        open_schemes.add("ReadToken")
+    if settings.token is None:
+        open_schemes |= {"HTTPBearer", "ReadToken"}
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description,
+                routes=app.routes,
+            )  # fmt: skip
+            for ops in schema.get("paths", {}).values():
+                for op in ops.values():
+                    needs = [r for r in op.get("security", []) if not open_schemes & set(r)]
+                    if needs or "security" not in op:
+                        continue
+                    del op["security"]
+                    for code in ("401", "403"):
+                        op.get("responses", {}).pop(code, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def error(

@@ -27,7 +27,7 @@ import polars as pl
 from chronorec import __version__
 from chronorec.data.dataset import EVENT_SCHEMA, PreparedDataset
 from chronorec.errors import DataError
-from chronorec.service.store import Event, StoredItem, merged_log
+from chronorec.service.store import Event, Forgotten, StoredItem, forgotten_among, merged_log
 
 FOLDED_FILE = "service_events.parquet"  # seq: the store's events folded into the dataset
 
@@ -86,7 +86,7 @@ def collect(
     dataset: PreparedDataset,
     events: Sequence[Event],
     items: Sequence[StoredItem],
-    forgotten: Collection[str] = (),
+    forgotten: Forgotten | Collection[str] = (),
     *,
     at: float | None = None,
 ) -> Collected:
@@ -107,7 +107,11 @@ def collect(
     ids = {row: user for user, row in user_rows.items()}
     # logged events keep their value (a forgotten user's logged events are gone from the log,
     # so a position of theirs that matches is a posted event); posted ones have none
-    gone = [user_rows[u] for u in forgotten if u in user_rows and user_rows[u] <= dataset.n_users]
+    gone = [
+        user_rows[u]
+        for u in forgotten_among(forgotten, user_rows)
+        if user_rows[u] <= dataset.n_users
+    ]
     values = dataset.events.filter(~pl.col("user").is_in(gone)).select("user", "position", "value")
     log = log.join(values, on=["user", "position"], how="left")
     present = log["user"].unique().sort()  # users left without events are dropped

@@ -43,7 +43,14 @@ from chronorec.service.collect import folded
 from chronorec.service.retrieval import Retriever, build_retriever, recall_at_k
 from chronorec.service.settings import ServiceSettings
 from chronorec.service.stepper import RNNStepper, check_stepper
-from chronorec.service.store import Event, EventStore, StoredItem, behaviour_row, merged_log
+from chronorec.service.store import (
+    Event,
+    EventStore,
+    Forgotten,
+    StoredItem,
+    behaviour_row,
+    merged_log,
+)
 from chronorec.training import checkpoint as ckpt
 
 log = logging.getLogger(__name__)
@@ -479,9 +486,16 @@ class Engine:
             self._forget_state(user_id)
         return deleted
 
-    def also_forgotten(self, users: set[str]) -> None:
-        """Users forgotten while this engine was being built (a DELETE racing a reload)."""
-        for user_id in users - self.forgotten:
+    def also_forgotten(self, forgotten: Forgotten) -> None:
+        """Users forgotten while this engine was being built (a DELETE racing a reload): the
+        store names them only by keyed hash, so look for them among the users held here."""
+        new = forgotten - self.forgotten
+        if not len(new):
+            return
+        self.forgotten.digests |= new.digests  # the training log's users, from now on
+        with self._cache_lock:
+            held = set(self._cache)
+        for user_id in new.among(held | set(self._blend_rows)):
             self._forget_state(user_id)
 
     def _forget_state(self, user_id: str) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from chronorec.errors import ConfigError
-from chronorec.service.store import Event, StoredItem
+from chronorec.service.store import Event, Forgotten, StoredItem, new_forget_key
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -30,10 +30,11 @@ CREATE TABLE IF NOT EXISTS events (
     received_at DOUBLE PRECISION NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_user ON events (user_id, ts, seq);
-CREATE TABLE IF NOT EXISTS forgotten_users (
-    user_id TEXT PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS forgotten (
+    user_key TEXT PRIMARY KEY,
     at DOUBLE PRECISION NOT NULL
 );
+CREATE TABLE IF NOT EXISTS store_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
     seq BIGSERIAL PRIMARY KEY,
     item_id TEXT UNIQUE NOT NULL,
@@ -77,6 +78,7 @@ class PostgresEventStore:
                 with conn.transaction():
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
                     conn.execute(SCHEMA)
+                    self._key = _forget_key(conn)
         except psycopg.Error as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(f"{self.url}: cannot open the event database ({reason})") from exc
@@ -125,19 +127,19 @@ class PostgresEventStore:
         with self._pool.connection() as conn, conn.transaction():
             deleted = conn.execute("DELETE FROM events WHERE user_id = %s", (user_id,)).rowcount
             conn.execute(
-                "INSERT INTO forgotten_users (user_id, at) VALUES (%s, %s) "
-                "ON CONFLICT (user_id) DO UPDATE SET at = EXCLUDED.at",
-                (user_id, time.time()),
+                "INSERT INTO forgotten (user_key, at) VALUES (%s, %s) "
+                "ON CONFLICT (user_key) DO UPDATE SET at = EXCLUDED.at",
+                (Forgotten(self._key).digest(user_id), time.time()),
             )
         return int(deleted)
 
-    def forgotten_users(self, since: float | None = None) -> set[str]:
+    def forgotten_users(self, since: float | None = None) -> Forgotten:
         """Users forgotten (last) at or after ``since`` (seconds since the epoch; all: None)."""
         with self._pool.connection() as conn:
             rows = conn.execute(
-                "SELECT user_id FROM forgotten_users WHERE at >= %s", (since or 0.0,)
+                "SELECT user_key FROM forgotten WHERE at >= %s", (since or 0.0,)
             ).fetchall()
-        return {u for (u,) in rows}
+        return Forgotten(self._key, (k for (k,) in rows))
 
     def count_events(self) -> int:
         with self._pool.connection() as conn:
@@ -175,6 +177,27 @@ class PostgresEventStore:
 
     def close(self) -> None:
         self._pool.close()
+
+
+def _forget_key(conn: Any) -> bytes:
+    """The store's key for forgotten ids (made on first use), inside the schema transaction; a
+    store written before the keyed hashes has its plain ``forgotten_users`` hashed and dropped."""
+    conn.execute(
+        "INSERT INTO store_meta (name, value) VALUES ('forget_key', %s) ON CONFLICT DO NOTHING",
+        (new_forget_key(),),
+    )
+    row = conn.execute("SELECT value FROM store_meta WHERE name = 'forget_key'").fetchone()
+    key = bytes.fromhex(row[0])
+    if conn.execute("SELECT to_regclass('forgotten_users')").fetchone()[0] is not None:
+        hashed = Forgotten(key)
+        for user_id, at in conn.execute("SELECT user_id, at FROM forgotten_users").fetchall():
+            conn.execute(
+                "INSERT INTO forgotten (user_key, at) VALUES (%s, %s) ON CONFLICT (user_key) "
+                "DO UPDATE SET at = GREATEST(forgotten.at, EXCLUDED.at)",
+                (hashed.digest(user_id), at),
+            )
+        conn.execute("DROP TABLE forgotten_users")
+    return key
 
 
 def _check_durable(conn: Any, url: str) -> None:

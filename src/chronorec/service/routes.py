@@ -41,6 +41,11 @@ from chronorec.service.store import Event
 log = logging.getLogger(__name__)
 
 bearer = HTTPBearer(auto_error=False, description="the service token (CHRONOREC_TOKEN)")
+read_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ReadToken",
+    description="the read token (CHRONOREC_READ_TOKEN) or the service token; only when set",
+)
 _WHY = {
     400: "the request could not be read (e.g. a bad Content-Length)",
     401: "no bearer token",
@@ -94,7 +99,7 @@ def require_token(
 
 def require_read_token(
     request: Request,
-    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(read_bearer)],
 ) -> None:
     """Reads that reveal what users did need the read token (or the write token) once a read
     token is set; without one they are open."""

@@ -12,11 +12,14 @@ again (the first write wins).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -39,7 +42,8 @@ CREATE TABLE IF NOT EXISTS events (
     received_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_user ON events (user_id, ts, seq);
-CREATE TABLE IF NOT EXISTS forgotten_users (user_id TEXT PRIMARY KEY, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS forgotten (user_key TEXT PRIMARY KEY, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS store_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
     item_id TEXT PRIMARY KEY,
     fields TEXT NOT NULL,
@@ -68,13 +72,48 @@ class StoredItem:
     vector_key: str | None
 
 
+class Forgotten:
+    """The users forgotten with ``DELETE /users/{id}``, kept as keyed hashes (HMAC-SHA256 under
+    the store's own random key, ``store_meta.forget_key``): the store never holds a forgotten
+    id in the clear, and cannot list them. It answers one question, "was this id forgotten?",
+    which is all that forgetting needs. Whoever holds the database holds the key too, so they
+    can still test a guessed id."""
+
+    def __init__(self, key: bytes, digests: Iterable[str] = ()) -> None:
+        self.key = key
+        self.digests = set(digests)
+
+    def digest(self, user_id: str) -> str:
+        return hmac.new(self.key, user_id.encode(), hashlib.sha256).hexdigest()
+
+    def __contains__(self, user_id: object) -> bool:
+        return isinstance(user_id, str) and self.digest(user_id) in self.digests
+
+    def add(self, user_id: str) -> None:
+        self.digests.add(self.digest(user_id))
+
+    def __len__(self) -> int:
+        return len(self.digests)
+
+    def __sub__(self, other: Forgotten) -> Forgotten:
+        return Forgotten(self.key, self.digests - other.digests)
+
+    def among(self, user_ids: Iterable[str]) -> list[str]:
+        """The ids of ``user_ids`` that were forgotten."""
+        return [u for u in user_ids if u in self] if self.digests else []
+
+
+def new_forget_key() -> str:
+    return secrets.token_hex(32)
+
+
 class EventStore(Protocol):
     """What the service needs from a store (SQLite here; another backend implements the same)."""
 
     def add_events(self, events: Sequence[Event]) -> list[bool]: ...
     def user_events(self, user_id: str) -> list[Event]: ...
     def forget_user(self, user_id: str) -> int: ...
-    def forgotten_users(self, since: float | None = None) -> set[str]: ...
+    def forgotten_users(self, since: float | None = None) -> Forgotten: ...
     def iter_events(self) -> Iterator[Event]: ...
     def add_item(self, item: StoredItem) -> bool: ...
     def items(self) -> list[StoredItem]: ...
@@ -112,12 +151,47 @@ class SQLiteEventStore:
             if str(mode).lower() != "wal":
                 raise ConfigError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
             self._writer.executescript(SCHEMA)
+            self._key = self._forget_key()
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"{self.path}: cannot open the event database ({exc})") from exc
+
+    def _forget_key(self) -> bytes:
+        """The store's key for forgotten ids, made on first use; a store written before the
+        keyed hashes has its plain ``forgotten_users`` hashed and dropped, in one transaction."""
+        cur = self._writer.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            cur.execute(
+                "INSERT OR IGNORE INTO store_meta (name, value) VALUES ('forget_key', ?)",
+                (new_forget_key(),),
+            )
+            key = bytes.fromhex(
+                cur.execute("SELECT value FROM store_meta WHERE name = 'forget_key'").fetchone()[0]
+            )
+            old = cur.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'forgotten_users'"
+            ).fetchone()
+            if old is not None:
+                hashed = Forgotten(key)
+                for user_id, at in cur.execute(
+                    "SELECT user_id, at FROM forgotten_users"
+                ).fetchall():
+                    cur.execute(
+                        "INSERT INTO forgotten (user_key, at) VALUES (?, ?) ON CONFLICT "
+                        "(user_key) DO UPDATE SET at = max(at, excluded.at)",
+                        (hashed.digest(user_id), at),
+                    )
+                cur.execute("DROP TABLE forgotten_users")
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return key
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA secure_delete=ON")  # a deleted row's bytes are overwritten
         conn.execute("PRAGMA busy_timeout=5000")
         return conn
 
@@ -179,21 +253,24 @@ class SQLiteEventStore:
                 cur.execute("DELETE FROM events WHERE user_id = ?", (user_id,))
                 deleted = cur.rowcount
                 cur.execute(
-                    "INSERT OR REPLACE INTO forgotten_users (user_id, at) VALUES (?, ?)",
-                    (user_id, time.time()),
+                    "INSERT OR REPLACE INTO forgotten (user_key, at) VALUES (?, ?)",
+                    (Forgotten(self._key).digest(user_id), time.time()),
                 )
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
+            # the WAL still holds the deleted pages' old copies: fold it into the (securely
+            # overwritten) database file and empty it now, not at some later checkpoint
+            self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         return int(deleted)
 
-    def forgotten_users(self, since: float | None = None) -> set[str]:
+    def forgotten_users(self, since: float | None = None) -> Forgotten:
         """Users forgotten (last) at or after ``since`` (seconds since the epoch; all: None)."""
         rows = self._reader().execute(
-            "SELECT user_id FROM forgotten_users WHERE at >= ?", (since or 0.0,)
+            "SELECT user_key FROM forgotten WHERE at >= ?", (since or 0.0,)
         )
-        return {u for (u,) in rows}
+        return Forgotten(self._key, (k for (k,) in rows))
 
     def count_events(self) -> int:
         return int(self._reader().execute("SELECT COUNT(*) FROM events").fetchone()[0])
@@ -248,7 +325,7 @@ def merged_log(
     stored: Sequence[Event],
     item_rows: Mapping[str, int],
     behaviours: Sequence[str],
-    forgotten: Collection[str] = (),
+    forgotten: Forgotten | Collection[str] = (),
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     """The dataset's event log without the ``forgotten`` users' logged events, then the
     ``stored`` events on the catalogue's items (``item_rows``: item id -> row; a forgotten
@@ -263,7 +340,7 @@ def merged_log(
     rows = {
         str(u): int(i) for i, u in zip(dataset.users["user"], dataset.users["user_id"], strict=True)
     }
-    gone = [rows[u] for u in forgotten if u in rows]
+    gone = [rows[u] for u in forgotten_among(forgotten, rows)]
     if gone:
         base = base.filter(~pl.col("user").is_in(gone))
     kept = [e for e in stored if e.item_id in item_rows]
@@ -296,3 +373,10 @@ def merged_log(
         .cast(dict(base.schema))  # type: ignore[arg-type]
     )
     return pl.concat([base, posted]).sort(["user", "position"]), rows
+
+
+def forgotten_among(forgotten: Forgotten | Collection[str], user_ids: Iterable[str]) -> list[str]:
+    """The ids of ``user_ids`` in ``forgotten`` (keyed hashes, or plain ids)."""
+    if isinstance(forgotten, Forgotten):
+        return forgotten.among(user_ids)
+    return [u for u in user_ids if u in forgotten]
