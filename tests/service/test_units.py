@@ -903,3 +903,32 @@ def test_a_cached_user_state_costs_at_most_8_kb(dataset_dir: Path, tmp_path: Pat
             state = engine.user_state(user)
             assert state.n_events > 0
             assert state.nbytes() <= 8192, (user, state.nbytes())
+
+
+@pytest.mark.parametrize("clock", ["auto", "log", "wall"])
+def test_the_clock_dates_an_event_posted_without_a_timestamp(
+    text_run: Path, tmp_path: Path, clock: str
+) -> None:
+    """The two-shop log ends in 2020: on "auto" (a replay) and "log" a posted event is dated at
+    the newest known timestamp, so it does not jump years ahead of the log; on "wall" it is
+    dated by the server's clock. An explicit later timestamp moves the log clock on."""
+    newest = int(two_shop_dataset().events["timestamp"].max())
+    settings = ServiceSettings(
+        run_dir=str(text_run), db_url=f"sqlite:///{tmp_path}/e.db", token=TOKEN, clock=clock
+    )
+    with TestClient(create_app(settings)) as c:
+        engine = c.app.state.engine  # type: ignore[attr-defined]
+        want = "wall" if clock == "wall" else "log"
+        assert c.get("/ready").json()["clock"] == want
+        before = int(time.time())
+        c.post("/events", json={"user_id": "u1", "item_id": "i2"}, headers=AUTH)
+        c.post("/events", json={"user_id": "u1", "item_id": "i3", "timestamp": newest + 60},
+               headers=AUTH)  # fmt: skip
+        c.post("/events", json={"user_id": "u2", "item_id": "i4"}, headers=AUTH)
+        dated = {e.item_id: e.ts for u in ("u1", "u2") for e in engine.store.user_events(u)}
+        if want == "log":
+            assert dated == {"i2": newest, "i3": newest + 60, "i4": newest + 60}
+        else:
+            assert dated["i2"] >= before and dated["i4"] >= before
+    with pytest.raises(ConfigError, match="clock 'lunar'"):
+        ServiceSettings(run_dir=str(text_run), token=TOKEN, clock="lunar")

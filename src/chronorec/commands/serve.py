@@ -50,6 +50,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "The environment variable keeps the token out of the process list",
     )
     p.add_argument(
+        "--clock",
+        choices=["auto", "wall", "log"],
+        default=None,
+        help="the time of an event posted without a timestamp: 'wall' (the server's clock), "
+        "'log' (the newest timestamp known, for a past log replayed) or 'auto' (the default, "
+        "or CHRONOREC_CLOCK): 'log' when the newest logged event is over 30 days old",
+    )
+    p.add_argument(
         "--exact-max-items",
         type=int,
         default=None,
@@ -79,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         db_url=args.db,
         dev=True if args.dev else None,
         read_token=args.read_token,
+        clock=args.clock,
         exact_max_items=args.exact_max_items,
         blend=args.blend,
     )

@@ -60,6 +60,8 @@ RRF_K = 60  # reciprocal-rank fusion constant (Cormack et al.)
 # ones, which a request may exclude) are kept per state for up to BLEND_CACHE_USERS states.
 BLEND_TOP = 200
 BLEND_CACHE_USERS = 10_000
+# on the "auto" clock, a log whose newest event is older than this is a replay: see Engine.now
+REPLAY_AFTER_S = 30 * 86_400
 
 
 class ServiceError(Exception):
@@ -237,6 +239,7 @@ class Engine:
         )
         self._bootstrap_popularity(stored)
         self.index_recall = self._measure_recall()
+        self.clock, self._latest = self._choose_clock(stored)
 
     # ------------------------------------------------------------------ building
 
@@ -287,6 +290,26 @@ class Engine:
             else:
                 vector = self.encoder.encode_item({"item_id": item.item_id, **item.fields})
             self._append_item(item.item_id, _display_name(item.item_id, item.fields), vector)
+
+    def _choose_clock(self, stored: Sequence[Event]) -> tuple[str, int]:
+        """The clock mode (``settings.clock``, "auto" resolved) and the newest timestamp known:
+        the log's, then the stored events'."""
+        latest = max((e.ts for e in stored), default=0)
+        if self._base is not None and self._base.timestamps.size:
+            latest = max(latest, int(self._base.timestamps.max()))
+        mode = self.settings.clock
+        if mode == "auto":
+            mode = "log" if latest < now_seconds() - REPLAY_AFTER_S else "wall"
+        return mode, latest
+
+    def now(self) -> int:
+        """The timestamp of an event posted without one: the server's clock, or on the log
+        clock the newest timestamp known (so that a replayed log's posted events sit at its
+        end, not decades after it)."""
+        if self.clock == "wall":
+            return now_seconds()
+        with self._pop_lock:
+            return self._latest
 
     def _bootstrap_popularity(self, stored_events: list[Event]) -> None:
         rows: list[np.ndarray] = []
@@ -472,6 +495,7 @@ class Engine:
         if not events:
             return
         with self._pop_lock:
+            self._latest = max(self._latest, max(e.ts for e in events))
             for e in events:
                 row, ts = self.index[e.item_id], e.ts
                 if ts > self._pop_t:

@@ -144,7 +144,8 @@ def _events(body: EventIn | EventBatch, settings: ServiceSettings, engine: Engin
                 f"seconds after the server's clock ({now})",
             )
         behaviour = (e.behaviour or engine.behaviours[0]).lower()
-        events.append(Event(e.user_id, e.item_id, behaviour, now if ts is None else ts, e.event_id))
+        when = engine.now() if ts is None else ts
+        events.append(Event(e.user_id, e.item_id, behaviour, when, e.event_id))
     return events
 
 
@@ -374,6 +375,7 @@ def ready(request: Request, response: Response) -> Ready:
         index_recall_at_10=engine.index_recall,
         blend=engine.blend_weights or None,
         learned_blend=None if engine.learned is None else engine.learned.baselines,
+        clock="log" if engine.clock == "log" else "wall",
         fine_tuned=len(rounds),
         fine_tuned_at=rounds[-1].get("at") if rounds else None,
     )

@@ -186,6 +186,9 @@ class Ready(BaseModel):
     blend: dict[str, float] | None = None  # baseline weights blended into the model's ranking
     # the baselines of a learned blend (a re-ranker over them and the model), when it ranks
     learned_blend: list[str] | None = None
+    # what an event posted without a timestamp is dated: "wall" (the server's clock) or "log"
+    # (the newest timestamp known, for a past log replayed)
+    clock: Literal["wall", "log"] | None = None
     fine_tuned: int = 0  # rounds of `chronorec finetune` behind the served weights
     fine_tuned_at: str | None = None  # when the last one finished (ISO 8601, UTC)
 

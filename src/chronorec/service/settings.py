@@ -16,6 +16,7 @@ from chronorec.errors import ConfigError
 
 ENV_PREFIX = "CHRONOREC_"
 INDEX_KINDS = ("ivf", "hnsw")
+CLOCKS = ("auto", "wall", "log")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,11 @@ class ServiceSettings:
     cache_users: int = 100_000  # user states kept in memory
     blend_events: int = 3  # events after which a new user is served by the model alone
     popularity_half_life_days: float = 7.0
+    # what "now" is for an event posted without a timestamp: "wall" (the server's clock),
+    # "log" (the newest timestamp the service knows: its log's, then every event posted), or
+    # "auto": "log" when the newest logged event is more than a month before the wall clock
+    # (a past log replayed), else "wall"
+    clock: str = "auto"
     threads: int = 1  # torch threads per request (requests already run concurrently)
     # baselines blended into the model's ranking, "NAME=WEIGHT,..." as `chronorec recommend
     # --weights` takes them; "" = the run's saved blend (RUN/blend.json) if any, "none" = none
@@ -62,6 +68,8 @@ class ServiceSettings:
             raise ConfigError("service settings blend_events and exact_max_items must be >= 0")
         if self.max_future_s < 0 or self.popularity_half_life_days <= 0:
             raise ConfigError("max_future_s must be >= 0 and popularity_half_life_days > 0")
+        if self.clock not in CLOCKS:
+            raise ConfigError(f"clock {self.clock!r} is not one of {CLOCKS}")
         if self.index_kind not in INDEX_KINDS:
             raise ConfigError(f"index_kind {self.index_kind!r} is not one of {INDEX_KINDS}")
         if self.token is not None and not self.token.strip():
