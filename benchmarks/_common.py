@@ -1,7 +1,9 @@
-"""Shared helpers for benchmark scripts: machine description and appending to BENCHMARKS.md."""
+"""Shared helpers for benchmark scripts: the machine, and appending raw results as JSON lines
+under ``benchmarks/results/`` (BENCHMARKS.md is curated from them)."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -12,6 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
+RESULTS = ROOT / "benchmarks" / "results"
 
 
 def machine() -> str:
@@ -74,3 +77,25 @@ def append_report(title: str, table: str, notes: str = "") -> None:
     with BENCHMARKS_MD.open("a") as fh:
         fh.write(section)
     print(section)
+
+
+def command_line() -> str:
+    return "python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
+
+
+def append_results(name: str, rows: list[dict[str, object]], **context: object) -> Path:
+    """Append ``rows`` to ``benchmarks/results/<name>.jsonl``, one JSON object a line, each
+    with the date, machine, command and git revision (and ``context``) it was measured with."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.jsonl"
+    stamp = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": machine(),
+        "command": command_line(),
+        "revision": STARTED_AT_REVISION,
+        **context,
+    }
+    with path.open("a") as fh:
+        for row in rows:
+            fh.write(json.dumps({**stamp, **row}, default=str) + "\n")
+    return path
