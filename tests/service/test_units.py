@@ -932,3 +932,53 @@ def test_the_clock_dates_an_event_posted_without_a_timestamp(
             assert dated["i2"] >= before and dated["i4"] >= before
     with pytest.raises(ConfigError, match="clock 'lunar'"):
         ServiceSettings(run_dir=str(text_run), token=TOKEN, clock="lunar")
+
+
+@pytest.mark.parametrize("name", ["gru", "lstm"])
+def test_a_repeat_rnn_steps_its_state_on_a_write_and_serves_the_offline_scores(
+    dataset_dir: Path, tmp_path: Path, name: str
+) -> None:
+    """An RNN with the repeat term advances a cached state one step per event (no forward
+    pass over the window) and its repeat term from the state's window: the stepped state
+    equals the recomputed one, and the served scores equal offline recommend."""
+    rec = fit_tiny(dataset_dir, name, repeat=True, repeat_visits=True)
+    assert rec.model is not None and rec.model.repeat is not None
+    rec.model.repeat.set_weights(torch.linspace(3.0, -3.0, rec.model.repeat.n_buckets))
+    with serve(rec, tmp_path) as c:
+        engine = c.app.state.engine  # type: ignore[attr-defined]
+        assert engine._stepper is not None
+        for user in ("u3", "fresh"):
+            c.get(f"/users/{user}/recommendations")
+            for i, item in enumerate(("i2", "i7", "i2")):
+                event = {"user_id": user, "item_id": item, "timestamp": 1_700_000_000 + i // 2}
+                assert c.post("/events", json=event, headers=AUTH).status_code == 201
+            stepped, fresh = engine.user_state(user), engine._compute_state(user)
+            torch.testing.assert_close(stepped.hidden, fresh.hidden, atol=1e-5, rtol=1e-5)
+            assert stepped.repeat is not None and fresh.repeat is not None
+            np.testing.assert_array_equal(stepped.repeat[0], fresh.repeat[0])
+            np.testing.assert_allclose(stepped.repeat[1], fresh.repeat[1], atol=1e-5)
+        # the new user's three writes were steps, not recomputations (u3's log fills max_len 8,
+        # so theirs are recomputed)
+        assert engine.state_steps >= 3
+        posted = [("i2", None, 1_700_000_000), ("i7", None, 1_700_000_000)]
+        history = user_history_events(dataset_dir, "u3") + posted + [("i2", None, 1_700_000_001)]
+        got = c.get("/users/u3/recommendations?k=6&exclude_seen=false").json()["items"]
+        body = {"history": [{"item_id": i, "behaviour": b, "timestamp": t} for i, b, t in history],
+                "k": 6, "exclude_seen": False}  # fmt: skip
+        want = c.post("/recommendations", json=body).json()["items"]  # recomputed from scratch
+        assert [x["item_id"] for x in got] == [x["item_id"] for x in want]
+        np.testing.assert_allclose([x["score"] for x in got], [x["score"] for x in want], atol=1e-4)
+
+
+def user_history_events(dataset_dir: Path, user_id: str) -> list[tuple[str, str | None, int]]:
+    from chronorec import load_prepared
+
+    ds = load_prepared(dataset_dir)
+    user = ds.users.filter(pl.col("user_id") == user_id)["user"][0]
+    ev = ds.events.filter(pl.col("user") == user).sort("position")
+    ids = ds.item_ids()
+    names = ds.behaviours
+    return [
+        (ids[i - 1], names[b - 1], int(t))
+        for i, b, t in zip(ev["item"], ev["behaviour"], ev["timestamp"], strict=True)
+    ]

@@ -193,9 +193,7 @@ class Engine:
         self.cache_hits = 0
         self.cache_misses = 0
         self.state_steps = 0
-        stepper = RNNStepper.for_model(self.model)
-        if self.model.repeat is not None:
-            stepper = None  # the repeat term needs the window: recompute the state on read
+        stepper = RNNStepper.for_model(self.model)  # the repeat term reads the state's window
         self._stepper = (
             stepper if stepper is not None and check_stepper(stepper, raw, self.max_len) else None
         )
@@ -472,6 +470,11 @@ class Engine:
         hidden, carry = self._stepper.run(
             self._stepper.inputs(raw, rows, behs, ts, prev), state.carry
         )
+        window = (
+            np.concatenate([state.window[0], rows])[-self.max_len :],
+            np.concatenate([state.window[1], behs])[-self.max_len :],
+            np.concatenate([state.window[2], ts])[-self.max_len :],
+        )
         new = UserState(
             hidden,
             self._query(hidden, int(rows[-1])),
@@ -480,11 +483,8 @@ class Engine:
             int(ts[-1]),
             carry,
             True,
-            window=(
-                np.concatenate([state.window[0], rows])[-self.max_len :],
-                np.concatenate([state.window[1], behs])[-self.max_len :],
-                np.concatenate([state.window[2], ts])[-self.max_len :],
-            ),
+            self._repeat(window),
+            window,
         )
         with self._cache_lock:
             self._cache[user_id] = new
@@ -619,7 +619,9 @@ class Engine:
         if self._stepper is not None and n <= L:
             hidden, carry = self._stepper.run(self._stepper.inputs(raw, items, behs, ts))
             query = self._query(hidden, int(items[-1]))
-            return UserState(hidden, query, seen, n, int(ts[-1]), carry, True, window=window)
+            return UserState(
+                hidden, query, seen, n, int(ts[-1]), carry, True, self._repeat(window), window
+            )
         batch = np.zeros((3, 1, L), dtype=np.int64)  # items, behaviours, timestamps; left-padded
         batch[0, 0, -m:] = items[-m:]
         batch[1, 0, -m:] = behs[-m:]
@@ -627,16 +629,28 @@ class Engine:
         t = torch.from_numpy(batch)
         # a copy: a view would keep the whole (1, L, D) output alive in the cache
         hidden = self.model(t[0], t[1], t[2], raw, last_only=True)[0, -1].clone()  # (D,)
-        repeat = None
-        last = self.model.repeat_last(t[0], t[1], t[2])  # sparse: covers posted rows too
-        if last is not None:
-            cols, weights = last.cols[0].numpy(), last.weights[0].numpy()
-            real = cols > 0
-            rows, slot = np.unique(cols[real], return_inverse=True)
-            bonus = np.bincount(slot, weights=weights[real], minlength=len(rows))
-            repeat = (rows, bonus.astype(np.float32))
         query = self._query(hidden, int(items[-1]))
-        return UserState(hidden, query, seen, n, int(ts[-1]), repeat=repeat, window=window)
+        return UserState(
+            hidden, query, seen, n, int(ts[-1]), repeat=self._repeat(window), window=window
+        )
+
+    @torch.no_grad()
+    def _repeat(
+        self, window: tuple[np.ndarray, np.ndarray, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The repeat term after a window (items, behaviours, timestamps), unpadded: the
+        window's distinct rows and their bonus, or None when the model has none. It reads the
+        window alone, never the catalogue (a posted row is covered) nor the sequence model, so
+        a stepped state gets it without a forward pass."""
+        t = [torch.from_numpy(np.ascontiguousarray(part, dtype=np.int64))[None] for part in window]
+        last = self.model.repeat_last(t[0], t[1], t[2])  # sparse (1, m)
+        if last is None:
+            return None
+        cols, weights = last.cols[0].numpy(), last.weights[0].numpy()
+        real = cols > 0
+        rows, slot = np.unique(cols[real], return_inverse=True)
+        bonus = np.bincount(slot, weights=weights[real], minlength=len(rows))
+        return rows, bonus.astype(np.float32)
 
     @torch.no_grad()
     def _query(self, hidden: torch.Tensor, last: int) -> torch.Tensor:
