@@ -34,8 +34,6 @@ from _common import DATASETS, append_report, markdown_table  # noqa: E402
 
 from chronorec.config import RunConfig, load_config  # noqa: E402
 from chronorec.errors import ChronorecError  # noqa: E402
-from chronorec.evaluation.evaluator import EvalResult  # noqa: E402
-from chronorec.evaluation.metrics import ndcg  # noqa: E402
 from chronorec.recommender import Recommender, make_split  # noqa: E402
 from chronorec.report import RECENT_DAYS  # noqa: E402  (the same window as the report's)
 from chronorec.training.checkpoint import CONFIG_FILE, METRICS_FILE  # noqa: E402
@@ -142,8 +140,6 @@ def run_one(
             f"the test cut in {refit['minutes']:.1f} min (in wall minutes); test {metric} "
             f"{test.metrics[metric]:.4f} with the refit weights, {first:.4f} with the first."
         )
-    if dataset == "ml-1m":
-        detail["note"] = f"{detail.get('note', '')} {ml1m_penultimate_note(rec, test)}".strip()
     if cfg.data.cold_fraction > 0 and "cold" in test.slices:
         cold, warm = test.slices["cold"], test.slices.get("warm", {})
         detail["cold_warm"] = [cold["ndcg@10"], warm.get("ndcg@10", float("nan"))]
@@ -306,26 +302,6 @@ def baseline_metrics(data: Path, cfg: RunConfig) -> dict[str, dict]:
                 max_len=window, train=known,
             ).metrics  # fmt: skip
     return out
-
-
-def ml1m_penultimate_note(rec: Recommender, test: EvalResult) -> str:
-    """Test NDCG@10 of the users whose rebuilt ML-1M history lacks its second-to-last item (see
-    ../shared/datasets/README.md) next to the users whose history is exact."""
-    listed = DATASETS / "ml-1m" / "users_missing_penultimate_item.txt"
-    if not listed.is_file():
-        return ""
-    missing = set(listed.read_text().split())
-    ds = rec.dataset
-    assert ds is not None
-    names = dict(zip(ds.users["user"].to_list(), ds.users["user_id"].to_list(), strict=True))
-    users = make_split(ds, rec.config).targets("test")["user"].to_numpy()
-    flag = np.array([names[u] in missing for u in users])
-    gains = ndcg(test.ranks, 10)  # one target per user under leave-one-out
-    return (
-        f"test NDCG@10 {gains[~flag].mean():.4f} on the {int((~flag).sum())} users with exact "
-        f"histories, {gains[flag].mean():.4f} on the {int(flag.sum())} users missing their "
-        "second-to-last item."
-    )
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ CASES = {
             "--items",
             f"{D}/ml-1m/item_text.tsv",
         ],
-        (6040, 3416, 997588),
+        (6040, 3416, 999611),
         {},
     ),
     "ml-100k": (["--format", "movielens", "--events", f"{D}/ml-100k"], (943, 1682, 100000), {}),
@@ -36,6 +36,11 @@ CASES = {
             f"{D}/amazon-scientific/Scientific.item.json",
         ],
         (8317, 4344, 58492),
+        {},
+    ),
+    "amazon-toys": (
+        ["--format", "sasrec-txt", "--events", f"{D}/amazon-toys-2014/toys.txt"],
+        (19412, 11924, 167597),
         {},
     ),
     "taobao": (
