@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from chronorec.blend import LEARNED_FILE, Ensemble, fit_learned, save_blend
 from chronorec.cli import main
-from chronorec.ensemble import Ensemble, save_blend
 from chronorec.report import BLEND_ROW, SECTIONS
-from chronorec.rerank import LEARNED_FILE, fit_learned
 
 
 def _check_report(path: Path) -> None:
@@ -101,8 +100,8 @@ def test_report_command_for_a_saved_run(demo_dir: Path, tmp_path: Path, capsys) 
 def test_the_blend_row_and_examples_come_from_the_tuned_blend(successor) -> None:
     # item i is always followed by i + 1: transitions are perfect, a barely trained run is not;
     # the weight search on validation finds that and the blend ranks the examples
+    from chronorec.blend import Ensemble
     from chronorec.config import ModelConfig, RunConfig, TrainConfig
-    from chronorec.ensemble import Ensemble
     from chronorec.recommender import Recommender
     from chronorec.report import collect_report_data
 

@@ -13,12 +13,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from chronorec.blend import BLEND_FILE, save_blend
 from chronorec.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from chronorec.data.bundled import bundled_path
 from chronorec.data.dataset import PreparedDataset, load_prepared
 from chronorec.data.prepare import PrepareOptions, prepare
 from chronorec.data.readers import read
-from chronorec.ensemble import BLEND_FILE, save_blend
 from chronorec.recommender import Recommender, build_text_vectors
 from chronorec.report import ReportData, collect_report_data, write_report
 from chronorec.training import checkpoint as ckpt

@@ -56,7 +56,7 @@ def make_split(dataset: PreparedDataset, cfg: RunConfig, *, earlier: int = 0) ->
     ``earlier=k`` moves it ``k`` validation windows back — the validation targets become each
     user's (k + 2)-th last event (leave-one-out), or the events ``k`` validation windows before
     the validation window (temporal) — with ``train`` every event before them: more windows to
-    train a learned blend on (:func:`chronorec.rerank.fit_learned`). Its targets' history
+    train a learned blend on (:func:`chronorec.blend.fit_learned`). Its targets' history
     lengths index the full log, as the split's own do."""
     if earlier < 0:
         raise ValueError(f"earlier must be >= 0, not {earlier}")

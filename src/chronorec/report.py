@@ -23,11 +23,10 @@ import numpy as np
 import polars as pl
 import torch
 
+from chronorec.blend import Ensemble, LearnedBlend
 from chronorec.data.dataset import PreparedDataset
 from chronorec.data.splits import Split
-from chronorec.ensemble import Ensemble
 from chronorec.recommender import Recommender, make_split
-from chronorec.rerank import LearnedBlend
 
 SECTIONS = (
     "summary",
@@ -155,7 +154,8 @@ BLEND_ROW = "model + baselines"  # results key of the model blended with baselin
 def _evaluate_all(
     rec: Recommender, ds: PreparedDataset, split: Split, vectors: np.ndarray | None
 ) -> dict[str, dict[str, Any]]:
-    from chronorec.evaluation import evaluate, fit_baselines
+    from chronorec.blend import fit_baselines
+    from chronorec.evaluation import evaluate
 
     exclude = rec.config.data.exclude_history
     results = {"model": rec.evaluate("test").to_dict()}
@@ -424,7 +424,7 @@ def report_for_run(
     """Write ``report.html`` for a saved run; ``dataset`` defaults to the one it was trained on;
     ``blend`` as in :func:`collect_report_data`; without it the run's saved blend
     (``RUN/blend.json``), if any and ``saved``, gets the blended row."""
-    from chronorec.ensemble import read_learned, saved_blend
+    from chronorec.blend import read_learned, saved_blend
     from chronorec.recommender import build_text_vectors
     from chronorec.training import checkpoint as ckpt
 

@@ -14,9 +14,9 @@ import torch
 from fastapi.testclient import TestClient
 from helpers import TOKEN, two_shop_dataset, write_tiny_bert
 
+from chronorec.blend import Ensemble, read_learned, save_blend
 from chronorec.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from chronorec.data.sequences import HistoryBatch
-from chronorec.ensemble import Ensemble, read_learned, save_blend
 from chronorec.errors import ConfigError
 from chronorec.recommender import Recommender
 from chronorec.service import ServiceSettings, create_app
@@ -606,7 +606,7 @@ def test_a_saved_learned_blend_is_served_as_offline(dataset_dir: Path, tmp_path:
     """A run's learned blend (``evaluate --learned --save-blend``) ranks the service's lists as
     ``chronorec recommend`` ranks with it (posted events reach it by the same path as the
     linear blend's, tested above)."""
-    from chronorec.rerank import fit_learned
+    from chronorec.blend import fit_learned
 
     rec = fit_tiny(dataset_dir, "gru")
     run = rec.save(tmp_path / "run")

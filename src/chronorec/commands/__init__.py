@@ -62,8 +62,7 @@ def load_with_dataset(run: Path, data: Path | None) -> Recommender:
 def write_derived_run(out: Path, rec: Recommender, source: Path) -> None:
     """Save ``rec``, a run made from the run ``source``, to ``out`` whole or not at all, with
     ``source``'s saved blend (linear or learned) going along."""
-    from chronorec.ensemble import BLEND_FILE
-    from chronorec.rerank import LEARNED_FILE
+    from chronorec.blend import BLEND_FILE, LEARNED_FILE
 
     def write(tmp: Path) -> None:
         rec.save(tmp)

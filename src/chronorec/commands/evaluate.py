@@ -61,8 +61,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="with --blend NAMES: instead of one weight per baseline, train a learned blend on "
         "the valid split — a LightGBM re-ranker over each history's candidates, with every "
         "term's score and rank, the history's counts and recency and the item's repurchase "
-        "statistics as features (chronorec.rerank); prints its out-of-fold validation figure "
-        "next to the runs alone",
+        "statistics as features (chronorec.blend.learned); prints its out-of-fold validation "
+        "figure next to the runs alone",
     )
     p.add_argument(
         "--learned-windows",
@@ -72,7 +72,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="with --learned: train on the validation window and N - 1 earlier ones (each "
         "user's earlier events under leave-one-out, earlier windows of the temporal split), "
         "with the runs' features missing where the runs were trained on the targets "
-        "(default: 6, chronorec.rerank.WINDOWS)",
+        "(default: 6, chronorec.blend.WINDOWS)",
     )
     p.add_argument(
         "--threads",
@@ -93,17 +93,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from chronorec.ensemble import (
+    from chronorec.blend import (
         BLEND_FILE,
+        WINDOWS,
         Ensemble,
+        LearnedBlend,
         blend_names,
+        fit_learned,
         read_blend,
         read_learned,
         resolve_blend,
         save_blend,
     )
     from chronorec.recommender import Recommender
-    from chronorec.rerank import WINDOWS, LearnedBlend, fit_learned
 
     if args.threads is not None:
         import torch
@@ -239,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
 def _behaviour_auc(scorer: Any, split: str) -> dict[str, float]:
     """For one run with a behaviour head: the AUC of P(b | history, item) telling the split's
     targets of each behaviour b from the others, where the split has both kinds."""
-    from chronorec.ensemble import Ensemble
+    from chronorec.blend import Ensemble
     from chronorec.recommender import Recommender
 
     if isinstance(scorer, Ensemble) and len(scorer.members) == 1:  # a blend: the run's head

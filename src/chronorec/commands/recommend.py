@@ -52,7 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from chronorec.ensemble import BLEND_FILE, Ensemble, resolve_blend, resolve_learned
+    from chronorec.blend import BLEND_FILE, Ensemble, resolve_blend, resolve_learned
     from chronorec.recommender import Recommender
 
     if args.k < 1:

@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from chronorec.ensemble import blend_names
+    from chronorec.blend import blend_names
     from chronorec.report import report_for_run  # torch: only when the command runs
 
     blend, off = blend_names(args.blend)

@@ -1,15 +1,6 @@
-"""Honest offline evaluation: ranking metrics, the full-ranking evaluator, baselines, the
-cold-start protocol and result tables."""
+"""Honest offline evaluation: ranking metrics, the full-ranking evaluator, the cold-start
+protocol and result tables. The baselines it compares against are :mod:`chronorec.blend`'s."""
 
-from chronorec.evaluation.baselines import (
-    ItemTransitions,
-    MostPopular,
-    RepeatFrequency,
-    SequentialRidge,
-    TextKNN,
-    UserKNN,
-    fit_baselines,
-)
 from chronorec.evaluation.coldstart import cold_start_split, drop_items, select_cold_items
 from chronorec.evaluation.evaluator import (
     EvalResult,
@@ -23,19 +14,12 @@ from chronorec.evaluation.report import markdown_table, results_table, slices_ta
 
 __all__ = [
     "EvalResult",
-    "ItemTransitions",
-    "MostPopular",
-    "RepeatFrequency",
     "Scorer",
-    "SequentialRidge",
-    "TextKNN",
-    "UserKNN",
     "cold_start_split",
     "compute_metrics",
     "drop_items",
     "evaluate",
     "evaluate_many",
-    "fit_baselines",
     "hit_rate",
     "markdown_table",
     "mrr",

@@ -9,11 +9,11 @@ An :class:`Engine` is immutable from the outside except for appended items and c
 in flight finish on the engine they started with.
 
 With the ``blend`` setting the model's scores over the whole catalogue are z-scored and blended
-with baselines (:class:`~chronorec.ensemble.Ensemble` with ``fit_on="all"``, as ``chronorec
+with baselines (:class:`~chronorec.blend.Ensemble` with ``fit_on="all"``, as ``chronorec
 recommend --weights`` ranks): their item-side statistics (popularity, transitions, the
 neighbours of user-KNN) are fitted when the engine is built, on the run's event log and the
 events posted so far (:meth:`Engine._blend_log`), and read the user's live window (the same last
-``max_len`` events) on every request. A run's saved learned blend (:mod:`chronorec.rerank`)
+``max_len`` events) on every request. A run's saved learned blend (:mod:`chronorec.blend.learned`)
 ranks the same terms by its trees instead of their weighted sum.
 """
 
@@ -35,8 +35,8 @@ import numpy as np
 import polars as pl
 import torch
 
+from chronorec.blend import Ensemble, standardise
 from chronorec.data.sequences import EventArrays, HistoryBatch
-from chronorec.ensemble import Ensemble, standardise
 from chronorec.errors import ConfigError
 from chronorec.recommender import Recommender
 from chronorec.service.collect import folded

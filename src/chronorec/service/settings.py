@@ -82,14 +82,14 @@ class ServiceSettings:
         """The blend to serve: ``blend`` ("NAME=W,..."; "none": the model alone), or when it is
         empty the run's saved one (``RUN/blend.json``, from ``chronorec demo`` or ``chronorec
         evaluate --save-blend``), else none."""
-        from chronorec.ensemble import resolve_blend
+        from chronorec.blend import resolve_blend
 
         return resolve_blend(self.blend, self.run_dir, "blend (--blend or CHRONOREC_BLEND)")
 
     def learned_blend(self) -> Any:
         """The run's saved learned blend (``chronorec evaluate --learned --save-blend``) when
         ``blend`` is empty, else None."""
-        from chronorec.ensemble import resolve_learned
+        from chronorec.blend import resolve_learned
 
         return resolve_learned(self.blend, self.run_dir)
 

@@ -1,5 +1,6 @@
-"""The learned blend (chronorec.rerank): its features by hand, that it learns on the validation
-split what helps on test, and that a saved one is what evaluate and recommend rank with."""
+"""The learned blend (chronorec.blend.learned): its features by hand, that it learns on the
+validation split what helps on test, and that a saved one is what evaluate and recommend rank
+with."""
 
 from __future__ import annotations
 
@@ -11,27 +12,25 @@ import polars as pl
 import pytest
 import torch
 
-from chronorec.cli import main
-from chronorec.config import DataConfig, RunConfig
-from chronorec.data.sequences import HistoryBatch
-from chronorec.data.splits import temporal_split
-from chronorec.ensemble import Ensemble, read_learned, save_blend
-from chronorec.errors import ConfigError
-from chronorec.recommender import make_split
-from chronorec.rerank import (
+from chronorec.blend import Ensemble, fit_learned, read_learned, save_blend
+from chronorec.blend.learned import (
     ITEM_FEATURES,
     LEARNED_FILE,
     OBJECTIVES,
     ItemStats,
     LearnedBlend,
-    _Collect,
     _ranks,
     candidate_features,
     feature_names,
-    fit_learned,
 )
-
-from .helpers import make_events, weak_run
+from chronorec.blend.learned_fit import _Collect
+from chronorec.cli import main
+from chronorec.config import DataConfig, RunConfig
+from chronorec.data.sequences import HistoryBatch
+from chronorec.data.splits import temporal_split
+from chronorec.errors import ConfigError
+from chronorec.recommender import make_split
+from tests.evaluation.helpers import make_events, weak_run
 
 DAY = 86_400
 

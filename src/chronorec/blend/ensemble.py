@@ -6,10 +6,11 @@ Each run scores the whole catalogue after a history; the scores are standardised
 temperature, LSTM or transformer — weigh the same) and averaged. On ML-1M the mean of three LSTM
 seeds ranks better than any one of them (BENCHMARKS.md).
 
-A *blend* adds baselines (:data:`BLEND_BASELINES`), each with a weight: ``score = mean of the
-runs' z-scores + sum of weight * baseline z-scores``. A baseline is fitted on what is known
-before the targets it scores: the training split for validation, every event before the test cut
-for the test split (:meth:`Split.known`), every event for recommendations with ``fit_on="all"``.
+A *blend* adds baselines (:data:`~chronorec.blend.registry.BLEND_BASELINES`), each with a
+weight: ``score = mean of the runs' z-scores + sum of weight * baseline z-scores``. A baseline
+is fitted on what is known before the targets it scores: the training split for validation,
+every event before the test cut for the test split (:meth:`Split.known`), every event for
+recommendations with ``fit_on="all"``.
 Count-based baselines (popularity, repeat counts, transitions) are put on a log scale first. The
 weights are tuned on the validation split (:meth:`Ensemble.tune`, a coordinate search over a
 grid), never on the split they are reported on.
@@ -28,202 +29,26 @@ import numpy as np
 import polars as pl
 import torch
 
+from chronorec.blend.files import check_weights
+from chronorec.blend.learned import ItemStats, LearnedBlend
+from chronorec.blend.linear import (
+    LINEAR,
+    _baseline_z,
+    _known_only,
+    _window,
+    standardise,
+    with_linear,
+)
+from chronorec.blend.registry import make_baseline
 from chronorec.data.sequences import EventArrays, HistoryBatch
 from chronorec.data.splits import Split
 from chronorec.errors import ConfigError
 from chronorec.recommender import Recommender, build_text_vectors, cold_items, make_split
-from chronorec.rerank import LEARNED_FILE, LINEAR, ItemStats, LearnedBlend, with_linear
 
 log = logging.getLogger(__name__)
 
-BLEND_BASELINES = (
-    "popular", "popular-recent", "repeat", "repeat-recent", "transitions", "user-knn", "ridge",
-    "text-knn",
-)  # fmt: skip
-# counts (or decayed counts): log1p, then z
-LOG_SCALED = ("popular", "popular-recent", "repeat", "repeat-recent", "transitions")
-RECENT_DAYS = 30.0  # the window of "popular-recent", before the last training event
 WEIGHT_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 MIN_Z = 2.0  # a blend weight moves for a validation gain of at least 2 standard errors
-BLEND_FILE = "blend.json"  # a run's saved blend, used by `serve` and `recommend` by default
-
-
-def parse_weights(text: str | None, option: str = "--weights") -> dict[str, float]:
-    """``"transitions=0.3,repeat=1"`` -> ``{"transitions": 0.3, "repeat": 1.0}``; ``option``
-    names where the text came from in the error."""
-    out: dict[str, float] = {}
-    for part in (text or "").split(","):
-        if not part.strip():
-            continue
-        name, sep, value = part.partition("=")
-        try:
-            if not sep:
-                raise ValueError
-            out[name.strip()] = float(value)
-        except ValueError:
-            raise ConfigError(f"{option}: expected NAME=NUMBER, got {part.strip()!r}") from None
-    return out
-
-
-def check_weights(weights: Mapping[str, float], where: str) -> dict[str, float]:
-    """Blend weights with known baseline names and finite values >= 0, else a ConfigError
-    that names ``where`` they came from."""
-    unknown = sorted(set(weights) - set(BLEND_BASELINES))
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown baseline(s) {', '.join(unknown)}; "
-            f"choose from {', '.join(BLEND_BASELINES)}"
-        )
-    for name, w in weights.items():
-        if not (isinstance(w, int | float) and np.isfinite(w) and w >= 0):
-            raise ConfigError(f"{where}: the weight of {name} must be a number >= 0, not {w!r}")
-    return {name: float(w) for name, w in weights.items()}
-
-
-def save_blend(
-    run_dir: str | Path,
-    weights: Mapping[str, float],
-    *,
-    tuned_on: str,
-    learned: LearnedBlend | None = None,
-) -> Path:
-    """Store a run's blend (weights above 0; or a learned blend, its model in
-    ``RUN/blend.lgb.txt``) as ``RUN/blend.json``, which ``chronorec serve``, ``recommend``,
-    ``evaluate`` and ``report`` use when not told otherwise."""
-    from chronorec.training import checkpoint as ckpt
-
-    kept = {name: float(w) for name, w in check_weights(weights, "blend").items() if w > 0}
-    saved: dict[str, object] = {"weights": kept, "tuned_on": tuned_on}
-    if learned is not None:
-        learned.save(run_dir)  # first: a blend.json never names a model that is not there
-        saved["weights"] = {}
-        saved["learned"] = learned.describe()
-    path = ckpt.write_json(Path(run_dir) / BLEND_FILE, saved)
-    if learned is None:
-        (Path(run_dir) / LEARNED_FILE).unlink(missing_ok=True)
-    return path
-
-
-def read_learned(run_dir: str | Path) -> LearnedBlend | None:
-    """The learned blend ``RUN/blend.json`` names, if any."""
-    from chronorec.training import checkpoint as ckpt
-
-    path = Path(run_dir) / BLEND_FILE
-    if not path.is_file():
-        return None
-    try:
-        meta = ckpt.read_json(path).get("learned")
-    except (ValueError, AttributeError) as exc:
-        raise ConfigError(f"{path}: not a blend file: {exc}") from None
-    if meta is None:
-        return None
-    if not isinstance(meta, dict):
-        raise ConfigError(f"{path}: 'learned' must be an object")
-    return LearnedBlend.load(run_dir, meta)
-
-
-def read_blend(run_dir: str | Path) -> tuple[dict[str, float], str]:
-    """The weights of ``RUN/blend.json`` and the split they were tuned on ("valid", or
-    "given" for fixed ones); ``({}, "")`` without one."""
-    from chronorec.training import checkpoint as ckpt
-
-    path = Path(run_dir) / BLEND_FILE
-    if not path.is_file():
-        return {}, ""
-    try:
-        saved = ckpt.read_json(path)
-        weights = saved["weights"]
-        if not isinstance(weights, dict):
-            raise TypeError
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{path}: not a blend file ({{'weights': {{NAME: W}}}}): {exc}") from None
-    return check_weights(weights, str(path)), str(saved.get("tuned_on", ""))
-
-
-def saved_blend(run_dir: str | Path) -> dict[str, float]:
-    """The weights of ``RUN/blend.json`` ({} without one)."""
-    return read_blend(run_dir)[0]
-
-
-def _says_none(text: str | None) -> bool:
-    """Whether a blend option asks for no blend at all (not even the run's saved one)."""
-    return text is not None and text.strip().lower() == "none"
-
-
-def blend_names(text: str | None) -> tuple[list[str], bool]:
-    """A ``--blend NAMES`` option -> (the baseline names, whether it said ``none``: no blend,
-    not even the run's saved one)."""
-    if _says_none(text):
-        return [], True
-    return [n.strip() for n in (text or "").split(",") if n.strip()], False
-
-
-def resolve_blend(text: str | None, run_dir: str | Path | None, option: str) -> dict[str, float]:
-    """The blend asked for: ``"none"`` -> the model alone, ``"NAME=W,..."`` -> those weights,
-    nothing -> the run's saved blend (``RUN/blend.json``) if it has one."""
-    if _says_none(text):
-        return {}
-    if text is not None and text.strip():
-        return check_weights(parse_weights(text, option), option)
-    return {} if run_dir is None else saved_blend(run_dir)
-
-
-def resolve_learned(text: str | None, run_dir: str | Path | None) -> LearnedBlend | None:
-    """The run's saved learned blend when a blend option (``text``) asks for nothing else."""
-    if run_dir is None or (text is not None and text.strip()):
-        return None
-    return read_learned(run_dir)
-
-
-def standardise(scores: torch.Tensor) -> torch.Tensor:
-    """(B, V) scores -> per-row z-scores over the finite entries; -inf stays -inf."""
-    finite = torch.isfinite(scores)
-    if bool(finite[:, 1:].all()) and not bool(finite[:, 0].any()):
-        # the usual case, only the padding column 0 at -inf: 10x faster than the masked sums
-        body = scores[:, 1:].double()
-        mean = body.mean(1, keepdim=True)
-        std = body.std(1, correction=0, keepdim=True)
-        z = ((scores.double() - mean) / (std + 1e-12)).float()
-        z[:, 0] = float("-inf")
-        return z
-    n = finite.sum(1, keepdim=True).clamp(min=1)
-    s = torch.where(finite, scores.double(), 0.0)
-    mean = s.sum(1, keepdim=True) / n
-    var = (torch.where(finite, s - mean, 0.0) ** 2).sum(1, keepdim=True) / n
-    z = (s - mean) / (var.sqrt() + 1e-12)
-    return torch.where(finite, z, float("-inf")).float()
-
-
-def _window(batch: HistoryBatch, max_len: int) -> HistoryBatch:
-    """The last ``max_len`` columns of a left-padded batch."""
-    if batch.items.shape[1] <= max_len:
-        return batch
-    return HistoryBatch(
-        items=batch.items[:, -max_len:],
-        behaviours=batch.behaviours[:, -max_len:],
-        timestamps=batch.timestamps[:, -max_len:],
-        lengths=np.minimum(batch.lengths, max_len),
-    )
-
-
-def _known_only(batch: HistoryBatch, rows: int) -> HistoryBatch:
-    """The batch with items from row ``rows`` on (unknown to a baseline) as padding."""
-    if int(batch.items.max(initial=0)) < rows:
-        return batch
-    items = np.where(batch.items < rows, batch.items, 0)
-    return dataclasses.replace(batch, items=items)
-
-
-def _baseline_z(name: str, raw: torch.Tensor, width: int) -> torch.Tensor:
-    """A baseline's raw scores on the scale the blend adds them at: per-history z-scores, of
-    ``log1p`` of the counts for the count-based ones."""
-    s = raw.to(torch.float64, copy=True)  # a baseline may return a view of its own state
-    if name == "repeat":  # count * (width + 1) + latest step + popularity in [0, 1)
-        s = s / (width + 1)  # -> count + a recency fraction in [0, 1)
-    if name in LOG_SCALED:
-        s = torch.log1p(s.clamp(min=0.0))
-    s[:, 0] = float("-inf")
-    return standardise(s)
 
 
 class _Cached:
@@ -292,7 +117,7 @@ class Ensemble:
         self._split: Split | None = None
         self._arrays: EventArrays | None = None
         self._text: np.ndarray | None = None  # item text vectors, shared by every stage's text-knn
-        # a learned blend (chronorec.rerank) ranks instead of the weighted sum when set
+        # a learned blend (chronorec.blend.learned) ranks instead of the weighted sum when set
         self.learned: LearnedBlend | None = None
         if fit_on not in ("train", "all"):
             raise ConfigError(f"fit_on must be 'train' or 'all', not {fit_on!r}")
@@ -329,42 +154,18 @@ class Ensemble:
         return self._fit_baselines()
 
     def _fit_baselines(self) -> dict[str, Any]:
-        from chronorec.evaluation import baselines as bl
-
         fitted = self._fitted.setdefault(self._stage, {})
         missing = [name for name in self.weights if name not in fitted]
         if missing:
             dataset = self.members[0]._require_dataset()
             train = self._known_events()
-            behaviour = self.config.data.target_behaviour
             for name in missing:
-                if name == "popular":
-                    model: Any = bl.MostPopular(behaviour=behaviour)
-                elif name == "popular-recent":
-                    if "timestamp" not in train.columns or train["timestamp"].null_count():
-                        raise ConfigError("popular-recent needs a timestamp on every event")
-                    model = bl.MostPopular(window_days=RECENT_DAYS, behaviour=behaviour)
-                elif name == "repeat":  # every behaviour: what the user viewed, put in the
-                    model = bl.RepeatFrequency()  # cart or bought (see fit_baselines)
-                elif name == "repeat-recent":
-                    model = bl.RepeatFrequency(half_life=bl.REPEAT_HALF_LIFE)
-                elif name == "transitions":
-                    model = bl.ItemTransitions()
-                elif name == "user-knn":
-                    model = bl.UserKNN()
-                elif name == "ridge":
-                    if dataset.n_items > bl.RIDGE_MAX_ITEMS:
-                        raise ConfigError(
-                            f"ridge solves densely over at most {bl.RIDGE_MAX_ITEMS:,} items; "
-                            f"this catalogue has {dataset.n_items:,}"
-                        )
-                    model = bl.SequentialRidge()
-                else:
-                    if not dataset.text_columns:
-                        raise ConfigError("text-knn needs item text; this catalogue has none")
-                    if self._text is None:
-                        self._text = build_text_vectors(dataset, self.config)
-                    model = bl.TextKNN(self._text)
+                if name == "text-knn" and self._text is None and dataset.text_columns:
+                    self._text = build_text_vectors(dataset, self.config)
+                model = make_baseline(
+                    name, train, dataset.n_items, has_text=bool(dataset.text_columns),
+                    behaviour=self.config.data.target_behaviour, text=self._text,
+                )  # fmt: skip
                 fitted[name] = model.fit(train, dataset.n_items)
         return fitted
 
@@ -466,7 +267,8 @@ class Ensemble:
         return self.combine(self.parts(batch, users), batch)
 
     def use_learned(self, learned: LearnedBlend) -> Ensemble:
-        """Rank with a learned blend (``chronorec.rerank``) over its baselines; returns ``self``."""
+        """Rank with a learned blend (:mod:`chronorec.blend.learned`) over its baselines; returns
+        ``self``."""
         self.blend({name: self.weights.get(name, 0.0) for name in learned.baselines})
         self.learned = learned
         if learned.item_features:  # now, as blend() fits the baselines: not on a first request

@@ -2,22 +2,12 @@ import numpy as np
 import polars as pl
 import pytest
 
+from chronorec.blend import fit_baselines, neighbours
+from chronorec.blend.baselines import ItemTransitions, MostPopular, RepeatFrequency, TextKNN
+from chronorec.blend.neighbours import SequentialRidge, UserKNN
 from chronorec.data.sequences import EventArrays, HistoryBatch
-from chronorec.evaluation import (
-    ItemTransitions,
-    MostPopular,
-    RepeatFrequency,
-    SequentialRidge,
-    TextKNN,
-    UserKNN,
-    baselines,
-    evaluate,
-    evaluate_many,
-    fit_baselines,
-    results_table,
-)
-
-from .helpers import make_events, make_targets
+from chronorec.evaluation import evaluate, evaluate_many, results_table
+from tests.evaluation.helpers import make_events, make_targets
 
 
 def scores_for(scorer, events, user, history_len, max_len=50):  # type: ignore[no-untyped-def]
@@ -158,7 +148,7 @@ def test_user_knn_same_scores_a_few_histories_at_a_time(monkeypatch: pytest.Monk
     batch = arrays.histories(np.arange(1, 8), np.full(7, 5), 50)
     model = UserKNN(k=3).fit(events, 8)
     whole = np.asarray(model.score(batch, np.arange(1, 8)))
-    monkeypatch.setattr(baselines, "SIMILARITY_ELEMENTS", 1)  # one history at a time
+    monkeypatch.setattr(neighbours, "SIMILARITY_ELEMENTS", 1)  # one history at a time
     np.testing.assert_allclose(np.asarray(model.score(batch, np.arange(1, 8))), whole)
     # a few histories are scored one by one from the CSR arrays (what a service request
     # needs): the same sums, to float32 rounding (with every user a neighbour: no k-th tie)
@@ -251,7 +241,7 @@ def test_ridge_steps_are_visits_on_a_timed_log() -> None:
     s = scores_for(model, train, 1, 2)  # history: the basket {1, 2}
     assert sorted(top(s, 2)) == [3, 4]
     with pytest.raises(ValueError, match="at most"):
-        SequentialRidge().fit(train, baselines.RIDGE_MAX_ITEMS + 1)
+        SequentialRidge().fit(train, neighbours.RIDGE_MAX_ITEMS + 1)
     with pytest.raises(ValueError, match="lam"):
         SequentialRidge(lam=0.0)
 

@@ -10,14 +10,13 @@ import polars as pl
 import pytest
 import torch
 
+from chronorec.blend import Ensemble, standardise
 from chronorec.cli import main
 from chronorec.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from chronorec.ensemble import Ensemble, standardise
 from chronorec.errors import ConfigError
 from chronorec.evaluation.evaluator import per_query
 from chronorec.recommender import Recommender, make_split
-
-from .helpers import weak_run
+from tests.evaluation.helpers import weak_run
 
 
 def _fit(successor, seed: int, name: str = "gru", max_len: int = 8, **data: object) -> Recommender:
@@ -78,8 +77,8 @@ def test_cli_evaluates_several_runs_as_one_ensemble(successor, tmp_path, capsys)
 
 
 def test_blend_adds_weighted_baseline_z_scores(successor) -> None:
+    from chronorec.blend.baselines import ItemTransitions
     from chronorec.data import leave_one_out
-    from chronorec.evaluation import ItemTransitions
 
     run = weak_run(successor)
     ens = Ensemble([run], weights={"transitions": 0.5})
@@ -137,7 +136,7 @@ def test_per_query_metrics_average_to_the_reported_metric(successor) -> None:
 def test_tuning_on_a_memory_budget_searches_a_subset_of_the_users(successor, caplog) -> None:
     ens = Ensemble([weak_run(successor)])
     row_bytes = 4 * (successor.n_items + 1) * 2  # the runs' term and one baseline, float32
-    with caplog.at_level("INFO", logger="chronorec.ensemble"):
+    with caplog.at_level("INFO", logger="chronorec.blend.ensemble"):
         weights = ens.tune(["transitions"], memory_gb=16 * row_bytes / 2**30)
     assert "tuning on 16 of 64 users" in caplog.text
     assert weights["transitions"] > 0
@@ -219,11 +218,11 @@ def test_recent_popularity_blends_only_with_timestamps(successor) -> None:
 
 
 def test_ridge_on_too_large_a_catalogue_is_a_config_error(successor, monkeypatch) -> None:
-    from chronorec.evaluation import baselines
+    from chronorec.blend import registry
 
     run = weak_run(successor)
     assert Ensemble([run], weights={"ridge": 1.0}).evaluate("test").metrics["ndcg@10"] >= 0.0
-    monkeypatch.setattr(baselines, "RIDGE_MAX_ITEMS", successor.n_items - 1)
+    monkeypatch.setattr(registry, "RIDGE_MAX_ITEMS", successor.n_items - 1)
     with pytest.raises(ConfigError, match="ridge solves densely over at most"):
         Ensemble([run], weights={"ridge": 1.0})
 
@@ -235,7 +234,7 @@ def test_text_knn_reads_the_item_text_once_for_every_stage(successor, random_tex
         calls.append(dataset.n_items)
         return random_text(dataset.n_items)
 
-    monkeypatch.setattr("chronorec.ensemble.build_text_vectors", text_vectors)
+    monkeypatch.setattr("chronorec.blend.ensemble.build_text_vectors", text_vectors)
     ensemble = Ensemble([weak_run(successor)], {"text-knn": 0.5})
     for which in ("valid", "test"):
         ensemble.evaluate(which, slices=())
