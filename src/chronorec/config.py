@@ -214,7 +214,9 @@ class DataConfig:
     test_days: float | None = None  # temporal: the test window at the end of the log
     valid_days: float | None = None  # temporal: the validation window (default = test_days)
     target_behaviour: int | None = None  # temporal: keep only targets of this behaviour index
-    exclude_history: bool = True  # evaluation/recommendation drop items already in the history
+    # leave the items already in a history out of its ranking: evaluate, recommend, report and
+    # the service all read it (each may be told otherwise per call)
+    exclude_seen: bool = True
     cold_fraction: float = 0.0  # cold-start protocol: hide this share of items from training
     cold_seed: int = 0  # which items are hidden (same seed, same items)
 
@@ -310,9 +312,14 @@ def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ConfigError(f"{key} = {value!r} is not one of {', '.join(allowed)}")
 
 
+# keys renamed since runs were saved with them: old dotted key -> new name in its section
+RENAMED = {"data.exclude_history": "exclude_seen"}
+
+
 def _build(cls: type, raw: Mapping[str, Any], source: str, prefix: str = "") -> Any:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{source}: [{prefix.rstrip('.')}] must be a table")
+    raw = {RENAMED.get(prefix + name, name): value for name, value in raw.items()}
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - names)

@@ -65,7 +65,7 @@ def demo_config(s: DemoSettings) -> RunConfig:
             refit=True,  # then again on every event before the test cut (+0.012 Recall@20)
         ),
         # repeat purchases are most of retail: never hide a customer's past items
-        data=DataConfig(split="temporal", test_days=TEST_DAYS, exclude_history=False),
+        data=DataConfig(split="temporal", test_days=TEST_DAYS, exclude_seen=False),
     )  # fmt: skip
 
 
@@ -114,11 +114,11 @@ def run_demo(
         save_blend(out / "run", data.blend_weights, tuned_on="valid")
         shown = ", ".join(f"{n} {w:g}" for n, w in data.blend_weights.items() if w > 0)
         say(f"the run keeps the blend ({shown or 'the model alone'}) in {out / 'run' / BLEND_FILE}")
-        # repeats stay rankable, as in the evaluation above
-        say(f"recommend: chronorec recommend {out / 'run'} --user ID --include-seen")
+        # repeats stay rankable, as in the evaluation above (the run's data.exclude_seen)
+        say(f"recommend: chronorec recommend {out / 'run'} --user ID")
         say(
             f"serve over HTTP: chronorec serve {out / 'run'} --dev  "
-            "(then GET /users/ID/recommendations?exclude_seen=false)"
+            "(then GET /users/ID/recommendations)"
         )
         say(
             f"a learned blend (a LightGBM re-ranker, about a minute): chronorec evaluate "

@@ -206,7 +206,7 @@ class Recommender:
                 self._write_run_files(run)
 
         arrays = EventArrays.from_events(dataset.events, n_users=dataset.n_users)
-        exclude = cfg.data.exclude_history
+        exclude = cfg.data.exclude_seen
 
         def validate(model: NextItemModel) -> dict[str, float]:
             """Validation metrics of ``model``'s weights (the averaged ones with train.ema)."""
@@ -215,7 +215,7 @@ class Recommender:
             live, self.model = self.model, model
             try:
                 result = evaluate(
-                    self, arrays, split.valid, n_items=dataset.n_items, exclude_history=exclude,
+                    self, arrays, split.valid, n_items=dataset.n_items, exclude_seen=exclude,
                     max_len=cfg.model.max_len, batch_size=cfg.train.eval_batch_size, slices=(),
                 )  # fmt: skip
             finally:
@@ -501,21 +501,29 @@ class Recommender:
             parts.append(model.score_query(hidden, model.last_text(last)).float().numpy())
         return ids, np.concatenate(parts)
 
+    def _exclude(self, exclude_seen: bool | None) -> bool:
+        """Whether a ranking leaves the history's items out: as asked, else as the run's
+        ``data.exclude_seen`` says (as its evaluation ranked)."""
+        return self.config.data.exclude_seen if exclude_seen is None else exclude_seen
+
     def recommend(
         self,
         users: Sequence[str],
         k: int = 10,
         *,
-        exclude_seen: bool = True,
+        exclude_seen: bool | None = None,
         allow: Sequence[str] | None = None,
         block: Sequence[str] | None = None,
     ) -> tuple[list[list[str]], np.ndarray]:
-        """Top-``k`` items for known users (their own ids) after their whole logged history.
+        """Top-``k`` items for known users (their own ids) after their whole logged history;
+        ``exclude_seen`` (default: the run's ``data.exclude_seen``) leaves their items out.
 
         Returns ``(item_ids, scores)``: ``B`` lists of item ids and a ``(B, k')`` score array
         (``k'`` may be below ``k`` when fewer items are allowed)."""
         batch, rows = self.user_batch(users, self.config.model.max_len)
-        return self.top_k(self.score(batch), k, rows if exclude_seen else None, allow, block)
+        return self.top_k(
+            self.score(batch), k, rows if self._exclude(exclude_seen) else None, allow, block
+        )
 
     def recommend_histories(
         self,
@@ -524,7 +532,7 @@ class Recommender:
         *,
         timestamps: Sequence[Sequence[int]] | None = None,
         behaviours: Sequence[Sequence[str]] | None = None,
-        exclude_seen: bool = True,
+        exclude_seen: bool | None = None,
         allow: Sequence[str] | None = None,
         block: Sequence[str] | None = None,
     ) -> tuple[list[list[str]], np.ndarray]:
@@ -535,7 +543,9 @@ class Recommender:
         batch, rows = self.history_batch(
             histories, self.config.model.max_len, timestamps=timestamps, behaviours=behaviours
         )
-        return self.top_k(self.score(batch), k, rows if exclude_seen else None, allow, block)
+        return self.top_k(
+            self.score(batch), k, rows if self._exclude(exclude_seen) else None, allow, block
+        )
 
     def user_batch(
         self, users: Sequence[str], max_len: int
@@ -681,7 +691,7 @@ class Recommender:
         self,
         which: str = "test",
         *,
-        exclude_history: bool | None = None,
+        exclude_seen: bool | None = None,
         progress: bool = False,
         first_weights: bool = False,
         **options: Any,
@@ -695,7 +705,7 @@ class Recommender:
 
         dataset = self._require_dataset()
         split = make_split(dataset, self.config)
-        exclude = self.config.data.exclude_history if exclude_history is None else exclude_history
+        exclude = self.config.data.exclude_seen if exclude_seen is None else exclude_seen
         if self.config.data.cold_fraction > 0:
             options.setdefault("cold_items", cold_items(dataset, self.config))
         trained_on = split.train
@@ -704,7 +714,7 @@ class Recommender:
         with self.at(which, first_weights=first_weights):
             return evaluate(
                 self, dataset, split.targets(which),  # type: ignore[arg-type]  # checked by Split
-                exclude_history=exclude, max_len=self.config.model.max_len,
+                exclude_seen=exclude, max_len=self.config.model.max_len,
                 batch_size=self.config.train.eval_batch_size, train=trained_on,
                 progress=progress, **options,
             )  # fmt: skip

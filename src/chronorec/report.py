@@ -157,7 +157,7 @@ def _evaluate_all(
     from chronorec.blend import fit_baselines
     from chronorec.evaluation import evaluate
 
-    exclude = rec.config.data.exclude_history
+    exclude = rec.config.data.exclude_seen
     results = {"model": rec.evaluate("test").to_dict()}
     known = split.known("test")  # every event before the test cut
     behaviour = rec.config.data.target_behaviour  # as benchmarks/quality.py fits them
@@ -167,7 +167,7 @@ def _evaluate_all(
     )  # fmt: skip
     for name, scorer in baselines.items():
         results[name] = evaluate(
-            scorer, ds, split.test, exclude_history=exclude, max_len=rec.config.model.max_len,
+            scorer, ds, split.test, exclude_seen=exclude, max_len=rec.config.model.max_len,
             train=known,
         ).to_dict()  # fmt: skip
     return results
@@ -214,7 +214,7 @@ def _examples(
         got, scores = scorer.recommend_histories(
             [hist_ids], k,
             timestamps=[hist["timestamp"].to_list()] if ds.has_timestamps else None,
-            exclude_seen=rec.config.data.exclude_history,  # as the metrics above rank
+            exclude_seen=rec.config.data.exclude_seen,  # as the metrics above rank
         )  # fmt: skip
         recs = [(names[lookup[i]], prices[lookup[i]], float(s))
                 for i, s in zip(got[0], scores[0], strict=True)]  # fmt: skip
@@ -270,7 +270,7 @@ def collect_report_data(
         "item representation": cfg.model.item_repr,
         "protocol": rec.meta.get("protocol", ""),
         "items already bought by the customer": "ranked (not excluded): repeats count"
-        if not cfg.data.exclude_history
+        if not cfg.data.exclude_seen
         else "excluded from the ranking",
         "epochs": train_summary.get("epochs", ""),
         "stopped": train_summary.get("stopped", ""),

@@ -57,8 +57,8 @@ def test_ensemble_scores_are_the_mean_of_standardised_member_scores(successor) -
 
 def test_runs_that_do_not_belong_together_are_refused(successor) -> None:
     a = _fit(successor, 0)
-    b = _fit(successor, 1, exclude_history=False)
-    with pytest.raises(ConfigError, match=r"run 2 has another split .*data.exclude_history"):
+    b = _fit(successor, 1, exclude_seen=False)
+    with pytest.raises(ConfigError, match=r"run 2 has another split .*data.exclude_seen"):
         Ensemble([a, b])
     with pytest.raises(ConfigError, match="at least one run"):
         Ensemble([])
@@ -71,7 +71,7 @@ def test_cli_evaluates_several_runs_as_one_ensemble(successor, tmp_path, capsys)
     out = json.loads(capsys.readouterr().out)
     assert out["model"] == "ensemble of 2" and out["runs"] == runs
     assert 0.0 <= out["ndcg@10"] <= 1.0 and "recall@20" in out
-    other = str(_fit(successor, 2, exclude_history=False).save(tmp_path / "other"))
+    other = str(_fit(successor, 2, exclude_seen=False).save(tmp_path / "other"))
     assert main(["evaluate", runs[0], other, "--data", str(data)]) == 2
     assert "another split" in capsys.readouterr().err
 

@@ -43,7 +43,7 @@ def test_known_ranks_and_pessimistic_ties() -> None:
     assert result["hr@5"] == 1.0
     assert result["mrr@5"] == pytest.approx((1 / 3 + 1 / 3 + 1) / 3)
     assert result["ndcg@5"] == pytest.approx((0.5 + 0.5 + 1) / 3)
-    assert result.exclude_history is False and result.ties == "pessimistic"
+    assert result.exclude_seen is False and result.ties == "pessimistic"
     assert result.repeat_share == pytest.approx(1 / 3)
 
 
@@ -52,14 +52,14 @@ def test_index_ties() -> None:
     assert run(ties="index").ranks.tolist() == [3, 2, 1]
 
 
-def test_exclude_history_masks_exactly_the_history() -> None:
-    result = run(exclude_history=True)
+def test_exclude_seen_masks_exactly_the_history() -> None:
+    result = run(exclude_seen=True)
     # User 1: items 4 and 2 removed -> target is first. User 2: item 1 removed -> only item 3 ties.
     # User 3: the target 3 is itself in the history -> masked with it, ranks last.
     assert result.ranks.tolist() == [1, 2, N_ITEMS]
-    assert result.exclude_history is True
+    assert result.exclude_seen is True
     assert result.repeat_share == pytest.approx(1 / 3)
-    assert run(exclude_history=True, ties="index").ranks.tolist() == [1, 1, N_ITEMS]
+    assert run(exclude_seen=True, ties="index").ranks.tolist() == [1, 1, N_ITEMS]
 
 
 def test_exclusion_uses_whole_history_not_the_window() -> None:
@@ -70,7 +70,7 @@ def test_exclusion_uses_whole_history_not_the_window() -> None:
         EventArrays.from_events(EVENTS),
         TARGETS,
         n_items=N_ITEMS,
-        exclude_history=True,
+        exclude_seen=True,
         max_len=1,
     )
     assert result.ranks.tolist()[0] == 1
@@ -156,7 +156,7 @@ def test_result_is_json_with_lowercase_keys() -> None:
     data = json.loads(json.dumps(run().to_dict()))
     for key in ("ndcg@10", "hr@10", "mrr@10", "recall@20", "hr@50"):
         assert key in data
-    assert data["exclude_history"] is False and data["ranking"] == "full"
+    assert data["exclude_seen"] is False and data["ranking"] == "full"
 
 
 @pytest.mark.parametrize("path", ["compare", "sort"])
@@ -189,7 +189,7 @@ def test_matches_brute_force_on_random_scores(path: str, monkeypatch: pytest.Mon
                 EventArrays.from_events(events),
                 targets,
                 n_items=n_items,
-                exclude_history=exclude,
+                exclude_seen=exclude,
                 ties=ties,
                 batch_size=7,
             )

@@ -246,7 +246,7 @@ def test_evaluate_uses_full_ranking_on_a_fitted_model(successor):
     from chronorec.data.splits import leave_one_out
 
     split = leave_one_out(successor.events)
-    result = evaluate(rec, successor, split.test, exclude_history=False)
+    result = evaluate(rec, successor, split.test, exclude_seen=False)
     assert result.n_queries == successor.n_users
 
 

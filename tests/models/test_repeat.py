@@ -194,7 +194,7 @@ def test_repeat_bias_learns_a_per_user_repeat(name, visits):
                           repeat=True, repeat_visits=visits),
         train=TrainConfig(lr=2e-2, batch_size=16, max_epochs=15, warmup_steps=5, patience=15,
                           eval_every=15, threads=1),
-        data=DataConfig(exclude_history=False),  # the answer is a repeat: it must stay rankable
+        data=DataConfig(exclude_seen=False),  # the answer is a repeat: it must stay rankable
     )  # fmt: skip
     with_repeat = Recommender(cfg).fit(ds, progress=False).evaluate("test")
     assert with_repeat["hr@1"] == 1.0

@@ -27,7 +27,7 @@ def test_train_evaluate_recommend(prepared, tmp_path, capsys):
     assert main(["evaluate", str(run), "--split", "test", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["hr@10"] == 1.0 and out["ndcg@10"] == 1.0 and "recall@20" in out
-    assert out["ranking"] == "full" and out["exclude_history"] is True
+    assert out["ranking"] == "full" and out["exclude_seen"] is True
 
     # u1's history ends at item i(k); the successor pattern says i(k+1) comes next.
     assert main(["recommend", str(run), "--user", "u1", "-k", "3", "--json"]) == 0

@@ -17,7 +17,7 @@ def test_toml_then_overrides(tmp_path):
 
 
 def test_round_trip_through_a_dict():
-    cfg = load_config(None, ["train.betas=[0.9, 0.99]", "data.exclude_history=false"])
+    cfg = load_config(None, ["train.betas=[0.9, 0.99]", "data.exclude_seen=false"])
     assert RunConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.train.betas == (0.9, 0.99)
 

@@ -466,7 +466,7 @@ def fit_view_or_buy(data, model: ModelConfig, **train: object) -> Recommender:  
     cfg = RunConfig(
         model=model,
         train=TrainConfig(**opts),  # type: ignore[arg-type]
-        data=DataConfig(target_behaviour=2, exclude_history=False),
+        data=DataConfig(target_behaviour=2, exclude_seen=False),
     )
     return Recommender(cfg).fit(data, progress=False)
 

@@ -275,12 +275,16 @@ class Ensemble:
             self.item_stats()
         return self
 
+    def _exclude(self, exclude_seen: bool | None) -> bool:
+        """As :meth:`Recommender._exclude`: as asked, else the runs' ``data.exclude_seen``."""
+        return self.config.data.exclude_seen if exclude_seen is None else exclude_seen
+
     def recommend(
         self,
         users: Sequence[str],
         k: int = 10,
         *,
-        exclude_seen: bool = True,
+        exclude_seen: bool | None = None,
         allow: Sequence[str] | None = None,
         block: Sequence[str] | None = None,
     ) -> tuple[list[list[str]], np.ndarray]:
@@ -288,7 +292,9 @@ class Ensemble:
         :meth:`Recommender.recommend` returns them for one run."""
         first = self.members[0]
         batch, rows = first.user_batch(users, self.max_len)
-        return first.top_k(self.score(batch), k, rows if exclude_seen else None, allow, block)
+        return first.top_k(
+            self.score(batch), k, rows if self._exclude(exclude_seen) else None, allow, block
+        )
 
     def recommend_histories(
         self,
@@ -297,7 +303,7 @@ class Ensemble:
         *,
         timestamps: Sequence[Sequence[int]] | None = None,
         behaviours: Sequence[Sequence[str]] | None = None,
-        exclude_seen: bool = True,
+        exclude_seen: bool | None = None,
         allow: Sequence[str] | None = None,
         block: Sequence[str] | None = None,
     ) -> tuple[list[list[str]], np.ndarray]:
@@ -307,7 +313,9 @@ class Ensemble:
         batch, rows = first.history_batch(
             histories, self.max_len, timestamps=timestamps, behaviours=behaviours
         )
-        return first.top_k(self.score(batch), k, rows if exclude_seen else None, allow, block)
+        return first.top_k(
+            self.score(batch), k, rows if self._exclude(exclude_seen) else None, allow, block
+        )
 
     def tune(
         self,
@@ -379,12 +387,12 @@ class Ensemble:
         return dict(self.weights)
 
     def evaluate(
-        self, which: str = "test", *, exclude_history: bool | None = None, **options: Any
+        self, which: str = "test", *, exclude_seen: bool | None = None, **options: Any
     ) -> Any:
         """Full-ranking metrics of the ensemble on the runs' split, as
         :meth:`Recommender.evaluate` computes them for one run."""
         self._check_fit_on()
-        return self._evaluate(self, which, exclude_history=exclude_history, **options)
+        return self._evaluate(self, which, exclude_seen=exclude_seen, **options)
 
     def _check_fit_on(self) -> None:
         if self.fit_on != "train" and self.weights:
@@ -423,7 +431,7 @@ class Ensemble:
         scorer: Any,
         which: str,
         *,
-        exclude_history: bool | None = None,
+        exclude_seen: bool | None = None,
         targets: pl.DataFrame | None = None,
         **options: Any,
     ) -> Any:
@@ -431,7 +439,7 @@ class Ensemble:
 
         dataset = self.members[0]._require_dataset()
         split = self._get_split()
-        exclude = self.config.data.exclude_history if exclude_history is None else exclude_history
+        exclude = self.config.data.exclude_seen if exclude_seen is None else exclude_seen
         if self.config.data.cold_fraction > 0:
             options.setdefault("cold_items", cold_items(dataset, self.config))
         options.setdefault("n_items", dataset.n_items)
@@ -440,7 +448,7 @@ class Ensemble:
             return evaluate(
                 scorer, self._arrays,  # type: ignore[arg-type]  # set by _get_split
                 split.targets(which) if targets is None else targets,  # type: ignore[arg-type]
-                exclude_history=exclude, max_len=self.max_len,
+                exclude_seen=exclude, max_len=self.max_len,
                 batch_size=self.config.train.eval_batch_size,
                 train=split.known(which), **options,  # type: ignore[arg-type]  # checked by Split
             )  # fmt: skip

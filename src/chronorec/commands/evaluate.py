@@ -16,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "evaluate",
         help="full-ranking HR/NDCG/MRR/Recall@K of a trained run",
         description="Rank every target against the whole catalogue on the run's own split. "
-        "History items are excluded or not as the run's config says (data.exclude_history); "
+        "History items are excluded or not as the run's config says (data.exclude_seen); "
         "the output names which.",
     )
     p.add_argument(
@@ -30,6 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, help="prepared dataset (default: the one trained on)")
     group = p.add_mutually_exclusive_group()
     group.add_argument(
+        "--exclude-seen",
         "--exclude-history",
         dest="exclude",
         action="store_true",
@@ -37,6 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="drop items already in the history from the ranking",
     )
     group.add_argument(
+        "--include-seen",
         "--keep-history",
         dest="exclude",
         action="store_false",
@@ -164,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     if args.save_blend:
         saved = save_blend(args.run[0], blend, tuned_on=tuned or "given", learned=learned)
         print(f"saved the blend as {saved}", file=sys.stderr)
-    result = scorer.evaluate(args.split, exclude_history=args.exclude)
+    result = scorer.evaluate(args.split, exclude_seen=args.exclude)
     auc = _behaviour_auc(scorer, args.split)
     if args.json:
         out = result.to_dict()
@@ -207,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{model} ({item_repr}) on {args.split}: "
         f"{result.n_queries:,} queries, {result.n_targets:,} targets, full ranking, "
-        f"history {'excluded' if result.exclude_history else 'kept'}, "
+        f"history {'excluded' if result.exclude_seen else 'kept'}, "
         f"{result.seconds:.2f}s"
     )
     ks = sorted({int(k.split("@")[1]) for k in m if "@" in k})

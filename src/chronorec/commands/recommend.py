@@ -20,7 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="top-K items for a user (or an ad-hoc history) from a trained run",
         description="Scores the whole catalogue after the user's logged history (or --history) "
         "and prints the top K in the dataset's own item ids. Items already in the history are "
-        "left out unless --include-seen.",
+        "left out or not as the run's data.exclude_seen says (as it was evaluated), unless "
+        "--include-seen or --exclude-seen.",
     )
     p.add_argument(
         "run",
@@ -35,7 +36,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timestamps", help="with --history: comma-separated unix seconds")
     p.add_argument("--behaviours", help="with --history: comma-separated behaviour names")
     p.add_argument("-k", type=int, default=10, help="how many items (default 10)")
-    p.add_argument("--include-seen", action="store_true", help="allow items from the history")
+    seen = p.add_mutually_exclusive_group()
+    seen.add_argument(
+        "--include-seen",
+        dest="exclude_seen",
+        action="store_false",
+        default=None,
+        help="allow items from the history (default: as the run's data.exclude_seen says)",
+    )
+    seen.add_argument(
+        "--exclude-seen",
+        dest="exclude_seen",
+        action="store_true",
+        help="leave items from the history out",
+    )
     p.add_argument("--allow", help="comma-separated item ids: recommend only among these")
     p.add_argument("--block", help="comma-separated item ids never to recommend")
     p.add_argument("--data", type=Path, help="prepared dataset (default: the one trained on)")
@@ -82,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         if learned is not None:
             rec.use_learned(learned)
     opts = dict(
-        k=args.k, exclude_seen=not args.include_seen, allow=_ids(args.allow),
+        k=args.k, exclude_seen=args.exclude_seen, allow=_ids(args.allow),
         block=_ids(args.block),
     )  # fmt: skip
     if args.user is not None:

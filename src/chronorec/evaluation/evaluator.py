@@ -11,7 +11,7 @@ The protocol is spelled out in the arguments of :func:`evaluate` and repeated in
     returns).
 
   Column 0 (padding) is never ranked.
-* **History exclusion** (``exclude_history``, default ``False``): when ``True`` every item in the
+* **History exclusion** (``exclude_seen``, default ``False``): when ``True`` every item in the
   query's *whole* history (all behaviours, all events before the target, not only the ``max_len``
   window given to the scorer) is removed from the ranking. A target that is itself in the history
   (a repeat) is then masked with it and ranks last (rank ``n_items``) — this is what makes
@@ -72,7 +72,7 @@ class EvalResult:
     slices: dict[str, dict[str, float]]  # "cold", "warm", "history:5-9", "behaviour:buy", ...
     n_queries: int
     n_targets: int  # distinct (query, item) targets
-    exclude_history: bool
+    exclude_seen: bool
     ties: str
     max_len: int
     repeat_share: float  # share of targets whose item is already in the query's history
@@ -87,7 +87,7 @@ class EvalResult:
         out: dict[str, Any] = dict(self.metrics)
         out.update(
             ranking="full",
-            exclude_history=self.exclude_history,
+            exclude_seen=self.exclude_seen,
             ties=self.ties,
             max_len=self.max_len,
             n_queries=self.n_queries,
@@ -163,7 +163,7 @@ def _rank_batch(
     local_query: np.ndarray,  # (R,) row of `scores` of each target, non-decreasing
     items: np.ndarray,  # (R,)
     history: np.ndarray,  # sorted row * (n_items + 1) + item of the queries' history items
-    exclude_history: bool,
+    exclude_seen: bool,
     ties: Ties,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(R,) 1-based ranks among items 1..n_items, and (R,) whether the target is in the history.
@@ -194,7 +194,7 @@ def _rank_batch(
             above = _above(rows, columns, target[part, None], items_t[part, None], ties)
             ranks[part] = above.sum(1, dtype=torch.int32).numpy()
         ranks += 0 if ties == "pessimistic" else 1  # ">=" already counted the target itself
-        if exclude_history:  # subtract the few history items that were counted above the target
+        if exclude_seen:  # subtract the few history items that were counted above the target
             owner, index = _expand(h_starts[local_query], h_counts[local_query])  # (H,)
             h_items = torch.from_numpy(history[index] % n_cols)
             h_scores = scores.view(-1)[torch.from_numpy(history[index])]
@@ -205,7 +205,7 @@ def _rank_batch(
             )
     else:
         real = scores[:, 1:].clone()  # (B, N)
-        if exclude_history:
+        if exclude_seen:
             # History items go to -inf, below every target except one scored -inf (fixed below).
             real.view(-1)[torch.from_numpy(history - h_rows - 1)] = -math.inf
         if ties == "pessimistic":
@@ -221,7 +221,7 @@ def _rank_batch(
             position = torch.empty_like(order)
             position.scatter_(1, order, torch.arange(n_items).expand(b, -1))
             ranks = position[rows_t, items_t - 1].numpy().astype(np.int64) + 1
-        if exclude_history:
+        if exclude_seen:
             # A target scored -inf itself ties with the -inf history items: take those back out.
             tied = (target == -math.inf).numpy() & ~in_history
             if tied.any():
@@ -230,7 +230,7 @@ def _rank_batch(
                 else:
                     before = np.searchsorted(history, key) - h_starts[local_query]
                     ranks -= np.where(tied, before, 0)
-    if exclude_history:
+    if exclude_seen:
         ranks = np.where(in_history, n_items, ranks)  # a masked repeat target ranks last
     return ranks, in_history
 
@@ -322,7 +322,7 @@ def evaluate(
     *,
     n_items: int | None = None,
     ks: Iterable[int] = DEFAULT_KS,
-    exclude_history: bool = False,
+    exclude_seen: bool = False,
     max_len: int = 200,
     batch_size: int = 512,
     max_tokens: int | None = EVAL_TOKENS,
@@ -345,7 +345,7 @@ def evaluate(
     (histories x window width; None: no cap).
 
     Cold vs warm slices need ``cold_items`` (item indices) or ``train`` (then cold = items never
-    seen in it). See the module docstring for ``exclude_history`` and ``ties``.
+    seen in it). See the module docstring for ``exclude_seen`` and ``ties``.
     """
     started = time.perf_counter()
     if ties not in ("pessimistic", "index"):
@@ -394,7 +394,7 @@ def evaluate(
             scores = _as_scores(scorer.score(batch, users), (q1 - q0, n_items + 1))
         history = _history_keys(arrays, users, hlens, n_items + 1)
         ranks[rows], in_history[rows] = _rank_batch(
-            scores, slot[query[rows]] - q0, t_items[rows], history, exclude_history, ties
+            scores, slot[query[rows]] - q0, t_items[rows], history, exclude_seen, ties
         )
 
     all_rows = np.arange(t_items.size)
@@ -438,7 +438,7 @@ def evaluate(
         slices=slice_metrics,
         n_queries=n_q,
         n_targets=n_t,
-        exclude_history=exclude_history,
+        exclude_seen=exclude_seen,
         ties=ties,
         max_len=max_len,
         repeat_share=repeat_share,

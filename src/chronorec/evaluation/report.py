@@ -71,9 +71,9 @@ def results_table(
         row: dict[str, object] = {label: name}
         row.update({c: source.get(c, float("nan")) for c in columns})
         row["queries"] = int(source.get("n_queries", result.n_queries))
-        row["exclude_history"] = result.exclude_history
+        row["exclude_seen"] = result.exclude_seen
         rows.append(row)
-    return markdown_table(rows, [label, *columns, "queries", "exclude_history"], digits=digits)
+    return markdown_table(rows, [label, *columns, "queries", "exclude_seen"], digits=digits)
 
 
 def slices_table(

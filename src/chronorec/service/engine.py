@@ -668,15 +668,17 @@ class Engine:
         state: UserState,
         k: int,
         *,
-        exclude_seen: bool = True,
+        exclude_seen: bool | None = None,
         behaviour: str | None = None,
         cache: bool = False,
         block: np.ndarray | None = None,
     ) -> Ranked:
         """Top-``k`` for a state, never the rows in ``block`` (nor, with ``exclude_seen``, the
-        state's items); ``cache``: keep its blended list for the next request (a known user's
-        cached state, not a one-off history)."""
+        state's items; default: the run's ``data.exclude_seen``); ``cache``: keep its blended
+        list for the next request (a known user's cached state, not a one-off history)."""
         _torch_threads(self.settings.threads)
+        if exclude_seen is None:  # as the run was evaluated
+            exclude_seen = self.rec.config.data.exclude_seen
         exclude = state.seen if exclude_seen else np.zeros(0, np.int64)
         blocked = block is not None and len(block) > 0
         if blocked:

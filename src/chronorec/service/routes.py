@@ -221,7 +221,10 @@ def user_recommendations(
     request: Request,
     user_id: Annotated[str, Path(min_length=1, max_length=256)],
     k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
-    exclude_seen: bool = True,
+    exclude_seen: Annotated[
+        bool | None,
+        Query(description="leave the user's items out (default: the run's data.exclude_seen)"),
+    ] = None,
     behaviour: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     block: Annotated[
         str | None, Query(max_length=100_000, description="comma-separated item ids to leave out")

@@ -98,7 +98,8 @@ class HistoryEvent(Request):
 class RecommendRequest(Request):
     history: list[HistoryEvent] = Field(max_length=MAX_HISTORY, description="oldest first")
     k: int = Field(10, ge=1, le=MAX_K)
-    exclude_seen: StrictBool = True  # true or false, never 0 or "no"
+    # true or false, never 0 or "no"; default: the run's data.exclude_seen, as it was evaluated
+    exclude_seen: StrictBool | None = None
     behaviour: Name | None = None
     block: list[Id] = Field(
         default_factory=list, max_length=MAX_HISTORY, description="items never to recommend"
