@@ -982,3 +982,22 @@ def user_history_events(dataset_dir: Path, user_id: str) -> list[tuple[str, str 
         (ids[i - 1], names[b - 1], int(t))
         for i, b, t in zip(ev["item"], ev["behaviour"], ev["timestamp"], strict=True)
     ]
+
+
+def test_recommend_and_the_service_leave_seen_items_in_as_the_run_was_evaluated(
+    dataset_dir: Path, tmp_path: Path
+) -> None:
+    """A run with data.exclude_seen = false (a repeat-heavy log) keeps a user's items in its
+    rankings by default offline and in the service, as its evaluation did; each is told
+    otherwise per call."""
+    rec = fit_tiny(dataset_dir, "gru", data=DataConfig(exclude_seen=False))
+    seen = set(user_history_events(dataset_dir, "u1")[i][0] for i in range(3))
+    offline, _ = rec.recommend(["u1"], k=24)
+    assert seen <= set(offline[0])
+    offline, _ = rec.recommend(["u1"], k=24, exclude_seen=True)
+    assert not seen & set(offline[0])
+    with serve(rec, tmp_path) as c:
+        got = {x["item_id"] for x in c.get("/users/u1/recommendations?k=24").json()["items"]}
+        assert seen <= got
+        url = "/users/u1/recommendations?k=24&exclude_seen=true"
+        assert not seen & {x["item_id"] for x in c.get(url).json()["items"]}

@@ -64,3 +64,9 @@ def test_separate_output_table_needs_an_id_tower():
     with pytest.raises(ConfigError, match="separate_output needs item_repr 'id'"):
         load_config(None, ["model.item_repr=id+text", "model.separate_output=true"])
     assert load_config(None, ["model.separate_output=true"]).model.separate_output
+
+
+def test_a_run_saved_with_data_exclude_history_reads_it_as_exclude_seen() -> None:
+    cfg = RunConfig.from_dict({"data": {"exclude_history": False}})
+    assert cfg.data.exclude_seen is False
+    assert "exclude_history" not in cfg.to_dict()["data"]
