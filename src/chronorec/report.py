@@ -424,7 +424,7 @@ def report_for_run(
     """Write ``report.html`` for a saved run; ``dataset`` defaults to the one it was trained on;
     ``blend`` as in :func:`collect_report_data`; without it the run's saved blend
     (``RUN/blend.json``), if any and ``saved``, gets the blended row."""
-    from chronorec.blend import read_learned, saved_blend
+    from chronorec.blend import choose_blend
     from chronorec.recommender import build_text_vectors
     from chronorec.training import checkpoint as ckpt
 
@@ -440,8 +440,9 @@ def report_for_run(
     vectors = (
         build_text_vectors(rec.dataset, rec.config) if rec.config.model.item_repr != "id" else None
     )
-    fixed = saved_blend(run) if saved and not blend else None
-    learned = read_learned(run) if saved and not blend else None
+    choice = choose_blend(None, run, "--blend") if saved and not blend else None
+    fixed = None if choice is None else choice.weights
+    learned = None if choice is None else choice.learned
     data = collect_report_data(
         rec, rec.dataset, title=f"chronorec report: {run.name}", vectors=vectors,
         train_summary=summary, blend=blend, weights=fixed, learned=learned,

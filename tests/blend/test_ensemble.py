@@ -260,7 +260,7 @@ def test_a_saved_blend_is_what_recommend_uses_unless_told_otherwise(successor, t
     assert json.loads((path / "blend.json").read_text())["weights"] == tuned
     assert main(base) == 0
     out, err = capsys.readouterr()
-    assert "blended with the run's saved weights" in err
+    assert "ranked by the model + " in err and "(the run's blend.json)" in err
     weights = ",".join(f"{k}={v}" for k, v in tuned.items())
     assert main([*base, "--weights", weights]) == 0
     assert json.loads(out)["items"] == json.loads(capsys.readouterr().out)["items"]
@@ -271,7 +271,7 @@ def test_a_saved_blend_is_what_recommend_uses_unless_told_otherwise(successor, t
     assert main(["evaluate", str(path), "--data", data, "--json"]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out)["blend"] == tuned and json.loads(out)["weights_tuned_on"] == "valid"
-    assert "blended with the run's saved weights" in err
+    assert "ranked by the model + " in err and "(the run's blend.json)" in err
     for off in (["--weights", "none"], ["--blend", "none"]):
         assert main(["evaluate", str(path), "--data", data, "--json", *off]) == 0
         out = json.loads(capsys.readouterr().out)

@@ -223,13 +223,13 @@ def test_a_saved_learned_blend_ranks_evaluate_and_recommend(successor, tmp_path,
     assert main(["evaluate", str(path), "--data", data, "--json"]) == 0
     got, err = capsys.readouterr()
     again = json.loads(got)
-    assert "blended with the run's saved learned blend" in err
+    assert "ranked by a learned blend of the model and" in err
     assert again["ndcg@10"] == pytest.approx(out["ndcg@10"])
     # recommend ranks with it too: the same list as the Python API
     base = ["recommend", str(path), "--data", data, "--history", "i4,i5", "-k", "3", "--json"]
     assert main(base) == 0
     got, err = capsys.readouterr()
-    assert "learned blend of transitions, popular" in err
+    assert "learned blend of the model and transitions, popular" in err
     ens = Ensemble.load([path], dataset=data, fit_on="all")
     learned = read_learned(path)
     assert learned is not None

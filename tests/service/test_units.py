@@ -657,8 +657,8 @@ def test_blend_setting_errors(tmp_path: Path, text_run: Path) -> None:
         with pytest.raises(ConfigError, match=message):
             ServiceSettings(blend=text)
     env = ServiceSettings.from_env({"CHRONOREC_BLEND": "repeat=0.5, transitions=1"})
-    assert env.blend_weights() == {"repeat": 0.5, "transitions": 1.0}
-    assert ServiceSettings().blend_weights() == {}
+    assert env.blend_choice().weights == {"repeat": 0.5, "transitions": 1.0}
+    assert ServiceSettings().blend_choice().weights == {}
 
 
 def test_blend_with_text_knn_scores_a_posted_item_by_its_text(
@@ -734,11 +734,15 @@ def test_the_runs_saved_blend_is_served_unless_told_otherwise(text_run: Path, tm
     run = tmp_path / "run"
     shutil.copytree(text_run, run)
     db = f"sqlite:///{tmp_path}/e.db"
-    assert ServiceSettings(run_dir=str(run), db_url=db).blend_weights() == {}
+    assert ServiceSettings(run_dir=str(run), db_url=db).blend_choice().weights == {}
     save_blend(run, {"transitions": 0.5, "repeat": 0.0}, tuned_on="valid")
-    assert ServiceSettings(run_dir=str(run), db_url=db).blend_weights() == {"transitions": 0.5}
-    assert ServiceSettings(run_dir=str(run), blend="none").blend_weights() == {}
-    assert ServiceSettings(run_dir=str(run), blend="repeat=1").blend_weights() == {"repeat": 1.0}
+    assert ServiceSettings(run_dir=str(run), db_url=db).blend_choice().weights == {
+        "transitions": 0.5
+    }
+    assert ServiceSettings(run_dir=str(run), blend="none").blend_choice().weights == {}
+    assert ServiceSettings(run_dir=str(run), blend="repeat=1").blend_choice().weights == {
+        "repeat": 1.0
+    }
     with TestClient(create_app(ServiceSettings(run_dir=str(run), db_url=db, token=TOKEN))) as c:
         assert c.get("/ready").json()["blend"] == {"transitions": 0.5}
         assert c.get("/users/u1/recommendations").json()["source"] == "model+baselines"

@@ -9,11 +9,13 @@ From event log to ranked list, after the model (:mod:`chronorec.models`):
 - :mod:`~chronorec.blend.learned` — a LightGBM re-ranker over the same terms
   (:mod:`~chronorec.blend.learned_fit` trains it).
 - :mod:`~chronorec.blend.ensemble` — :class:`Ensemble`: one or more runs with their blend, behind
-  one ``score``, ``recommend`` and ``evaluate``; :func:`load` applies a run's saved blend.
+  one ``score``, ``recommend`` and ``evaluate``; :mod:`~chronorec.blend.choice` decides what a
+  run ranks with (:func:`load`: a run with its saved blend), for every command and the service.
 - :mod:`~chronorec.blend.files` — ``RUN/blend.json``, which every command and the service rank
   with unless told otherwise.
 """
 
+from chronorec.blend.choice import BlendChoice, choose_blend, load
 from chronorec.blend.ensemble import Ensemble
 from chronorec.blend.files import (
     BLEND_FILE,
@@ -23,9 +25,7 @@ from chronorec.blend.files import (
     read_blend,
     read_learned,
     resolve_blend,
-    resolve_learned,
     save_blend,
-    saved_blend,
 )
 from chronorec.blend.learned import LEARNED_FILE, WINDOWS, ItemStats, LearnedBlend
 from chronorec.blend.learned_fit import fit_learned
@@ -34,6 +34,7 @@ from chronorec.blend.registry import BLEND_BASELINES, fit_baselines, make_baseli
 
 __all__ = [
     "BLEND_BASELINES",
+    "BlendChoice",
     "BLEND_FILE",
     "LEARNED_FILE",
     "LINEAR",
@@ -43,16 +44,16 @@ __all__ = [
     "LearnedBlend",
     "blend_names",
     "check_weights",
+    "choose_blend",
     "fit_baselines",
     "fit_learned",
+    "load",
     "make_baseline",
     "parse_weights",
     "read_blend",
     "read_learned",
     "resolve_blend",
-    "resolve_learned",
     "save_blend",
-    "saved_blend",
     "standardise",
     "with_linear",
 ]

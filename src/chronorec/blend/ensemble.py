@@ -119,6 +119,7 @@ class Ensemble:
         self._text: np.ndarray | None = None  # item text vectors, shared by every stage's text-knn
         # a learned blend (chronorec.blend.learned) ranks instead of the weighted sum when set
         self.learned: LearnedBlend | None = None
+        self.choice: Any = None  # the BlendChoice that chronorec.blend.load applied, if any
         if fit_on not in ("train", "all"):
             raise ConfigError(f"fit_on must be 'train' or 'all', not {fit_on!r}")
         self.fit_on = fit_on
@@ -263,7 +264,11 @@ class Ensemble:
     @torch.no_grad()
     def score(self, batch: HistoryBatch, users: np.ndarray | None = None) -> torch.Tensor:
         """Blended scores ``(B, n_items + 1)``: the mean standardised scores of the runs plus the
-        weighted baselines; column 0 is -inf."""
+        weighted baselines; column 0 is -inf. One run with no blend scores as the run itself
+        (its own scale, as the service serves it)."""
+        if len(self.members) == 1 and self.learned is None and not any(self.weights.values()):
+            rec = self.members[0]
+            return rec.score(_window(batch, rec.config.model.max_len), users)
         return self.combine(self.parts(batch, users), batch)
 
     def use_learned(self, learned: LearnedBlend) -> Ensemble:

@@ -108,11 +108,6 @@ def read_blend(run_dir: str | Path) -> tuple[dict[str, float], str]:
     return check_weights(weights, str(path)), str(saved.get("tuned_on", ""))
 
 
-def saved_blend(run_dir: str | Path) -> dict[str, float]:
-    """The weights of ``RUN/blend.json`` ({} without one)."""
-    return read_blend(run_dir)[0]
-
-
 def _says_none(text: str | None) -> bool:
     """Whether a blend option asks for no blend at all (not even the run's saved one)."""
     return text is not None and text.strip().lower() == "none"
@@ -133,11 +128,4 @@ def resolve_blend(text: str | None, run_dir: str | Path | None, option: str) -> 
         return {}
     if text is not None and text.strip():
         return check_weights(parse_weights(text, option), option)
-    return {} if run_dir is None else saved_blend(run_dir)
-
-
-def resolve_learned(text: str | None, run_dir: str | Path | None) -> LearnedBlend | None:
-    """The run's saved learned blend when a blend option (``text``) asks for nothing else."""
-    if run_dir is None or (text is not None and text.strip()):
-        return None
-    return read_learned(run_dir)
+    return {} if run_dir is None else read_blend(run_dir)[0]

@@ -95,74 +95,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from chronorec.blend import (
-        BLEND_FILE,
-        WINDOWS,
-        Ensemble,
-        LearnedBlend,
-        blend_names,
-        fit_learned,
-        read_blend,
-        read_learned,
-        resolve_blend,
-        save_blend,
-    )
-    from chronorec.recommender import Recommender
+    from chronorec.blend import BLEND_FILE, save_blend
 
-    if args.threads is not None:
-        import torch
-
-        if args.threads < 1:
-            raise ConfigError(f"--threads must be at least 1, not {args.threads}")
-        torch.set_num_threads(args.threads)
-    weights = resolve_blend(args.weights, None, "--weights")  # "none": the model alone
-    names, off = blend_names(args.blend)  # off: "none", as --weights none
-    if args.save_blend and (len(args.run) != 1 or not (names or weights)):
-        raise ConfigError("--save-blend stores the blend of one run: give one RUN and --blend")
-    if args.learned and (not names or args.weights is not None):
-        raise ConfigError("--learned trains on the baselines --blend names (no --weights)")
-    if args.learned_windows is not None and not args.learned:
-        raise ConfigError("--learned-windows goes with --learned")
-    if args.learned_windows is not None and args.learned_windows < 1:
-        raise ConfigError(f"--learned-windows must be at least 1, not {args.learned_windows}")
-    scorer: Recommender | Ensemble
-    tuned = ""
-    learned: LearnedBlend | None = None
-    report: dict[str, Any] = {}
-    if len(args.run) == 1 and not names and args.weights is None and not off:  # as serve ranks
-        weights, tuned_on = read_blend(args.run[0])
-        learned = read_learned(args.run[0])
-        if weights or learned is not None:
-            tuned = "valid" if tuned_on == "valid" else ""
-            print(
-                f"blended with the run's saved {'learned blend' if learned else 'weights'} "
-                f"({Path(args.run[0]) / BLEND_FILE}); "
-                "--blend none for the model alone",
-                file=sys.stderr,
-            )
-    if len(args.run) == 1 and not names and not weights and learned is None:
-        scorer = Recommender.load(args.run[0], dataset=args.data)
-        model, item_repr = scorer.config.model.name, scorer.config.model.item_repr
-    else:
-        scorer = Ensemble.load(args.run, dataset=args.data, weights=weights)
-        only = scorer.members[0].config.model.name if len(args.run) == 1 else None
-        model = only or f"ensemble of {len(args.run)}"
-        item_repr = "+".join(sorted({r.config.model.item_repr for r in scorer.members}))
-        untuned = [n for n in names if n not in weights]
-        if args.learned:
-            windows = args.learned_windows or WINDOWS  # checked >= 1 above
-            learned, report = fit_learned(
-                scorer, names, which="valid", threads=args.threads, windows=windows
-            )
-            tuned = "valid"
-        elif learned is not None:
-            scorer.use_learned(learned)
-        elif untuned:
-            scorer.tune(untuned, which="valid")
-            tuned = "valid"
-    blend = scorer.weights if isinstance(scorer, Ensemble) else {}
-    if learned is not None:
-        blend = {}
+    _check(args)
+    scorer, tuned, report = _scorer(args)
+    learned = scorer.learned
+    blend = {} if learned is not None else dict(scorer.weights)
+    model = (
+        scorer.members[0].config.model.name if len(args.run) == 1
+        else f"ensemble of {len(args.run)}"
+    )  # fmt: skip
+    item_repr = "+".join(sorted({r.config.model.item_repr for r in scorer.members}))
     if args.save_blend:
         saved = save_blend(args.run[0], blend, tuned_on=tuned or "given", learned=learned)
         print(f"saved the blend as {saved}", file=sys.stderr)
@@ -192,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 shown = f"{value:.4f}" if isinstance(value, float) else value
             print(f"learned blend: {key} {shown}")
-        metric = scorer.config.train.select_metric if isinstance(scorer, Ensemble) else ""
+        metric = scorer.config.train.select_metric
         oof = report.get(f"valid {metric}, learned blend ({report.get('objective')}) out of fold")
         lin = report.get(f"valid {metric}, linear blend (tuned on it)")
         if oof is not None and lin is not None and oof < lin:
@@ -238,6 +181,60 @@ def run(args: argparse.Namespace) -> int:
             + (f" (or nothing: {args.run[0]}/{BLEND_FILE} holds it)" if args.save_blend else "")
         )
     return 0
+
+
+def _check(args: argparse.Namespace) -> None:
+    names, _ = _names(args)
+    if args.threads is not None:
+        import torch
+
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be at least 1, not {args.threads}")
+        torch.set_num_threads(args.threads)
+    if args.weights is not None:
+        from chronorec.blend import resolve_blend
+
+        resolve_blend(args.weights, None, "--weights")  # a bad --weights fails first
+    if args.save_blend and (len(args.run) != 1 or not (names or args.weights)):
+        raise ConfigError("--save-blend stores the blend of one run: give one RUN and --blend")
+    if args.learned and (not names or args.weights is not None):
+        raise ConfigError("--learned trains on the baselines --blend names (no --weights)")
+    if args.learned_windows is not None and not args.learned:
+        raise ConfigError("--learned-windows goes with --learned")
+    if args.learned_windows is not None and args.learned_windows < 1:
+        raise ConfigError(f"--learned-windows must be at least 1, not {args.learned_windows}")
+
+
+def _names(args: argparse.Namespace) -> tuple[list[str], bool]:
+    from chronorec.blend import blend_names
+
+    return blend_names(args.blend)  # (names, whether it said "none")
+
+
+def _scorer(args: argparse.Namespace) -> tuple[Any, str, dict[str, Any]]:
+    """The runs with the blend the options ask for: ``--weights`` as given, ``--blend NAMES``
+    tuned (or learned) on the valid split, ``--blend none`` the model alone, nothing the run's
+    saved blend (:func:`chronorec.blend.load`, as serve ranks). Returns it with the split its
+    blend was tuned on ("" for none or given weights) and the learned blend's report."""
+    from chronorec import blend
+
+    names, off = _names(args)
+    option = args.weights if args.weights is not None else ("none" if names or off else None)
+    scorer = blend.load(args.run, dataset=args.data, blend=option, where="--weights")
+    choice, tuned, report = scorer.choice, "", dict[str, Any]()
+    if choice.source == "saved":
+        tuned = "valid" if choice.tuned_on == "valid" else ""
+        print(f"ranked by {choice.describe()}; --blend none for the model alone", file=sys.stderr)
+    if args.learned:
+        windows = args.learned_windows or blend.WINDOWS  # checked >= 1 above
+        _, report = blend.fit_learned(  # it ranks with the learned blend from now on
+            scorer, names, which="valid", threads=args.threads, windows=windows
+        )
+        tuned = "valid"
+    elif names:
+        scorer.tune(names, which="valid")
+        tuned = "valid"
+    return scorer, tuned, report
 
 
 def _behaviour_auc(scorer: Any, split: str) -> dict[str, float]:

@@ -66,35 +66,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from chronorec.blend import BLEND_FILE, Ensemble, resolve_blend, resolve_learned
-    from chronorec.recommender import Recommender
+    from chronorec import blend
 
     if args.k < 1:
         raise ChronorecError(f"-k must be at least 1, not {args.k}")
-    one = args.run[0] if len(args.run) == 1 else None
-    weights = resolve_blend(args.weights, one, "--weights")
-    learned = resolve_learned(args.weights, one)
-    if learned is not None:
-        print(
-            f"ranked by the run's learned blend of {', '.join(learned.baselines)} "
-            f"({Path(str(one)) / BLEND_FILE}); --weights none for the model alone",
-            file=sys.stderr,
-        )
-    elif weights and args.weights is None and one is not None:
-        shown = ",".join(f"{name}={w:g}" for name, w in weights.items())
-        print(
-            f"blended with the run's saved weights {shown} ({Path(one) / BLEND_FILE}); "
-            "--weights none for the model alone",
-            file=sys.stderr,
-        )
-    rec: Recommender | Ensemble
-    if len(args.run) == 1 and not weights and learned is None:
-        rec = Recommender.load(args.run[0], dataset=args.data)
-    else:
-        # recommendations read every logged event, so the blended counts do too
-        rec = Ensemble.load(args.run, dataset=args.data, weights=weights, fit_on="all")
-        if learned is not None:
-            rec.use_learned(learned)
+    # recommendations read every logged event, so the blended counts do too
+    rec = blend.load(args.run, dataset=args.data, blend=args.weights, fit_on="all",
+                     where="--weights")  # fmt: skip
+    if rec.choice.source == "saved":
+        print(f"ranked by {rec.choice.describe()}; --weights none for the model alone",
+              file=sys.stderr)  # fmt: skip
     opts = dict(
         k=args.k, exclude_seen=args.exclude_seen, allow=_ids(args.allow),
         block=_ids(args.block),
@@ -113,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             [history], timestamps=times, behaviours=None if behs is None else [behs],
             **opts,  # type: ignore[arg-type]
         )  # fmt: skip
-    first = rec if isinstance(rec, Recommender) else rec.members[0]
+    first = rec.members[0]
     names = dict(zip(first.item_ids(), first.item_names(), strict=True))
     rows = [
         {"rank": r + 1, "item_id": i, "name": names.get(i, ""), "score": float(s)}

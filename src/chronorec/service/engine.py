@@ -205,8 +205,9 @@ class Engine:
         self._tau = settings.popularity_half_life_days * 86_400 / math.log(2)
 
         # baselines blended into the ranking, fitted on the run's log and the posted events
-        self.blend_weights = settings.blend_weights()
-        self.learned = settings.learned_blend()  # a learned blend ranks instead of the weights
+        choice = settings.blend_choice()  # the one policy: chronorec.blend.choose_blend
+        self.blend_weights: dict[str, float] = choice.weights
+        self.learned = choice.learned  # a learned blend ranks instead of the weights
         self._blender: Ensemble | None = None
         # blended lists by user state; the version changes with whatever changes every
         # user's blend (a posted item, a user forgotten from user-KNN)

@@ -76,22 +76,15 @@ class ServiceSettings:
             raise ConfigError("the service token is empty")
         if self.read_token is not None and not self.read_token.strip():
             raise ConfigError("the service's read token is empty")
-        self.blend_weights()  # a bad blend fails at start-up
+        self.blend_choice()  # a bad blend fails at start-up
 
-    def blend_weights(self) -> dict[str, float]:
-        """The blend to serve: ``blend`` ("NAME=W,..."; "none": the model alone), or when it is
-        empty the run's saved one (``RUN/blend.json``, from ``chronorec demo`` or ``chronorec
-        evaluate --save-blend``), else none."""
-        from chronorec.blend import resolve_blend
+    def blend_choice(self) -> Any:
+        """What the service ranks with (:func:`chronorec.blend.choose_blend`): ``blend``
+        ("NAME=W,...", or "none" for the model alone), or when it is empty the run's saved blend
+        (``RUN/blend.json``, weights or a learned blend), else the model alone."""
+        from chronorec.blend import choose_blend
 
-        return resolve_blend(self.blend, self.run_dir, "blend (--blend or CHRONOREC_BLEND)")
-
-    def learned_blend(self) -> Any:
-        """The run's saved learned blend (``chronorec evaluate --learned --save-blend``) when
-        ``blend`` is empty, else None."""
-        from chronorec.blend import resolve_learned
-
-        return resolve_learned(self.blend, self.run_dir)
+        return choose_blend(self.blend or None, self.run_dir, "blend (--blend or CHRONOREC_BLEND)")
 
     @classmethod
     def from_env(
