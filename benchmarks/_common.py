@@ -1,19 +1,22 @@
-"""Shared helpers for benchmark scripts: the machine, and appending raw results as JSON lines
-under ``benchmarks/results/`` (BENCHMARKS.md is curated from them)."""
+"""Shared helpers for benchmark scripts: the machine, markdown tables for printing, and raw
+results appended as JSON lines under ``benchmarks/results/`` (one ``<name>.jsonl`` per script).
+
+BENCHMARKS.md is curated by hand from those files; no script writes it."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
-BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 RESULTS = ROOT / "benchmarks" / "results"
 
 
@@ -54,6 +57,15 @@ def git_revision() -> str:
 # run does not report a commit made while it ran.
 STARTED_AT_REVISION = git_revision()
 
+# The command line as started, relative to the repository: read at import, before a script
+# changes its working directory.
+_SCRIPT = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+
+
+def command_line() -> str:
+    script = os.path.relpath(_SCRIPT, ROOT) if _SCRIPT else "python"
+    return "python " + " ".join([script, *sys.argv[1:]])
+
 
 def markdown_table(header: list[str], rows: list[list[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -61,26 +73,20 @@ def markdown_table(header: list[str], rows: list[list[object]]) -> str:
     return "\n".join(lines)
 
 
-def append_report(title: str, table: str, notes: str = "") -> None:
-    """Append one dated section to BENCHMARKS.md (created with a heading if missing)."""
-    command = "python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
-    section = (
-        f"\n## {title}\n\n"
-        f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}\n"
-        f"- machine: {machine()}\n"
-        f"- command: `{command}`\n"
-        f"- git revision: {STARTED_AT_REVISION}\n\n"
-        f"{table}\n" + (f"\n{notes}\n" if notes else "")
-    )
-    if not BENCHMARKS_MD.exists():
-        BENCHMARKS_MD.write_text("# Benchmarks\n\nAppended by the scripts in `benchmarks/`.\n")
-    with BENCHMARKS_MD.open("a") as fh:
-        fh.write(section)
-    print(section)
-
-
-def command_line() -> str:
-    return "python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
+def plain(value: Any) -> Any:
+    """``value`` as JSON can hold it: NumPy and torch numbers and arrays as Python numbers and
+    lists, NaN and infinities as null, paths and anything else as strings."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if hasattr(value, "tolist"):  # a NumPy scalar or array, a torch tensor
+        return plain(value.tolist())
+    return str(value)
 
 
 def append_results(name: str, rows: list[dict[str, object]], **context: object) -> Path:
@@ -97,5 +103,17 @@ def append_results(name: str, rows: list[dict[str, object]], **context: object) 
     }
     with path.open("a") as fh:
         for row in rows:
-            fh.write(json.dumps({**stamp, **row}, default=str) + "\n")
+            fh.write(json.dumps(plain({**stamp, **row}), ensure_ascii=False) + "\n")
+    return path
+
+
+def record_results(
+    name: str, rows: list[dict[str, object]], *, append: bool = True, **context: object
+) -> Path | None:
+    """:func:`append_results` unless ``append`` is false (a script's ``--no-append``: print
+    only), and say where the rows went."""
+    if not append or not rows:
+        return None
+    path = append_results(name, rows, **context)
+    print(f"{len(rows)} result row(s) appended to {os.path.relpath(path, ROOT)}", flush=True)
     return path

@@ -8,8 +8,9 @@ Usage:
 ``DIR`` is a directory written by ``chronorec prepare``. ``--vectors`` is an
 ``(n_items + 1, d)`` NumPy file of item text vectors for the text-KNN baseline.
 ``--repeat-half-lives`` adds one recency-weighted repeat baseline per half-life (in visits), to
-choose ``repeat-recent``'s half-life on the valid split. The tables are appended to BENCHMARKS.md
-unless ``--no-append``.
+choose ``repeat-recent``'s half-life on the valid split. The tables are printed; one result row
+per (baseline, exclude_seen) is appended to ``benchmarks/results/baselines.jsonl`` unless
+``--no-append``.
 """
 
 from __future__ import annotations
@@ -22,17 +23,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append_report  # noqa: E402
+from _common import record_results  # noqa: E402
 
+from chronorec.blend import fit_baselines  # noqa: E402
+from chronorec.blend.baselines import RepeatFrequency  # noqa: E402
 from chronorec.data import leave_one_out, load_prepared, temporal_split  # noqa: E402
 from chronorec.data.sequences import EventArrays  # noqa: E402
-from chronorec.evaluation import (  # noqa: E402
-    RepeatFrequency,
-    evaluate_many,
-    fit_baselines,
-    results_table,
-    slices_table,
-)
+from chronorec.evaluation import evaluate_many, results_table, slices_table  # noqa: E402
 
 
 def main() -> None:
@@ -49,7 +46,7 @@ def main() -> None:
     parser.add_argument("--slices", action="store_true", help="also print each baseline's slices")
     parser.add_argument("--repeat-half-lives", type=float, nargs="*", default=[], metavar="H")
     parser.add_argument(
-        "--no-append", action="store_true", help="print, do not touch BENCHMARKS.md"
+        "--no-append", action="store_true", help="print only, do not append the results"
     )
     args = parser.parse_args()
     if any(not h > 0 for h in args.repeat_half_lives):
@@ -83,6 +80,7 @@ def main() -> None:
         f"{ds.n_items:,} items, baselines fitted in {fit_s:.2f}s, history window {args.max_len}"
     )
     parts = []
+    results_rows: list[dict[str, object]] = []
     for exclude in {"no": [False], "yes": [True], "both": [False, True]}[args.exclude_history]:
         results = evaluate_many(
             models,
@@ -90,27 +88,34 @@ def main() -> None:
             targets,
             n_items=ds.n_items,
             behaviour_names=ds.behaviours,
-            exclude_history=exclude,
+            exclude_seen=exclude,
             max_len=args.max_len,
             train=known,
         )
         table = results_table(results, ("ndcg@10", "hr@10", "mrr@10", "recall@10", "recall@20"))
         seconds = ", ".join(f"{n} {r.seconds:.2f}s" for n, r in results.items())
         repeat = next(iter(results.values())).repeat_share
+        for scorer, result in results.items():
+            results_rows.append({"scorer": scorer, **result.to_dict()})
         parts.append(
-            f"exclude_history={exclude}:\n\n{table}\n\n"
+            f"exclude_seen={exclude}:\n\n{table}\n\n"
             f"repeat targets {repeat:.1%}; evaluation time: {seconds}"
         )
         if args.slices:
             for name, result in results.items():
-                parts.append(f"### {name} (exclude_history={exclude})\n\n{slices_table(result)}")
+                parts.append(f"### {name} (exclude_seen={exclude})\n\n{slices_table(result)}")
     text = "\n\n".join(parts)
-    name = Path(args.data).name
-    if args.no_append:
-        print(f"{head}\n\n{text}")
-    else:
-        title = f"baselines: {name}, {args.which} split (benchmarks/baselines.py)"
-        append_report(title, text, head)
+    print(f"{head}\n\n{text}")
+    record_results(
+        "baselines",
+        results_rows,
+        append=not args.no_append,
+        data=args.data,
+        protocol=split.protocol,
+        which=args.which,
+        items=ds.n_items,
+        fit_seconds=fit_s,
+    )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import polars as pl
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append_report, markdown_table  # noqa: E402
+from _common import markdown_table, record_results  # noqa: E402
 
 from chronorec.data.dataset import PreparedDataset  # noqa: E402
 from chronorec.data.sequences import HistoryBatch  # noqa: E402
@@ -107,7 +107,7 @@ def main() -> None:
     parser.add_argument("--split", choices=["valid", "test"], default="test")
     parser.add_argument("--behaviour", help="behaviour name (default: the log's last)")
     parser.add_argument("--rerank", action="store_true", help="also rank next-b targets")
-    parser.add_argument("--no-append", action="store_true")
+    parser.add_argument("--no-append", action="store_true", help="print only, do not append")
     args = parser.parse_args()
     from sklearn.linear_model import LogisticRegression
 
@@ -123,21 +123,25 @@ def main() -> None:
     labels, x, names = features(ds, split, args.split, b)
     n_pos = int(labels.sum())
     rows: list[list[object]] = []
+    results: list[dict[str, object]] = []
     recs = [first] + [Recommender.load(run, dataset=ds) for run in args.runs[1:]]
     for run, rec in zip(args.runs, recs, strict=True):
         if rec.model is None or rec.model.behaviour_head is None:
             sys.exit(f"{run}: trained without model.behaviour_head; nothing to evaluate")
         if rec.config.data != first.config.data:
             sys.exit(f"{run}: another split than {args.runs[0]}")
-        rows.append([f"{run} (behaviour head)", f"{rec.behaviour_auc(args.split, b):.4f}"])
+        auc = rec.behaviour_auc(args.split, b)
+        rows.append([f"{run} (behaviour head)", f"{auc:.4f}"])
+        results.append({"kind": "auc", "scorer": "behaviour head", "run": run, "auc": auc})
     for j, feature in enumerate(names):
-        rows.append([feature, f"{_roc_auc(x[:, j], labels):.4f}"])
+        auc = _roc_auc(x[:, j], labels)
+        rows.append([feature, f"{auc:.4f}"])
+        results.append({"kind": "auc", "scorer": feature, "auc": auc})
     fit_labels, fit_x, _ = features(ds, split, "valid", b)
     fitted = LogisticRegression(max_iter=1000).fit(fit_x, fit_labels)
-    rows.append([
-        "logistic regression on the features above (fitted on valid)",
-        f"{_roc_auc(fitted.decision_function(x), labels):.4f}",
-    ])  # fmt: skip
+    auc = _roc_auc(fitted.decision_function(x), labels)
+    rows.append(["logistic regression on the features above (fitted on valid)", f"{auc:.4f}"])
+    results.append({"kind": "auc", "scorer": "logistic regression (fitted on valid)", "auc": auc})
     table = markdown_table(["scorer", f"AUC ({name} vs other behaviours)"], rows)
     notes = (
         f"{labels.size:,} targets of the {args.split} split, {n_pos:,} of them {name} "
@@ -151,21 +155,28 @@ def main() -> None:
             for label, scorer in (("scores", rec), (f"scores + log P({name})", Reranked(rec, b))):
                 with rec.at(args.split):
                     got = evaluate(
-                        scorer, ds, targets, n_items=ds.n_items, exclude_history=False,
+                        scorer, ds, targets, n_items=ds.n_items, exclude_seen=False,
                         max_len=rec.config.model.max_len, slices=(),
                     )  # fmt: skip
                 ranked.append([run, label] + [f"{got[m]:.4f}" for m in RANK_METRICS])
+                results.append({"kind": "ranking", "run": run, "ranked by": label,
+                                **{m: got[m] for m in RANK_METRICS}})  # fmt: skip
         table += "\n\n" + markdown_table(["run", "ranked by", *RANK_METRICS], ranked)
         notes += (
             f" Ranking: the {targets.height:,} {name} targets of the {args.split} split "
             f"({targets['user'].n_unique():,} users), full ranking, history kept; the re-rank "
             f"re-scores each run's top {RERANK}."
         )
-    if args.no_append:
-        print(table + "\n\n" + notes)
-    else:
-        append_report(f"behaviour AUC ({args.split} split, benchmarks/behaviour_auc.py)",
-                      table, notes)  # fmt: skip
+    print(table + "\n\n" + notes)
+    record_results(
+        "behaviour_auc",
+        results,
+        append=not args.no_append,
+        split=args.split,
+        behaviour=name,
+        targets=int(labels.size),
+        positives=n_pos,
+    )
 
 
 if __name__ == "__main__":

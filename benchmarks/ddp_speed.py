@@ -15,6 +15,9 @@ full cross-entropy, item ids).
 
 Usage:
   python benchmarks/ddp_speed.py DIR [--procs 2] [--epochs 2] [--set key=value ...] [--no-append]
+
+Prints the table; its rows are appended to ``benchmarks/results/ddp_speed.jsonl`` unless
+``--no-append``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append_report, markdown_table  # noqa: E402
+from _common import markdown_table, record_results  # noqa: E402
 
 SASREC = ["model.name=\"transformer\"", "model.item_repr=\"id\"", "model.max_len=200",
           "model.d_model=64", "model.n_layers=2", "model.n_heads=2", "train.loss=\"ce\"",
@@ -60,7 +63,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--set", dest="sets", action="append", default=[])
-    parser.add_argument("--no-append", action="store_true")
+    parser.add_argument("--no-append", action="store_true", help="print only, do not append")
     args = parser.parse_args()
     base = [*SASREC, f"train.max_epochs={args.epochs}", "train.patience=1000", *args.sets]
     n, b = args.procs, args.batch_size
@@ -70,7 +73,9 @@ def main() -> None:
         (f"{n} processes × 1 thread (torchrun), batch {b} each", n, 1, b),
         (f"{n} processes × 1 thread (torchrun), batch {b // n} each", n, 1, b // n),
     ]
-    rows, first = [], None
+    rows: list[list[object]] = []
+    results: list[dict[str, object]] = []
+    first = None
     for label, procs, threads, batch in ways:
         out = train(args.data, [*base, f"train.batch_size={batch}"], procs, threads)
         rate = float(out["tokens_per_s"])
@@ -78,17 +83,16 @@ def main() -> None:
         valid = out["valid"].get("ndcg@10", float("nan"))
         rows.append([label, procs * batch, f"{rate:,.0f}", f"{rate / first:.2f}×",
                      out["epochs"], f"{valid:.4f}"])  # fmt: skip
+        results.append({"training": label, "processes": procs, "threads": threads,
+                        "batch_size": batch, "effective_batch": procs * batch,
+                        "tokens_per_s": rate, "vs_1_thread": rate / first,
+                        "epochs": out["epochs"], "valid_ndcg@10": valid})  # fmt: skip
         print(rows[-1], flush=True)
     header = ["training", "effective batch", "tokens/s", "vs 1 thread", "epochs",
               "valid ndcg@10 after them"]  # fmt: skip
     table = markdown_table(header, rows)
-    print(table)
-    if not args.no_append:
-        append_report(
-            "training throughput: threads against torchrun processes (benchmarks/ddp_speed.py)",
-            table,
-            f"config: {' '.join(base)}",
-        )
+    print(table + f"\n\nconfig: {' '.join(base)}")
+    record_results("ddp_speed", results, append=not args.no_append, data=args.data, config=base)
 
 
 if __name__ == "__main__":

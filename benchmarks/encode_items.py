@@ -10,6 +10,9 @@ Targets (issue 3): ≥ 2x plain on short texts, ≥ 1.5x on long texts, ≤ 1.5 
 
 Usage: nice python benchmarks/encode_items.py [--limit N] [--methods LIST] [--only ml-1m|amazon]
        [--no-append]
+
+Prints the table and notes; one row per (texts, method), with the cache timings, is appended to
+``benchmarks/results/encode_items.jsonl`` unless ``--no-append``.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DATASETS, append_report, markdown_table  # noqa: E402
+from _common import DATASETS, markdown_table, record_results  # noqa: E402
 
 CASES = {
     "ML-1M titles + genres": (
@@ -163,7 +166,7 @@ def main() -> None:
         default="plain,torch-auto,onnx-fp32",
         help="comma-separated: plain, torch-auto, torch-fp32, torch-bf16, onnx-fp32",
     )
-    ap.add_argument("--no-append", action="store_true", help="print, do not touch BENCHMARKS.md")
+    ap.add_argument("--no-append", action="store_true", help="print only, do not append")
     ap.add_argument(
         "--only", choices=["ml-1m", "amazon"], default=None, help="run one of the two datasets"
     )
@@ -178,6 +181,7 @@ def main() -> None:
     if "plain" not in methods or "torch-auto" not in methods:
         ap.error("--methods must include plain and torch-auto (the compared pair)")
     rows: list[list[object]] = []
+    result_rows: list[dict[str, object]] = []
     notes: list[str] = []
     load_before = f"{os.getloadavg()[0]:.1f}"
     with tempfile.TemporaryDirectory() as tmp_dir:
@@ -238,12 +242,34 @@ def main() -> None:
                         "-" if "single_item_ms" not in r else f"{r['single_item_ms']:.1f}",
                     ]
                 )
+                result_rows.append(
+                    {
+                        "texts": name,
+                        "items": len(texts),
+                        "mean_tokens": float(np.mean(lengths)),
+                        "method": method,
+                        "label": label,
+                        "precision": r.get("precision"),
+                        "seconds": r["seconds"],
+                        "texts_per_s": rate,
+                        "speedup_vs_plain": speedup,
+                        "target_speedup": target,
+                        "peak_rss_gb": r["peak_rss_gb"],
+                        "min_cosine_vs_plain": cosine,
+                        "single_item_ms": r.get("single_item_ms"),
+                        "load_seconds": r.get("load_seconds"),
+                    }
+                )
             if "onnx-fp32" in results:
                 notes.append(
                     f"{name}: ONNX load incl. one-off export "
                     f"{results['onnx-fp32']['load_seconds']:.1f} s (cached afterwards)."
                 )
             first, hit = cache_hit_seconds(directory, fields, work)
+            for entry in result_rows:
+                if entry["texts"] == name:
+                    entry["encode_items_first_run_s"] = first
+                    entry["encode_items_cache_hit_s"] = hit
             notes.append(
                 f"{name}: `chronorec encode-items` first run {first:.1f} s (process incl. model "
                 f"load); re-encoding the unchanged catalogue (cache hit) {hit:.2f} s."
@@ -270,10 +296,14 @@ def main() -> None:
         f"other work, so rates are noisy (load average before / after: {load_before} / "
         f"{os.getloadavg()[0]:.1f}).\n\n" + "\n".join(notes)
     )
-    if args.no_append:
-        print(table + "\n\n" + text)
-    else:
-        append_report("encode_items (item text tower)", table, text)
+    print(table + "\n\n" + text)
+    record_results(
+        "encode_items",
+        result_rows,
+        append=not args.no_append,
+        load_average_before=float(load_before),
+        load_average_after=os.getloadavg()[0],
+    )
 
 
 if __name__ == "__main__":

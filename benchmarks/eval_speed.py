@@ -16,6 +16,9 @@ split: the model's forward pass included.
 ``--crossover`` adds a synthetic table: one batch of 256 random rows with 2-128 targets each,
 ranked both ways, for a catalogue the size of Online Retail's and one the size of Taobao's.
 
+Prints the tables; their rows are appended to ``benchmarks/results/eval_speed.jsonl`` unless
+``--no-append`` (a ``kind`` field tells the three tables apart).
+
 A dataset named ``online-retail`` or ``taobao`` is split by time (last 30 days; for taobao the
 purchases of the last 2 days) with history items kept in the ranking, as in the quality runs;
 any other leave-one-out with history excluded.
@@ -32,7 +35,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append_report, markdown_table  # noqa: E402
+from _common import markdown_table, record_results  # noqa: E402
 
 from chronorec.data import leave_one_out, load_prepared, temporal_split  # noqa: E402
 from chronorec.data.sequences import EventArrays, HistoryBatch  # noqa: E402
@@ -53,10 +56,12 @@ class RandomScores:
         return torch.rand(len(batch), self.n_items + 1, generator=self.generator)
 
 
-def crossover(repeat: int) -> str:
-    """Milliseconds to rank one batch of 256 random rows by comparing and by sorting."""
+def crossover(repeat: int) -> tuple[str, list[dict[str, object]]]:
+    """Milliseconds to rank one batch of 256 random rows by comparing and by sorting: the table
+    and its rows as result dicts."""
     rng = np.random.default_rng(0)
     out: list[list[object]] = []
+    results: list[dict[str, object]] = []
     for n_items in (3_659, 55_233):
         scores = torch.rand(256, n_items + 1, generator=torch.Generator().manual_seed(0))
         for per_row in (2, 8, 16, 32, 64, 128):
@@ -75,8 +80,11 @@ def crossover(repeat: int) -> str:
                 ms[label] = best * 1000
             out.append([f"{n_items:,}", per_row, f"{np.log2(n_items):.1f}",
                         f"{ms['compare']:.0f}", f"{ms['sort']:.0f}"])  # fmt: skip
+            results.append({"kind": "crossover", "items": n_items, "rows": 256,
+                            "targets_per_row": per_row, "ms_compare": ms["compare"],
+                            "ms_sort": ms["sort"]})  # fmt: skip
     header = ["items", "targets per row", "log2(items)", "ms (compare)", "ms (sort)"]
-    return markdown_table(header, out)
+    return markdown_table(header, out), results
 
 
 def main() -> None:
@@ -86,13 +94,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     parser.add_argument("--run", action="append", default=[], help="also time this saved run")
     parser.add_argument("--crossover", action="store_true", help="add the synthetic table")
-    parser.add_argument("--no-append", action="store_true")
+    parser.add_argument("--no-append", action="store_true", help="print only, do not append")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     default_cost = evaluator.SORT_COST
     rows = []
+    results: list[dict[str, object]] = []
     for spec in args.data:
         name, _, path = spec.partition("=")
         ds = load_prepared(path)
@@ -114,7 +123,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 result = evaluate(
                     RandomScores(ds.n_items), arrays, targets, n_items=ds.n_items,
-                    exclude_history=exclude, max_len=200, train=split.train, slices=(),
+                    exclude_seen=exclude, max_len=200, train=split.train, slices=(),
                 )  # fmt: skip
                 best = min(best, time.perf_counter() - t0)
             timings[label] = best
@@ -125,6 +134,13 @@ def main() -> None:
             "excluded" if exclude else "kept", f"{timings['default']:.2f}",
             f"{timings['compare']:.2f}", f"{timings['sort']:.2f}",
         ])  # fmt: skip
+        results.append({
+            "kind": "random scorer", "dataset": name, "data": path,
+            "split": split.protocol.split("(")[0], "items": ds.n_items,
+            "queries": result.n_queries, "targets": result.n_targets,
+            "history": "excluded" if exclude else "kept", "seconds_default": timings["default"],
+            "seconds_compare": timings["compare"], "seconds_sort": timings["sort"],
+        })  # fmt: skip
     header = ["dataset", "split", "items", "queries", "targets", "targets per query", "history",
               "seconds (default)", "seconds (compare)", "seconds (sort)"]  # fmt: skip
     table = markdown_table(header, rows)
@@ -143,7 +159,7 @@ def main() -> None:
                     t0 = time.perf_counter()
                     result = evaluate(
                         rec, events, split.test, n_items=ds.n_items,
-                        exclude_history=rec.config.data.exclude_history,
+                        exclude_seen=rec.config.data.exclude_seen,
                         max_len=rec.config.model.max_len,
                         batch_size=rec.config.train.eval_batch_size, max_tokens=cap,
                         train=split.train, slices=(),
@@ -153,6 +169,12 @@ def main() -> None:
             timed.append([run, f"{cfg.name}/{cfg.item_repr}", f"{result.n_targets:,}",
                           f"{result['ndcg@10']:.4f}", f"{fastest['uncapped']:.2f}",
                           f"{fastest['capped']:.2f}"])  # fmt: skip
+            results.append({
+                "kind": "model", "run": run, "model": f"{cfg.name}/{cfg.item_repr}",
+                "test_targets": result.n_targets, "ndcg@10": result["ndcg@10"],
+                "seconds_eval_batch_size": fastest["uncapped"],
+                "seconds_capped": fastest["capped"], "eval_tokens_cap": evaluator.EVAL_TOKENS,
+            })  # fmt: skip
         header = ["run", "model", "test targets", "NDCG@10", "seconds, eval_batch_size",
                   f"seconds, also <= {evaluator.EVAL_TOKENS:,} steps (default)"]  # fmt: skip
         table += (
@@ -160,7 +182,9 @@ def main() -> None:
         )
         table += markdown_table(header, timed)
     if args.crossover:
-        table += "\n\nSynthetic, one batch of 256 rows:\n\n" + crossover(args.repeat)
+        synthetic, more = crossover(args.repeat)
+        table += "\n\nSynthetic, one batch of 256 rows:\n\n" + synthetic
+        results += more
         evaluator.SORT_COST = default_cost
     notes = (
         f"Best of {args.repeat} timings of `chronorec.evaluation.evaluate` with a random scorer "
@@ -168,11 +192,15 @@ def main() -> None:
         f"threads, SORT_COST = {default_cost:g}. 'compare' ranks every target against its whole "
         "row; 'sort' sorts each row once (used for target sets)."
     )
-    if args.no_append:
-        print(table + "\n\n" + notes)
-    else:
-        print(table)
-        append_report("evaluation speed (benchmarks/eval_speed.py)", table, notes)
+    print(table + "\n\n" + notes)
+    record_results(
+        "eval_speed",
+        results,
+        append=not args.no_append,
+        repeat=args.repeat,
+        threads=torch.get_num_threads(),
+        sort_cost=default_cost,
+    )
 
 
 if __name__ == "__main__":

@@ -18,6 +18,9 @@ validation targets. On the test split the grid shows how much the choice matters
 Usage:
   python benchmarks/finetune.py RUN [RUN ...] [--split valid|test] [--epochs 1,3]
       [--lr-scale 0.3,1] [--data DIR] [--threads N] [--no-append]
+
+Prints the table; its rows (each run's and the means) are appended to
+``benchmarks/results/finetune.jsonl`` unless ``--no-append``.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import polars as pl
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append_report, markdown_table  # noqa: E402
+from _common import markdown_table, record_results  # noqa: E402
 
 from chronorec.data.splits import Split  # noqa: E402
 from chronorec.evaluation import evaluate  # noqa: E402
@@ -60,10 +63,11 @@ def main() -> None:
     parser.add_argument("--lr-scale", default=str(FINETUNE_LR_SCALE), help="comma-separated")
     parser.add_argument("--data", default=None, help="prepared dataset (default: the runs')")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
-    parser.add_argument("--no-append", action="store_true")
+    parser.add_argument("--no-append", action="store_true", help="print only, do not append")
     args = parser.parse_args()
     grid = [(int(e), s) for e in _floats(args.epochs) for s in _floats(args.lr_scale)]
     rows: list[list[object]] = []
+    results: list[dict[str, object]] = []
     by_setting: dict[str, list[dict[str, float]]] = {}
     notes = []
     for run in args.runs:
@@ -74,27 +78,25 @@ def main() -> None:
             train = dataclasses.replace(rec.config.train, threads=args.threads)
             rec.config = rec.config.replace(train=train)
         torch.set_num_threads(rec.config.train.threads or torch.get_num_threads())
-        results, note = (_on_valid if args.split == "valid" else _on_test)(rec, grid)
+        measured, note = (_on_valid if args.split == "valid" else _on_test)(rec, grid)
         notes.append(f"{run}: {note}")
-        for label, metrics, seconds in results:
+        for label, metrics, seconds in measured:
             by_setting.setdefault(label, []).append(metrics)
             time_cell = "" if seconds is None else f"{seconds:.1f}"
             rows.append([run, label, time_cell] + [f"{metrics[m]:.4f}" for m in METRICS])
+            results.append({"run": run, "weights": label, "train_seconds": seconds,
+                            **{f"{args.split} {m}": metrics[m] for m in METRICS}})  # fmt: skip
             print(rows[-1], flush=True)
     if len(args.runs) > 1:
-        for label, results in by_setting.items():
-            mean = [statistics.mean(r[m] for r in results) for m in METRICS]
-            rows.append([f"mean of {len(results)}", label, ""] + [f"{v:.4f}" for v in mean])
+        for label, per_run in by_setting.items():
+            mean = [statistics.mean(r[m] for r in per_run) for m in METRICS]
+            rows.append([f"mean of {len(per_run)}", label, ""] + [f"{v:.4f}" for v in mean])
+            means = {f"{args.split} {m}": v for m, v in zip(METRICS, mean, strict=True)}
+            results.append({"run": f"mean of {len(per_run)}", "weights": label, **means})
     header = ["run", "weights", "train seconds"] + [f"{args.split} {m}" for m in METRICS]
     table = markdown_table(header, rows)
-    print(table)
-    if not args.no_append:
-        append_report(
-            "fine-tuning on new events: stale, fine-tuned and retrained, "
-            f"{args.split} split (benchmarks/finetune.py)",
-            table,
-            "\n".join(notes),
-        )
+    print(table + "\n\n" + "\n".join(notes))
+    record_results("finetune", results, append=not args.no_append, split=args.split, notes=notes)
 
 
 Result = tuple[str, dict[str, float], float | None]
@@ -177,7 +179,7 @@ def _metrics(scorer: Recommender, targets: pl.DataFrame) -> dict[str, float]:
     cfg, dataset = scorer.config, scorer.dataset
     assert dataset is not None
     result = evaluate(
-        scorer, dataset, targets, exclude_history=cfg.data.exclude_history,
+        scorer, dataset, targets, exclude_seen=cfg.data.exclude_seen,
         max_len=cfg.model.max_len, batch_size=cfg.train.eval_batch_size, slices=(),
     )  # fmt: skip
     return {m: float(result.metrics[m]) for m in METRICS}

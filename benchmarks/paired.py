@@ -10,6 +10,10 @@ Usage:
   python benchmarks/paired.py --a /tmp/blind/gru-id-{0,1,2} --b /tmp/aware/gru-id-{0,1,2} \\
       --label-a behaviour-blind --label-b behaviour-aware --metric recall@20 [--split test] \\
       [--title T] [--no-append]
+
+Prints the table and the paired figures; one row per group and one per comparison (mean of runs,
+ensemble, between runs) are appended to ``benchmarks/results/paired.jsonl`` unless
+``--no-append``.
 """
 
 from __future__ import annotations
@@ -22,9 +26,9 @@ import numpy as np
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append_report, markdown_table  # noqa: E402
+from _common import markdown_table, record_results  # noqa: E402
 
-from chronorec.ensemble import Ensemble  # noqa: E402
+from chronorec.blend import Ensemble  # noqa: E402
 from chronorec.evaluation.evaluator import per_query  # noqa: E402
 
 
@@ -59,8 +63,8 @@ def main() -> None:
     parser.add_argument("--data", default=None, help="prepared dataset (default: the runs')")
     parser.add_argument("--metric", default=None, help="default: the runs' select_metric")
     parser.add_argument("--split", default="test", choices=["valid", "test"])
-    parser.add_argument("--title", default=None)
-    parser.add_argument("--no-append", action="store_true")
+    parser.add_argument("--title", default=None, help="a name kept with the results")
+    parser.add_argument("--no-append", action="store_true", help="print only, do not append")
     args = parser.parse_args()
 
     groups = {args.label_a: args.a, args.label_b: args.b}
@@ -89,10 +93,14 @@ def main() -> None:
 
     la, lb = args.label_a, args.label_b
     rows: list[list[object]] = []
+    results: list[dict[str, object]] = []
     for label in (la, lb):
         runs = ", ".join(f"{v:.4f}" for v in per_run[label])
         rows.append([label, len(groups[label]), runs, f"{seeds[label].mean():.4f}",
                      f"{ensembles[label].mean():.4f}"])  # fmt: skip
+        results.append({"kind": "group", "group": label, "runs": groups[label],
+                        "each_run": per_run[label], "mean_of_runs": seeds[label].mean(),
+                        "ensemble": ensembles[label].mean()})  # fmt: skip
     header = ["group", "runs", f"{metric} of each run", "mean of runs", "ensemble"]
     table = markdown_table(header, rows)
     q = seeds[la].size
@@ -104,6 +112,8 @@ def main() -> None:
             f"{what}: {lb} - {la} = {mean:+.4f} ± {se:.4f} (SE), z = {z:.2f}; "
             f"{differ} of {q} queries differ"
         )
+        results.append({"kind": "paired", "what": what, "a": la, "b": lb, "b_minus_a": mean,
+                        "se": se, "z": z, "queries": q, "queries_differ": differ})  # fmt: skip
     notes = (
         f"Paired over the {q} queries of the {args.split} split ({metric} per query, full "
         "ranking). " + " ".join(f"{line}." for line in lines) + " |z| ≥ 2 is a difference "
@@ -117,10 +127,17 @@ def main() -> None:
             f"{mean:+.4f} ± {se:.4f} (SE), z = {z:.2f} — the noise of training seeds, which the "
             "paired figures above do not include."
         )
-    if args.no_append:
-        print(table + "\n\n" + notes)
-    else:
-        append_report(args.title or f"paired comparison: {lb} vs {la}", table, notes)
+        results.append({"kind": "between runs (Welch)", "what": "mean of runs", "a": la,
+                        "b": lb, "b_minus_a": mean, "se": se, "z": z})  # fmt: skip
+    print(table + "\n\n" + notes)
+    record_results(
+        "paired",
+        results,
+        append=not args.no_append,
+        title=args.title or f"paired comparison: {lb} vs {la}",
+        metric=metric,
+        split=args.split,
+    )
 
 
 if __name__ == "__main__":

@@ -4,7 +4,10 @@ Each run is a separate `chronorec prepare` process; wall seconds and that proces
 reported. Targets (issue 2): ML-1M ≤ 5 s, Online Retail ≤ 5 s, synthetic 10M events ≤ 60 s with
 ≤ 3 GB peak RSS. Also times reloading the prepared ML-1M directory.
 
-Usage: python benchmarks/prepare.py [--events 10000000] [--skip-synthetic]
+Usage: python benchmarks/prepare.py [--events 10000000] [--skip-synthetic] [--no-append]
+
+Prints the table; its rows are appended to ``benchmarks/results/prepare.jsonl`` unless
+``--no-append``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DATASETS, append_report, markdown_table  # noqa: E402
+from _common import DATASETS, markdown_table, record_results  # noqa: E402
 
 
 def synthetic_csv(path: Path, n_events: int, seed: int = 0) -> None:
@@ -59,8 +62,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--events", type=int, default=10_000_000, help="synthetic log size")
     ap.add_argument("--skip-synthetic", action="store_true")
+    ap.add_argument("--no-append", action="store_true", help="print only, do not append")
     args = ap.parse_args()
     rows: list[list[object]] = []
+    results: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         cases = [
@@ -114,6 +119,8 @@ def main() -> None:
                     f"{rss:.2f}",
                 ]
             )
+            results.append({"input": name, "seconds": secs, "target_seconds": target,
+                            "met": secs <= target, "peak_rss_gb": rss})  # fmt: skip
         # reload speed of the prepared ML-1M
         code = (
             "import time, chronorec; t=time.perf_counter(); "
@@ -134,13 +141,14 @@ def main() -> None:
                 "-",
             ]
         )
+        results.append({"input": "reload prepared ML-1M (load_prepared)", "seconds": reload,
+                        "target_seconds": 1.0, "met": reload < 1, "peak_rss_gb": None})  # fmt: skip
     table = markdown_table(["input", "seconds", "target s", "met", "peak RSS GB"], rows)
-    append_report(
-        "prepare",
-        table,
-        "Each run is a fresh `python -m chronorec.cli prepare` "
-        "process (interpreter start-up included).",
+    print(
+        table + "\n\nEach run is a fresh `python -m chronorec.cli prepare` process "
+        "(interpreter start-up included)."
     )
+    record_results("prepare", results, append=not args.no_append)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
-"""Recommendation quality on the shared datasets: train, evaluate on test, append a table.
+"""Recommendation quality on the shared datasets: train, evaluate on test, print a table.
 
 Protocol: the run config's split (leave-one-out by default), full ranking over the whole
-catalogue, history items excluded (data.exclude_history; say --set data.exclude_history=false for
+catalogue, history items excluded (data.exclude_seen; say --set data.exclude_seen=false for
 repeat-heavy retail logs). One row per (model, item_repr, seed) plus a mean row per
 (model, item_repr) when several seeds ran.
 
@@ -10,6 +10,10 @@ Usage:
       --seeds 0 1 2 --max-minutes 60 [--set model.n_layers=2 ...] [--config FILE]
 
 ``--dataset`` names a dataset of ../shared/datasets (prepared once into --cache) or use --data DIR.
+
+Prints the table and notes; one result row per table row (runs, means, ensembles, blends,
+baselines; a ``kind`` field says which) is appended to ``benchmarks/results/quality.jsonl``
+unless ``--no-append``.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DATASETS, append_report, markdown_table  # noqa: E402
+from _common import DATASETS, markdown_table, record_results  # noqa: E402
 
 from chronorec.config import RunConfig, load_config  # noqa: E402
 from chronorec.errors import ChronorecError  # noqa: E402
@@ -189,11 +193,30 @@ def add_all_runs(groups: dict[tuple[str, str], list]) -> None:
     groups[key] = [member for members in list(groups.values()) for member in members]
 
 
-def ensemble_rows(dataset: str, data: Path, runs: Path, details: list[dict]) -> list[list]:
-    """One table row per (model, item_repr) with several seeds: the test metrics of its saved
-    seed runs ranked as one ensemble (mean z-scored scores, ``chronorec.ensemble``); with several
-    (model, item_repr) groups, one more row for all runs together."""
-    from chronorec.ensemble import Ensemble
+METRICS = ("ndcg@10", "hr@10", "mrr@10", "recall@20")  # the table's metric columns
+
+
+def table_row(dataset: str, r: dict) -> list[object]:
+    """The markdown row of one result (a run, a mean of runs, an ensemble, a blend or a
+    baseline)."""
+    cells: list[object] = [f"{r['test'][m]:.4f}" for m in METRICS]
+    if r["kind"] == "baseline":
+        return [dataset, f"baseline: {r['baseline']}", "-", "-", *cells, "-", "-", "-", "-"]
+    head = [dataset, r["model"], r["item_repr"], r["seed"]]
+    if r["kind"] == "run":
+        return [*head, *cells, r["epochs"], f"{r['wall_minutes']:.1f}",
+                f"{r['tokens_per_s']:,.0f}", f"{r['gflops']:.1f}"]  # fmt: skip
+    if r["kind"] == "mean":
+        cells[0], cells[1] = f"**{cells[0]}**", f"**{cells[1]}**"
+        return [*head, *cells, f"{r['epochs']:.1f}", f"{r['wall_minutes']:.1f}", "", ""]
+    return [*head, *cells, "-", "-", "-", "-"]
+
+
+def ensemble_results(runs: Path, details: list[dict], data: Path) -> list[dict]:
+    """One result per (model, item_repr) with several seeds: the test metrics of its saved
+    seed runs ranked as one ensemble (mean z-scored scores, ``chronorec.blend.Ensemble``); with
+    several (model, item_repr) groups, one more for all runs together."""
+    from chronorec.blend import Ensemble
 
     groups: dict[tuple[str, str], list[Path]] = {}
     for d in details:
@@ -201,24 +224,23 @@ def ensemble_rows(dataset: str, data: Path, runs: Path, details: list[dict]) -> 
         groups.setdefault(key, []).append(runs / f"{d['model']}-{d['item_repr']}-{d['seed']}")
     if len(groups) > 1:  # several models or item towers: all runs as one ensemble too
         add_all_runs(groups)
-    rows = []
+    out = []
     for (model, item_repr), paths in groups.items():
         if len(paths) > 1:
             m = Ensemble.load(paths, dataset=data).evaluate("test").metrics
-            rows.append([dataset, model, item_repr, f"ensemble of {len(paths)}",
-                         f"{m['ndcg@10']:.4f}", f"{m['hr@10']:.4f}", f"{m['mrr@10']:.4f}",
-                         f"{m['recall@20']:.4f}", "-", "-", "-", "-"])  # fmt: skip
-    return rows
+            out.append({"kind": "ensemble", "model": model, "item_repr": item_repr,
+                        "seed": f"ensemble of {len(paths)}", "runs": paths, "test": m})  # fmt: skip
+    return out
 
 
-def blend_rows(
-    dataset: str, data: Path, runs: Path, details: list[dict], names: list[str], ensemble: bool
-) -> tuple[list[list], str]:
-    """Rows of each saved run blended with the baselines ``names`` (weights tuned on the valid
-    split, ``chronorec.ensemble.Ensemble.tune``), their mean per (model, item_repr), and with
-    ``ensemble`` the seeds' ensemble (and, across several groups, all runs) blended the same way;
-    plus a note with the weights."""
-    from chronorec.ensemble import Ensemble
+def blend_results(
+    data: Path, runs: Path, details: list[dict], names: list[str], ensemble: bool
+) -> tuple[list[dict], str]:
+    """Each saved run blended with the baselines ``names`` (weights tuned on the valid split,
+    ``chronorec.blend.Ensemble.tune``), their mean per (model, item_repr), and with ``ensemble``
+    the seeds' ensemble (and, across several groups, all runs) blended the same way; plus a
+    note with the weights."""
+    from chronorec.blend import Ensemble
 
     groups: dict[tuple[str, str], list[tuple[int, Path]]] = {}
     for d in details:
@@ -226,7 +248,7 @@ def blend_rows(
         groups.setdefault((d["model"], d["item_repr"]), []).append((d["seed"], path))
     if ensemble and len(groups) > 1:  # all runs as one ensemble, blended (no single rows)
         add_all_runs(groups)
-    rows, notes = [], []
+    out, notes = [], []
     for i, ((model, item_repr), members) in enumerate(groups.items()):
         scored = []
         every = ensemble and i == len(groups) - 1 and len(groups) > 1
@@ -237,24 +259,24 @@ def blend_rows(
             ens = Ensemble.load(paths, dataset=data)
             weights = ens.tune(names, which="valid")
             m = ens.evaluate("test").metrics
-            row = [m["ndcg@10"], m["hr@10"], m["mrr@10"], m["recall@20"]]
             if len(paths) == 1:
-                scored.append(row)
-            rows.append([dataset, model, item_repr, label, *(f"{v:.4f}" for v in row),
-                         "-", "-", "-", "-"])  # fmt: skip
+                scored.append([m[k] for k in METRICS])
+            out.append({"kind": "blend", "model": model, "item_repr": item_repr, "seed": label,
+                        "runs": paths, "weights": dict(weights), "test": m})  # fmt: skip
             notes.append(f"{model}/{item_repr}/{label}: " + ", ".join(
                 f"{name} {w:g}" for name, w in weights.items()))  # fmt: skip
         if len(scored) > 1:
             mean = np.mean(scored, axis=0)
-            rows.append([dataset, model, item_repr, f"mean of {len(scored)} + blend",
-                         *(f"{v:.4f}" for v in mean), "-", "-", "-", "-"])  # fmt: skip
+            out.append({"kind": "blend mean", "model": model, "item_repr": item_repr,
+                        "seed": f"mean of {len(scored)} + blend",
+                        "test": dict(zip(METRICS, mean, strict=True))})  # fmt: skip
     note = (
         "Blends: the run's (or ensemble's) z-scored scores plus weighted z-scores of the "
         f"baselines {', '.join(names)}, weights tuned on the valid split by coordinate search "
         "(`Ensemble.tune`, baselines fitted on the training split) and applied on test "
         "(baselines fitted on every event before the test cut); weights: " + "; ".join(notes) + ". "
     )
-    return rows, note
+    return out, note
 
 
 def cold_warm_means(details: list[dict]) -> str:
@@ -281,8 +303,9 @@ def baseline_metrics(data: Path, cfg: RunConfig) -> dict[str, dict]:
     """Test metrics of every non-learned baseline on the split and exclusion of the run config,
     over the model's history window and over the whole history (text-KNN when the catalogue
     has text)."""
+    from chronorec.blend import fit_baselines
     from chronorec.data.dataset import load_prepared
-    from chronorec.evaluation import evaluate, fit_baselines
+    from chronorec.evaluation import evaluate
     from chronorec.recommender import build_text_vectors
 
     ds = load_prepared(data)
@@ -298,7 +321,7 @@ def baseline_metrics(data: Path, cfg: RunConfig) -> dict[str, dict]:
         label = "whole history" if window == FULL_HISTORY else f"last {window} events"
         for name, scorer in baselines.items():
             out[f"{name} ({label})"] = evaluate(
-                scorer, ds, split.test, exclude_history=cfg.data.exclude_history,
+                scorer, ds, split.test, exclude_seen=cfg.data.exclude_seen,
                 max_len=window, train=known,
             ).metrics  # fmt: skip
     return out
@@ -342,7 +365,7 @@ def main() -> None:
         "transitions, user-knn, ridge, text-knn",
     )
     parser.add_argument(
-        "--no-append", action="store_true", help="print, do not touch BENCHMARKS.md"
+        "--no-append", action="store_true", help="print only, do not append the results"
     )
     args = parser.parse_args()
     if args.ensemble and args.runs is None:
@@ -381,42 +404,36 @@ def main() -> None:
             details = list(ex.map(run_job, *zip(*jobs, strict=True)))
     else:
         details = [run_job(*job) for job in jobs]
-    rows: list[list[object]] = []
+    results: list[dict] = [{"kind": "run", **d} for d in details]
     per_config: dict[tuple[str, str], list[list[float]]] = {}
     for d in details:
-        m = d["test"]
-        rows.append([args.dataset, d["model"], d["item_repr"], d["seed"], f"{m['ndcg@10']:.4f}",
-                     f"{m['hr@10']:.4f}", f"{m['mrr@10']:.4f}", f"{m['recall@20']:.4f}",
-                     d["epochs"], f"{d['wall_minutes']:.1f}", f"{d['tokens_per_s']:,.0f}",
-                     f"{d['gflops']:.1f}"])  # fmt: skip
         per_config.setdefault((d["model"], d["item_repr"]), []).append(
-            [m["ndcg@10"], m["hr@10"], m["mrr@10"], m["recall@20"], d["epochs"], d["wall_minutes"]]
+            [*(d["test"][m] for m in METRICS), d["epochs"], d["wall_minutes"]]
         )
     for (model, item_repr), vals in per_config.items():
         if len(vals) > 1:
             mean = np.mean(vals, axis=0)
-            rows.append([args.dataset, model, item_repr, f"mean of {len(vals)}",
-                         f"**{mean[0]:.4f}**", f"**{mean[1]:.4f}**", f"{mean[2]:.4f}",
-                         f"{mean[3]:.4f}", f"{mean[4]:.1f}", f"{mean[5]:.1f}", "", ""])  # fmt: skip
+            results.append({"kind": "mean", "model": model, "item_repr": item_repr,
+                            "seed": f"mean of {len(vals)}",
+                            "test": dict(zip(METRICS, mean[:4], strict=True)),
+                            "epochs": mean[4], "wall_minutes": mean[5]})  # fmt: skip
     if args.ensemble:
-        rows += ensemble_rows(args.dataset, data, args.runs, details)
+        results += ensemble_results(args.runs, details, data)
     blend_note = ""
     if args.blend:
-        more, blend_note = blend_rows(args.dataset, data, args.runs, details, args.blend,
-                                      args.ensemble)  # fmt: skip
-        rows += more
+        more, blend_note = blend_results(data, args.runs, details, args.blend, args.ensemble)
+        results += more
     if args.baselines:
         for name, m in baseline_metrics(data, configs[0]).items():
-            rows.append([args.dataset, f"baseline: {name}", "-", "-", f"{m['ndcg@10']:.4f}",
-                         f"{m['hr@10']:.4f}", f"{m['mrr@10']:.4f}", f"{m['recall@20']:.4f}",
-                         "-", "-", "-", "-"])  # fmt: skip
+            results.append({"kind": "baseline", "baseline": name, "test": m})
+    rows = [table_row(args.dataset, r) for r in results]
 
     run_cfg = configs[0]
     threads = run_cfg.train.threads or threads
     torch.set_num_threads(threads)
     peak32, peak16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
     first = details[0] if details else {}
-    exclude = run_cfg.data.exclude_history
+    exclude = run_cfg.data.exclude_seen
     metric = run_cfg.train.select_metric
     notes = (
         f"Full ranking over all items, test split of the run config "
@@ -437,10 +454,19 @@ def main() -> None:
         + f"Per-epoch (epoch, train loss, valid {metric}) of the first run: {first.get('history')}"
     )
     table = markdown_table(header, rows)
-    if args.no_append:
-        print(table + "\n\n" + notes)
-    else:
-        append_report(f"quality: {args.dataset}", table, notes)
+    print(table + "\n\n" + notes)
+    record_results(
+        "quality",
+        results,
+        append=not args.no_append,
+        dataset=args.dataset,
+        data=data,
+        overrides=overrides,
+        max_minutes=args.max_minutes,
+        jobs=args.jobs,
+        threads=threads,
+        matmul_gflops={"fp32": peak32, "bf16": peak16},
+    )
 
 
 if __name__ == "__main__":

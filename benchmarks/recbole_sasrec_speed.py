@@ -15,7 +15,9 @@ a user as the timestamp; no filtering), builds RecBole's dataset, dataloader and
 length 200, hidden 64, inner 256, 2 layers, 2 heads, dropout 0.2, full-softmax CE, batch 128) and
 times only the body of RecBole's ``Trainer._train_epoch`` (batch fetch, zero_grad,
 ``calculate_loss``, backward, Adam step) for ``--batches`` batches after ``--warmup``. It prints
-the numbers; the row in BENCHMARKS.md is written by hand next to chronorec's own.
+the numbers and appends them as one row to ``benchmarks/results/recbole_sasrec_speed.jsonl``
+(unless ``--no-append``; ``_common`` needs only the standard library, so this works from
+RecBole's venv); the row in BENCHMARKS.md is curated by hand next to chronorec's own.
 """
 
 import argparse
@@ -24,6 +26,9 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import record_results  # noqa: E402  (before main changes the working directory)
 
 ML1M = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "ml-1m" / "ml-1m.txt"
 
@@ -44,7 +49,7 @@ def write_atomic(src: Path, work: Path) -> Path:
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batches", type=int, default=100, help="timed batches")
     ap.add_argument("--warmup", type=int, default=5, help="untimed warm-up batches")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
@@ -52,6 +57,7 @@ def main():
     ap.add_argument("--max-len", type=int, default=200)
     ap.add_argument("--data", type=Path, default=ML1M, help="ml-1m.txt")
     ap.add_argument("--work", type=Path, default=Path("/tmp/recbole-work"), help="RecBole's files")
+    ap.add_argument("--no-append", action="store_true", help="print only, do not append")
     args = ap.parse_args()
     write_atomic(args.data, args.work)
     BENCH_DIR = str(args.work)
@@ -193,6 +199,35 @@ def main():
     print(f"sec per epoch (extrap.): {n_train / sps:.1f}")
     print(f"CE catalogue size      : {n_catalogue}  (item_num incl. padding id 0)")
     print(f"last loss              : {last_loss:.4f}")
+    record_results(
+        "recbole_sasrec_speed",
+        [
+            {
+                "library": "RecBole 1.2.1",
+                "model": "SASRec",
+                "torch": torch.__version__,
+                "threads": torch.get_num_threads(),
+                "batch_size": args.batch_size,
+                "max_len": args.max_len,
+                "batches_timed": args.batches,
+                "warmup_batches": args.warmup,
+                "elapsed_seconds": elapsed,
+                "dataloader_seconds": t_data,
+                "seconds_per_batch": elapsed / args.batches,
+                "sequences_per_s": sps,
+                "targets_per_s": sps,
+                "train_samples_per_epoch": n_train,
+                "batches_per_epoch": batches_per_epoch,
+                "seconds_per_epoch_extrapolated": n_train / sps,
+                "catalogue_rows": n_catalogue,
+                "model_params": n_params,
+                "dataset_build_seconds": t_build,
+                "last_loss": last_loss,
+            }
+        ],
+        append=not args.no_append,
+        data=str(args.data),
+    )
 
 
 if __name__ == "__main__":

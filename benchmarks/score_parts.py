@@ -7,6 +7,9 @@ better than the sum, the hidden state's scores add noise to the order of the his
 
 Usage:
   python benchmarks/score_parts.py RUN [RUN ...] [--data DIR] [--split test] [--no-append]
+
+Prints the table; its rows are appended to ``benchmarks/results/score_parts.jsonl`` unless
+``--no-append``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append_report, markdown_table  # noqa: E402
+from _common import markdown_table, record_results  # noqa: E402
 
 from chronorec.data.sequences import HistoryBatch  # noqa: E402
 from chronorec.evaluation import evaluate  # noqa: E402
@@ -51,10 +54,11 @@ def main() -> None:
     parser.add_argument("runs", nargs="+")
     parser.add_argument("--data", default=None, help="prepared dataset (default: the runs')")
     parser.add_argument("--split", choices=["valid", "test"], default="test")
-    parser.add_argument("--no-append", action="store_true")
+    parser.add_argument("--no-append", action="store_true", help="print only, do not append")
     args = parser.parse_args()
 
     rows = []
+    results: list[dict[str, object]] = []
     for run in args.runs:
         rec = Recommender.load(run, dataset=args.data)
         if rec.dataset is None:
@@ -66,15 +70,14 @@ def main() -> None:
             for which in ("whole", "hidden", "repeat"):
                 result = evaluate(
                     Part(rec, which), ds, targets, n_items=ds.n_items,
-                    exclude_history=cfg.data.exclude_history, max_len=cfg.model.max_len,
+                    exclude_seen=cfg.data.exclude_seen, max_len=cfg.model.max_len,
                     slices=(),
                 )  # fmt: skip
                 rows.append([run, which] + [f"{result[m]:.4f}" for m in METRICS])
+                results.append({"run": run, "score": which, **{m: result[m] for m in METRICS}})
     table = markdown_table(["run", "score", *METRICS], rows)
-    if args.no_append:
-        print(table)
-    else:
-        append_report(f"score parts ({args.split} split, benchmarks/score_parts.py)", table)
+    print(table)
+    record_results("score_parts", results, append=not args.no_append, split=args.split)
 
 
 if __name__ == "__main__":

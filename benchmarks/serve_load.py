@@ -8,7 +8,10 @@ retrieval mode and --max-requests in all; the server runs under `nice` and is al
 
 Usage: python benchmarks/serve_load.py [--items 100000] [--seconds 20] [--concurrency 8]
        [--modes exact,faiss-ivf] [--warm] [--blend repeat-recent=0.5,transitions=0.3]
-       [--learned repeat-recent,transitions,user-knn]
+       [--learned repeat-recent,transitions,user-knn] [--no-report]
+
+Prints the table; one row per retrieval mode is appended to
+``benchmarks/results/serve_load.jsonl`` unless ``--no-report``.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import numpy as np
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append_report, markdown_table  # noqa: E402
+from _common import markdown_table, record_results  # noqa: E402
 
 TOKEN = "bench-token"
 
@@ -110,8 +113,8 @@ def save_learned(run_dir: Path, names: list[str], rounds: int = 200) -> None:
     and the candidates' features set that, not what the trees learned)."""
     import lightgbm as lgb
 
-    from chronorec.ensemble import save_blend
-    from chronorec.rerank import LINEAR, PARAMS, LearnedBlend, feature_names
+    from chronorec.blend import LINEAR, LearnedBlend, save_blend
+    from chronorec.blend.learned import PARAMS, feature_names
 
     terms = ("runs", *names, LINEAR)
     cols = feature_names(terms)
@@ -335,6 +338,10 @@ def ms(values: list[float], q: float) -> str:
     return f"{1000 * float(np.quantile(values, q)):.1f}" if values else "-"
 
 
+def quantile_ms(values: list[float], q: float) -> float | None:
+    return 1000 * float(np.quantile(values, q)) if values else None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--items", type=int, default=100_000)
@@ -345,7 +352,9 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--write-share", type=float, default=0.1)
     ap.add_argument("--modes", default="exact,faiss-ivf")
-    ap.add_argument("--no-report", action="store_true", help="print, do not append BENCHMARKS.md")
+    ap.add_argument(
+        "--no-report", action="store_true", help="print only, do not append the results"
+    )
     ap.add_argument(
         "--warm", action="store_true", help="read every known user once before the timed load"
     )
@@ -366,6 +375,7 @@ def main() -> int:
         ap.error("--blend and --learned are two ways to blend: give one")
 
     rows = []
+    results: list[dict[str, object]] = []
     load_before = os.getloadavg()[0]  # other processes on the same cores skew every number
     with tempfile.TemporaryDirectory(prefix="serve-load-") as tmp:
         root = Path(tmp)
@@ -428,6 +438,30 @@ def main() -> int:
                     f"{startup:.1f}",
                 ]
             )
+            results.append(
+                {
+                    "retrieval": rows[-1][0],
+                    "state_cache_at_start": rows[-1][1],
+                    "items": ready["n_items"],
+                    "recall@10_vs_exact": ready["index_recall_at_10"],
+                    "clients": args.concurrency,
+                    "requests": res["requests"],
+                    "wall_seconds": res["wall"],
+                    "requests_per_s": res["requests"] / res["wall"],
+                    "read_p50_ms": quantile_ms(reads, 0.5),
+                    "read_p99_ms": quantile_ms(reads, 0.99),
+                    "read_in_server_mean_ms": inside["read_mean_ms"],
+                    "state_cache_hit_rate": inside["hit_rate"],
+                    "write_p50_ms": quantile_ms(writes, 0.5),
+                    "write_p99_ms": quantile_ms(writes, 0.99),
+                    "ryw_p50_ms": quantile_ms(ryw, 0.5),
+                    "ryw_p99_ms": quantile_ms(ryw, 0.99),
+                    "ryw_on_first_read": first,
+                    "ryw_checked": checked,
+                    "errors": dict(res["errors"]),
+                    "startup_seconds": startup,
+                }
+            )
             print(rows[-1], flush=True)
     header = [
         "retrieval",
@@ -473,7 +507,7 @@ def main() -> int:
             else ""
         )  # fmt: skip
         + (
-            f"A learned blend of {args.learned} (`chronorec.rerank`: 200 trees of up to 31 "
+            f"A learned blend of {args.learned} (`chronorec.blend`: 200 trees of up to 31 "
             "leaves over every candidate's features, the z-scores and ranks over the whole "
             "catalogue first), its trees fitted to random labels: the cost of ranking with "
             "one, not its quality. "
@@ -483,10 +517,20 @@ def main() -> int:
         + f"Load average before the run: "
         f"{load_before:.1f} on {os.cpu_count()} cores."
     )
-    if args.no_report:
-        print(table + "\n\n" + notes)
-    else:
-        append_report("Service load (benchmarks/serve_load.py)", table, notes)
+    print(table + "\n\n" + notes)
+    record_results(
+        "serve_load",
+        results,
+        append=not args.no_report,
+        seconds_per_mode=args.seconds,
+        write_share=args.write_share,
+        users=args.users,
+        events_per_user=args.events_per_user,
+        warm=args.warm,
+        blend=args.blend or None,
+        learned=args.learned or None,
+        load_average_before=load_before,
+    )
     return 0
 
 
