@@ -319,6 +319,26 @@ BAD = [
         422,
     ),  # fmt: skip
     ("exclude_seen 0", "POST", "/recommendations", {"history": [], "exclude_seen": 0}, 422),
+    ("k true", "POST", "/recommendations", {"history": [], "k": True}, 422),
+    ("k as a string", "POST", "/recommendations", {"history": [], "k": "10"}, 422),
+    (
+        "timestamp true",
+        "POST",
+        "/events",
+        {"user_id": "u", "item_id": "i1", "timestamp": True},
+        422,
+    ),  # fmt: skip
+    ("price true", "POST", "/items", {"item_id": "p", "title": "t", "price": True}, 422),
+    ("NUL in a user id", "POST", "/events", {"user_id": "a\u0000b", "item_id": "i1"}, 422),
+    ("NUL in an item title", "POST", "/items", {"item_id": "n", "title": "a\u0000b"}, 422),
+    ("NUL in a path", "GET", "/users/a%00b/recommendations", None, 422),
+    (
+        "block over the query limit",
+        "GET",
+        "/users/u1/recommendations?block=" + "i1," * 20_001,
+        None,
+        422,
+    ),  # fmt: skip
     (
         "exclude_seen 'false'",
         "POST",

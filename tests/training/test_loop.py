@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from chronorec.config import ModelConfig, RunConfig, TrainConfig
 from chronorec.data.sequences import EventArrays
@@ -228,8 +228,26 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(successor, tmp_
         successor, run_dir=tmp_path / "b", resume=True, progress=False
     )
     assert resumed.result is not None and resumed.result.epochs == 3
-    a = load_file(str(tmp_path / "a" / "last.safetensors"))
-    b = load_file(str(tmp_path / "b" / "last.safetensors"))
+    a = load_train_state(tmp_path / "a" / "train_state.pt")["weights"]
+    b = load_train_state(tmp_path / "b" / "train_state.pt")["weights"]
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], msg=name)
+    # the latest weights live in the state file alone: no second file to fall out of step
+    assert not (tmp_path / "b" / "last.safetensors").exists()
+
+
+def test_resume_reads_a_run_saved_with_last_safetensors(successor, tmp_path):
+    """A run from before the weights moved into train_state.pt resumes from last.safetensors."""
+    Recommender(tiny(max_epochs=3)).fit(successor, run_dir=tmp_path / "a", progress=False)
+    Recommender(tiny(max_epochs=1)).fit(successor, run_dir=tmp_path / "b", progress=False)
+    state = load_train_state(tmp_path / "b" / "train_state.pt")
+    save_file(state.pop("weights"), str(tmp_path / "b" / "last.safetensors"))
+    torch.save(state, tmp_path / "b" / "train_state.pt")
+    Recommender(tiny(max_epochs=3)).fit(
+        successor, run_dir=tmp_path / "b", resume=True, progress=False
+    )
+    a = load_train_state(tmp_path / "a" / "train_state.pt")["weights"]
+    b = load_train_state(tmp_path / "b" / "train_state.pt")["weights"]
     for name in a:
         torch.testing.assert_close(a[name], b[name], msg=name)
 
@@ -553,7 +571,8 @@ def test_ema_validates_and_keeps_the_averaged_weights(successor, tmp_path):
     assert rec.result is not None and rec.model is not None
     # the kept checkpoint is what validation scored, and it is not the live weights
     assert rec.evaluate("valid")["ndcg@10"] == pytest.approx(rec.result.best_metrics["ndcg@10"])
-    kept, live = load_file(str(run / "model.safetensors")), load_file(str(run / "last.safetensors"))
+    kept = load_file(str(run / "model.safetensors"))
+    live = load_train_state(run / "train_state.pt")["weights"]
     assert any(not torch.equal(kept[k], live[k]) for k in kept)
     for name, value in rec.model.state_dict().items():
         torch.testing.assert_close(value, kept[name], msg=name)

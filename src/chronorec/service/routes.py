@@ -18,6 +18,7 @@ from chronorec.service.engine import Engine, Ranked, ServiceError, now_seconds
 from chronorec.service.metrics import Metrics
 from chronorec.service.schemas import (
     MAX_K,
+    NO_NUL,
     ErrorBody,
     EventBatch,
     EventIn,
@@ -39,6 +40,9 @@ from chronorec.service.settings import ServiceSettings
 from chronorec.service.store import Event
 
 log = logging.getLogger(__name__)
+
+# a GET's whole request target must stay under the HTTP parser's 65,536 bytes
+MAX_BLOCK_QUERY = 60_000
 
 bearer = HTTPBearer(auto_error=False, description="the service token (CHRONOREC_TOKEN)")
 read_bearer = HTTPBearer(
@@ -219,7 +223,7 @@ def _check_k(k: int, settings: ServiceSettings) -> None:
 )
 def user_recommendations(
     request: Request,
-    user_id: Annotated[str, Path(min_length=1, max_length=256)],
+    user_id: Annotated[str, Path(min_length=1, max_length=256, pattern=NO_NUL)],
     k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
     exclude_seen: Annotated[
         bool | None,
@@ -227,7 +231,11 @@ def user_recommendations(
     ] = None,
     behaviour: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     block: Annotated[
-        str | None, Query(max_length=100_000, description="comma-separated item ids to leave out")
+        str | None,
+        Query(
+            max_length=MAX_BLOCK_QUERY,  # the HTTP server reads request targets under 64 KiB
+            description="comma-separated item ids to leave out",
+        ),
     ] = None,
 ) -> Response:
     """Top-k for a user after every event stored so far; a user with no events gets recent
@@ -295,7 +303,7 @@ def post_item(body: ItemIn, request: Request) -> ItemAdded:
     tags=["items"],
 )
 def similar_items(
-    item_id: Annotated[str, Path(min_length=1, max_length=256)],
+    item_id: Annotated[str, Path(min_length=1, max_length=256, pattern=NO_NUL)],
     request: Request,
     k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
 ) -> Response:
@@ -313,7 +321,7 @@ def similar_items(
     tags=["users"],
 )
 def forget_user(
-    user_id: Annotated[str, Path(min_length=1, max_length=256)], request: Request
+    user_id: Annotated[str, Path(min_length=1, max_length=256, pattern=NO_NUL)], request: Request
 ) -> UserForgotten:
     """Forget the user's stored events, their training-log history and their cached state."""
     deleted = engine_of(request).forget(user_id)

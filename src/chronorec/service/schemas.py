@@ -14,6 +14,7 @@ from pydantic import (
     StrictBool,
     StringConstraints,
     Tag,
+    WithJsonSchema,
     field_validator,
 )
 
@@ -22,13 +23,42 @@ MAX_BATCH = 1000
 MAX_K = 1000
 MAX_HISTORY = 1000
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=256)]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-Text = Annotated[str, StringConstraints(max_length=20_000)]
+# No NUL character anywhere: PostgreSQL's text cannot hold one (and no id or name needs one)
+NO_NUL = r"^[^\x00]*$"
+Id = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=NO_NUL)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_NUL)]
+Text = Annotated[str, StringConstraints(max_length=20_000, pattern=NO_NUL)]
+
+
+def _no_bool(value: object) -> object:
+    """A count or a time is a number in JSON, never ``true``/``false`` (nor a string, for a
+    count): what the schema says, where pydantic's lax mode would read 1 or 10."""
+    if isinstance(value, bool):
+        raise ValueError("expected a number, not a boolean")
+    return value
+
+
+def _integer(value: object) -> object:
+    if isinstance(value, str):
+        raise ValueError("expected an integer, not a string")
+    return _no_bool(value)
+
+
+Count = Annotated[int, BeforeValidator(_integer)]
+# ItemIn.fields as JSON Schema says it plainly (pydantic would put the key pattern in
+# patternProperties, which leaves other keys unconstrained)
+FIELDS_SCHEMA = {
+    "type": "object",
+    "maxProperties": 20,
+    "propertyNames": {"minLength": 1, "maxLength": 64, "pattern": NO_NUL},
+    "additionalProperties": {"type": "string", "maxLength": 20_000, "pattern": NO_NUL},
+    "description": 'other text fields, e.g. {"colour": "red"}',
+}
 
 
 def _parse_time(value: object) -> object:
     """ISO 8601 strings become epoch seconds (UTC when no zone is given); numbers pass."""
+    _no_bool(value)
     if isinstance(value, str):
         try:
             return float(value)
@@ -97,7 +127,7 @@ class HistoryEvent(Request):
 
 class RecommendRequest(Request):
     history: list[HistoryEvent] = Field(max_length=MAX_HISTORY, description="oldest first")
-    k: int = Field(10, ge=1, le=MAX_K)
+    k: Count = Field(10, ge=1, le=MAX_K)
     # true or false, never 0 or "no"; default: the run's data.exclude_seen, as it was evaluated
     exclude_seen: StrictBool | None = None
     behaviour: Name | None = None
@@ -129,8 +159,8 @@ class ItemIn(Request):
     brand: Text | None = None
     category: Text | None = None
     categories: list[Text] | None = Field(None, max_length=50)
-    price: Annotated[float, Field(ge=0)] | None = None
-    fields: dict[Name, Text] = Field(
+    price: Annotated[float, Field(ge=0), BeforeValidator(_no_bool)] | None = None
+    fields: Annotated[dict[Name, Text], WithJsonSchema(FIELDS_SCHEMA)] = Field(
         default_factory=dict, max_length=20, description='other text fields, e.g. {"colour": "red"}'
     )
 

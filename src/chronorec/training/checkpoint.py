@@ -6,8 +6,8 @@ A run directory holds::
     model.safetensors  the best weights so far (by train.select_metric, default NDCG@10)
     metrics.json       per-epoch history, the best epoch and its validation metrics
     items.parquet      item index -> the dataset's own item id (+ a display name)
-    last.safetensors   the latest weights   } for --resume
-    train_state.pt     optimizer, schedule  }
+    train_state.pt     the latest weights, optimizer and schedule, for --resume (one file,
+                       so one atomic rename; runs before it kept the weights in last.safetensors)
     refit.safetensors  with train.refit: the same recipe trained again on every event before the
                        test cut, for the test split and recommendations
 
@@ -31,7 +31,7 @@ from torch import nn
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-LAST_WEIGHTS_FILE = "last.safetensors"
+LAST_WEIGHTS_FILE = "last.safetensors"  # read by --resume of runs saved before train_state.pt
 REFIT_WEIGHTS_FILE = "refit.safetensors"
 STATE_FILE = "train_state.pt"
 METRICS_FILE = "metrics.json"

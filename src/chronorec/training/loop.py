@@ -350,7 +350,10 @@ def train(
         if run is None or not (run / ckpt.STATE_FILE).is_file():
             raise FileNotFoundError(f"nothing to resume in {run}: no {ckpt.STATE_FILE}")
         saved = ckpt.load_train_state(run / ckpt.STATE_FILE)
-        ckpt.load_weights(run / ckpt.LAST_WEIGHTS_FILE, model)
+        if "weights" in saved:
+            model.load_state_dict(saved["weights"])
+        else:  # a run saved before the weights moved into the state file
+            ckpt.load_weights(run / ckpt.LAST_WEIGHTS_FILE, model)
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["schedule"])
         state = saved["loop"]
@@ -496,11 +499,13 @@ def train(
             )
 
         if out is not None:
-            ckpt.save_weights(out / ckpt.LAST_WEIGHTS_FILE, model)
+            # the latest weights in the same file as the optimiser's state: one atomic rename,
+            # so a kill -9 can never leave one epoch's weights beside another's optimiser
             ckpt.save_train_state(
                 out / ckpt.STATE_FILE,
-                {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                 "loop": state} | ({} if ema is None else {"ema": ema.state_dict()}),
+                {"weights": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "schedule": schedule.state_dict(), "loop": state}
+                | ({} if ema is None else {"ema": ema.state_dict()}),
             )  # fmt: skip
             ckpt.write_json(out / ckpt.METRICS_FILE, _summary(state, "running"))
         if distributed.any_of(out_of_time or past(deadline))[0]:
