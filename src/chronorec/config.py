@@ -280,9 +280,12 @@ class RunConfig:
         return _build(RunConfig, raw, "--set")
 
 
-def load_config(path: str | Path | None, overrides: Iterable[str] = ()) -> RunConfig:
-    """Defaults, then the TOML (or JSON) file at ``path``, then ``--set`` overrides."""
-    config = RunConfig()
+def load_config(
+    path: str | Path | None, overrides: Iterable[str] = (), *, base: RunConfig | None = None
+) -> RunConfig:
+    """Defaults (or ``base``, e.g. a recipe), then the TOML (or JSON) file at ``path``, then
+    ``--set`` overrides."""
+    config = base or RunConfig()
     if path is not None:
         file = Path(path)
         if not file.is_file():
@@ -294,8 +297,19 @@ def load_config(path: str | Path | None, overrides: Iterable[str] = ()) -> RunCo
                 raw = tomllib.loads(file.read_text())
         except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
             raise ConfigError(f"{file}: {exc}") from exc
-        config = _build(RunConfig, raw, str(file))
+        config = _build(RunConfig, _merged(config.to_dict(), raw), str(file))
     return config.with_overrides(overrides)
+
+
+def _merged(base: dict[str, Any], raw: Mapping[str, Any]) -> dict[str, Any]:
+    """``raw``'s tables over ``base``'s, key by key (a file need not repeat the base's keys)."""
+    out = {name: dict(value) if isinstance(value, dict) else value for name, value in base.items()}
+    for name, value in raw.items():
+        if isinstance(value, Mapping) and isinstance(out.get(name), dict):
+            out[name].update(value)
+        else:
+            out[name] = value
+    return out
 
 
 def _parse_value(text: str) -> Any:

@@ -124,6 +124,8 @@ class Recommender:
         self.valid_model: NextItemModel | None = None
         self.dataset: PreparedDataset | None = None
         self.meta: dict[str, Any] = {}
+        # the recipe the config came from (chronorec.recipes.resolve), recorded with the run
+        self.recipe: dict[str, Any] | None = None
         self.result: TrainResult | None = None
         self.best_epoch = 0  # the epoch validation picked (from fit, or the run's metrics)
         self._items: pl.DataFrame | None = None
@@ -186,7 +188,7 @@ class Recommender:
             "text_dim": None if text is None else int(text.shape[1]),
             "dataset": dataset_path,
             "protocol": split.protocol,
-        }
+        } | ({"recipe": self.recipe} if self.recipe else {})
         run = Path(run_dir) if run_dir is not None else None
         if run is not None:  # under torchrun every process checks, rank 0 alone writes
             if resume and (run / ckpt.CONFIG_FILE).is_file():

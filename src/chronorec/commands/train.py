@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from chronorec.config import ITEM_REPRS, MODEL_NAMES, load_config
+from chronorec.config import ITEM_REPRS, MODEL_NAMES
 from chronorec.errors import ChronorecError
 
 
@@ -24,6 +24,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="run directory to write")
     p.add_argument("--max-minutes", type=float, help="wall-time budget; the best model is kept")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument(
+        "--recipe",
+        default="auto",
+        metavar="NAME",
+        help="a named recipe of model and training settings (dense, sparse-text, sparse-id, "
+        "basket-repeat, multi-behaviour), 'auto' (the default: chosen from the log's history "
+        "lengths, repeats, baskets, behaviours and text; printed and saved with the run) or "
+        "'none' (the defaults); --model, --item-repr, --config and --set override it",
+    )
     p.add_argument("--config", type=Path, help="TOML file with [model], [train], [data], [text]")
     p.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -59,7 +68,12 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append(f"train.max_minutes={args.max_minutes}")
     if args.seed is not None:
         overrides.append(f"train.seed={args.seed}")
-    config = load_config(args.config, overrides)
+    from chronorec import recipes
+    from chronorec.data.dataset import load_prepared
+
+    config, choice = recipes.resolve(args.recipe, load_prepared(args.dir), args.config, overrides)
+    if distributed.is_main() and not args.json:
+        print(f"recipe: {choice['name']} ({choice['why']}); --recipe NAME or --set to change")
     out: Path = args.out
     if args.resume:
         if not (out / "train_state.pt").is_file():
@@ -68,9 +82,9 @@ def _train(args: argparse.Namespace) -> int:
         raise ChronorecError(f"{out}: run directory exists (use --resume to continue or --force)")
     distributed.barrier()  # every process has checked --out before rank 0 writes to it
 
-    rec = Recommender(config).fit(
-        args.dir, run_dir=out, resume=args.resume, progress=not args.no_progress
-    )
+    rec = Recommender(config)
+    rec.recipe = choice
+    rec.fit(args.dir, run_dir=out, resume=args.resume, progress=not args.no_progress)
     result = rec.result
     assert result is not None
     if not distributed.is_main():
@@ -85,6 +99,7 @@ def _train(args: argparse.Namespace) -> int:
         "wall_minutes": round(result.wall_minutes, 3),
         "tokens_per_s": round(result.tokens_per_s, 1),
         "valid": result.best_metrics,
+        "recipe": {"name": choice["name"], "why": choice["why"]},
     }
     if "refit" in rec.meta:
         summary["refit"] = rec.meta["refit"]
