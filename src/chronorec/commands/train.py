@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chronorec.config import ITEM_REPRS, MODEL_NAMES
 from chronorec.errors import ChronorecError
+
+if TYPE_CHECKING:
+    from chronorec.blend.auto import AutoBlend
+    from chronorec.recommender import Recommender
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +37,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "basket-repeat, multi-behaviour), 'auto' (the default: chosen from the log's history "
         "lengths, repeats, baskets, behaviours and text; printed and saved with the run) or "
         "'none' (the defaults); --model, --item-repr, --config and --set override it",
+    )
+    p.add_argument(
+        "--blend",
+        choices=("auto", "linear", "none"),
+        default="auto",
+        help="after training, choose on the valid split what the run ranks with and save it "
+        "(RUN/blend.json, which evaluate, recommend, report and serve use): 'auto' (default) "
+        "tries the baselines the log allows as a linear blend and a learned one and keeps "
+        "whichever wins beyond the noise, or the model alone; 'linear' skips the learned "
+        "blend; 'none' keeps the model alone without trying",
     )
     p.add_argument("--config", type=Path, help="TOML file with [model], [train], [data], [text]")
     p.add_argument(
@@ -103,6 +118,8 @@ def _train(args: argparse.Namespace) -> int:
     }
     if "refit" in rec.meta:
         summary["refit"] = rec.meta["refit"]
+    chosen = _choose_blend(rec, out, args.blend)
+    summary["blend"] = {"kind": chosen.kind, "weights": chosen.weights, **chosen.figures}
     if args.json:
         print(json.dumps(summary))
         return 0
@@ -123,5 +140,20 @@ def _train(args: argparse.Namespace) -> int:
             f"refit for the test split: {refit['epochs']} epochs on the {refit['events']:,} "
             f"events before the test cut in {refit['minutes']:.1f} min"
         )
+    print(f"blend: {chosen.describe()}")
     print(f"run → {out}")
     return 0
+
+
+def _choose_blend(rec: Recommender, out: Path, mode: str) -> AutoBlend:
+    """The blend the run keeps (:func:`chronorec.blend.auto.auto_blend`), saved in its
+    ``blend.json``."""
+    from chronorec.blend import Ensemble, save_blend
+    from chronorec.blend.auto import AutoBlend, auto_blend
+
+    if mode == "none":
+        chosen = AutoBlend("none")
+    else:
+        chosen = auto_blend(Ensemble([rec]), learned=mode == "auto")
+    save_blend(out, chosen.weights, tuned_on="valid", learned=chosen.learned)
+    return chosen
