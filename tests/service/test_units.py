@@ -1005,3 +1005,24 @@ def test_recommend_and_the_service_leave_seen_items_in_as_the_run_was_evaluated(
         assert seen <= got
         url = "/users/u1/recommendations?k=24&exclude_seen=true"
         assert not seen & {x["item_id"] for x in c.get(url).json()["items"]}
+
+
+def test_a_forgotten_users_logged_events_leave_popularity_at_the_next_start(
+    text_run: Path, tmp_path: Path
+) -> None:
+    """Popularity (what a user with no events is shown) is counted at start-up over the log
+    without the forgotten users' events."""
+    settings = ServiceSettings(
+        run_dir=str(text_run), db_url=f"sqlite:///{tmp_path}/e.db", token=TOKEN
+    )
+    with TestClient(create_app(settings)) as c:
+        before = c.app.state.engine._pop.copy()  # type: ignore[attr-defined]
+        base = c.app.state.engine._base  # type: ignore[attr-defined]
+        u = c.app.state.engine._base_users["u1"]  # type: ignore[attr-defined]
+        mine = base.items[base.offsets[u] : base.offsets[u + 1]]
+        assert c.delete("/users/u1", headers=AUTH).status_code == 200
+    with TestClient(create_app(settings)) as c:
+        after = c.app.state.engine._pop  # type: ignore[attr-defined]
+    assert (after[mine] < before[mine]).all()  # each of u1's items lost their events
+    others = np.setdiff1d(np.arange(1, len(before)), mine)
+    np.testing.assert_allclose(after[others], before[others])

@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 from chronorec.data.dataset import PreparedDataset
 from chronorec.data.sequences import EventArrays, HistoryBatch
 from chronorec.evaluation.metrics import DEFAULT_KS, METRIC_NAMES, METRICS, compute_metrics
+from chronorec.progress import bars
 
 log = logging.getLogger(__name__)
 
@@ -383,7 +384,7 @@ def evaluate(
     ranks = np.zeros(t_items.size, dtype=np.int64)
     in_history = np.zeros(t_items.size, dtype=bool)
     n_batches = starts.size - 1
-    for b in tqdm(range(n_batches), desc="evaluate", unit="batch", disable=not progress):
+    for b in tqdm(range(n_batches), desc="evaluate", unit="batch", disable=not bars(progress)):
         q0, q1 = int(starts[b]), int(starts[b + 1])
         qs = by_slot[q0:q1]  # (B,) the queries of this batch
         users, hlens = q_users[qs], q_hlens[qs]

@@ -313,9 +313,13 @@ class Engine:
     def _bootstrap_popularity(self, stored_events: list[Event]) -> None:
         rows: list[np.ndarray] = []
         times: list[np.ndarray] = []
-        if self._base is not None:
-            rows.append(self._base.items)
-            times.append(self._base.timestamps)
+        if self._base is not None:  # the training log without the forgotten users' events
+            keep = np.ones(self._base.items.size, dtype=bool)
+            for user_id in self.forgotten.among(self._base_users):
+                u = self._base_users[user_id]
+                keep[self._base.offsets[u] : self._base.offsets[u + 1]] = False
+            rows.append(self._base.items[keep])
+            times.append(self._base.timestamps[keep])
         stored = [(self.index.get(e.item_id, 0), e.ts) for e in stored_events]
         if stored:
             arr = np.array(stored, dtype=np.int64)

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from chronorec.errors import ConfigError
 from chronorec.hardware import cpu_has_amx
+from chronorec.progress import bars
 from chronorec.text.config import TextConfig
 from chronorec.text.model_files import ModelFiles, resolve_model, set_offline
 from chronorec.text.template import default_fields, fallback_text, item_text
@@ -171,7 +172,10 @@ class ItemEncoder:
         out: np.ndarray | None = None
         show = self.config.progress if progress is None else progress
         with tqdm(
-            total=len(order), unit="text", desc="encoding", disable=not show or len(order) < 512
+            total=len(order),
+            unit="text",
+            desc="encoding",
+            disable=not bars(show) or len(order) < 512,
         ) as bar:
             for batch in self._batches(lengths[order]):
                 rows = order[batch]

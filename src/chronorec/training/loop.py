@@ -32,6 +32,7 @@ from chronorec.errors import ConfigError
 from chronorec.hardware import cpu_has_bf16
 from chronorec.models.model import NextItemModel
 from chronorec.models.repeat import SparseBias
+from chronorec.progress import bars
 from chronorec.training import checkpoint as ckpt
 from chronorec.training import distributed
 from chronorec.training.losses import (
@@ -405,7 +406,8 @@ def train(
         batches = list(length_bucketed_batches(ends, max_len, cfg.batch_size, rng))
         if world > 1:  # every world-th batch; as many for each process (a few left out)
             batches = batches[: len(batches) - len(batches) % world][rank::world]
-        bar = tqdm(batches, desc=f"epoch {epoch}", unit="batch", disable=not progress, leave=False)
+        bar = tqdm(batches, desc=f"epoch {epoch}", unit="batch", leave=False,
+                   disable=not bars(progress))  # fmt: skip
         loss_sum, epoch_tokens, out_of_time = 0.0, 0, False
         for i, idx in enumerate(bar):
             window = events.histories(users[idx], ends[idx], max_len + 1)
