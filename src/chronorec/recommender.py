@@ -343,7 +343,7 @@ class Recommender:
         ``events`` is a log in this catalogue's rows with a prepared dataset's columns (``user,
         item, timestamp, behaviour, position``, sorted by ``(user, position)``; user rows past
         the dataset's are new users), usually the dataset's log with the new events appended
-        (:func:`chronorec.service.store.merged_log`). Only the latest window of each user in
+        (:func:`chronorec.data.merge.merged_log`). Only the latest window of each user in
         ``users`` (default: every user of ``events``) is trained on — the users with new
         events, each with the history before them — for ``epochs`` epochs at ``lr_scale`` × the
         recipe's learning rate, with a fresh optimiser, no warm-up and no validation. Items with

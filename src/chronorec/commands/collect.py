@@ -44,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from chronorec.service.collect import collect, folded
+    from chronorec.data.collect import collect, folded
     from chronorec.service.store import open_store
 
     out: Path = args.out

@@ -59,9 +59,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np  # torch and the data stack are imported only for this command
 
+    from chronorec.data.collect import folded
+    from chronorec.data.merge import merged_log
     from chronorec.recommender import FINETUNE_EPOCHS, FINETUNE_LR_SCALE
-    from chronorec.service.collect import folded
-    from chronorec.service.store import merged_log, open_store
+    from chronorec.service.store import open_store
 
     out: Path = args.out
     check_out_dir(out, args.force, args.run)

@@ -36,21 +36,15 @@ import polars as pl
 import torch
 
 from chronorec.blend import Ensemble, standardise
+from chronorec.data.collect import folded
+from chronorec.data.merge import behaviour_row, merged_log
 from chronorec.data.sequences import EventArrays, HistoryBatch
+from chronorec.data.stored import Event, EventStore, Forgotten, StoredItem
 from chronorec.errors import ConfigError
 from chronorec.recommender import Recommender
-from chronorec.service.collect import folded
 from chronorec.service.retrieval import Retriever, build_retriever, recall_at_k
 from chronorec.service.settings import ServiceSettings
 from chronorec.service.stepper import RNNStepper, check_stepper
-from chronorec.service.store import (
-    Event,
-    EventStore,
-    Forgotten,
-    StoredItem,
-    behaviour_row,
-    merged_log,
-)
 from chronorec.training import checkpoint as ckpt
 
 log = logging.getLogger(__name__)

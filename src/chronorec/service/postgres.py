@@ -16,8 +16,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from chronorec.data.stored import Event, Forgotten, StoredItem, new_forget_key
 from chronorec.errors import ConfigError
-from chronorec.service.store import Event, Forgotten, StoredItem, new_forget_key
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (

@@ -12,24 +12,17 @@ again (the first write wins).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
 
-import polars as pl
-
+from chronorec.data.stored import Event, EventStore, Forgotten, StoredItem, new_forget_key
 from chronorec.errors import ConfigError
 
-if TYPE_CHECKING:
-    from chronorec.data.dataset import PreparedDataset
+__all__ = ["Event", "EventStore", "Forgotten", "SQLiteEventStore", "StoredItem", "open_store"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -52,74 +45,6 @@ CREATE TABLE IF NOT EXISTS items (
     added_at REAL NOT NULL
 );
 """
-
-
-@dataclass(frozen=True)
-class Event:
-    user_id: str
-    item_id: str
-    behaviour: str
-    ts: int  # seconds since the epoch
-    event_id: str | None = None
-    seq: int = 0  # the store's arrival number (0: not read from a store)
-
-
-@dataclass(frozen=True)
-class StoredItem:
-    item_id: str
-    fields: dict[str, Any]
-    vector: bytes | None  # float32 text vector, reused while ``vector_key`` matches the encoder
-    vector_key: str | None
-
-
-class Forgotten:
-    """The users forgotten with ``DELETE /users/{id}``, kept as keyed hashes (HMAC-SHA256 under
-    the store's own random key, ``store_meta.forget_key``): the store never holds a forgotten
-    id in the clear, and cannot list them. It answers one question, "was this id forgotten?",
-    which is all that forgetting needs. Whoever holds the database holds the key too, so they
-    can still test a guessed id."""
-
-    def __init__(self, key: bytes, digests: Iterable[str] = ()) -> None:
-        self.key = key
-        self.digests = set(digests)
-
-    def digest(self, user_id: str) -> str:
-        return hmac.new(self.key, user_id.encode(), hashlib.sha256).hexdigest()
-
-    def __contains__(self, user_id: object) -> bool:
-        return isinstance(user_id, str) and self.digest(user_id) in self.digests
-
-    def add(self, user_id: str) -> None:
-        self.digests.add(self.digest(user_id))
-
-    def __len__(self) -> int:
-        return len(self.digests)
-
-    def __sub__(self, other: Forgotten) -> Forgotten:
-        return Forgotten(self.key, self.digests - other.digests)
-
-    def among(self, user_ids: Iterable[str]) -> list[str]:
-        """The ids of ``user_ids`` that were forgotten."""
-        return [u for u in user_ids if u in self] if self.digests else []
-
-
-def new_forget_key() -> str:
-    return secrets.token_hex(32)
-
-
-class EventStore(Protocol):
-    """What the service needs from a store (SQLite here; another backend implements the same)."""
-
-    def add_events(self, events: Sequence[Event]) -> list[bool]: ...
-    def user_events(self, user_id: str) -> list[Event]: ...
-    def forget_user(self, user_id: str) -> int: ...
-    def forgotten_users(self, since: float | None = None) -> Forgotten: ...
-    def iter_events(self) -> Iterator[Event]: ...
-    def add_item(self, item: StoredItem) -> bool: ...
-    def items(self) -> list[StoredItem]: ...
-    def count_events(self) -> int: ...
-    def ping(self) -> bool: ...
-    def close(self) -> None: ...
 
 
 def open_store(url: str) -> EventStore:
@@ -309,74 +234,3 @@ class SQLiteEventStore:
             self._readers.clear()
         with self._write_lock:
             self._writer.close()
-
-
-def behaviour_row(behaviours: Sequence[str], name: str) -> int:
-    """The 1-based behaviour index of ``name`` among the run's lowercase ``behaviours``; an
-    unknown name counts as the first (the service accepts any behaviour string)."""
-    try:
-        return behaviours.index(name.lower()) + 1
-    except ValueError:
-        return 1
-
-
-def merged_log(
-    dataset: PreparedDataset,
-    stored: Sequence[Event],
-    item_rows: Mapping[str, int],
-    behaviours: Sequence[str],
-    forgotten: Forgotten | Collection[str] = (),
-) -> tuple[pl.DataFrame, dict[str, int]]:
-    """The dataset's event log without the ``forgotten`` users' logged events, then the
-    ``stored`` events on the catalogue's items (``item_rows``: item id -> row; a forgotten
-    user's store holds only what they posted since), each user's after their logged ones by
-    time, with the dataset's columns; and each user's row in it (users the dataset does not
-    know get rows after its own, in order of first appearance). What the service's blended
-    baselines are fitted on and what ``chronorec finetune`` trains on. ``behaviours``: the
-    run's behaviour names (a stored event's unknown behaviour counts as the first)."""
-    names = [b.lower() for b in behaviours] or ["event"]
-    cols = ["user", "item", "timestamp", "behaviour", "position"]
-    base = dataset.events.select(cols)
-    rows = {
-        str(u): int(i) for i, u in zip(dataset.users["user"], dataset.users["user_id"], strict=True)
-    }
-    gone = [rows[u] for u in forgotten_among(forgotten, rows)]
-    if gone:
-        base = base.filter(~pl.col("user").is_in(gone))
-    kept = [e for e in stored if e.item_id in item_rows]
-    if not kept:
-        return base, rows
-    next_row = dataset.n_users + 1
-    for e in kept:
-        if e.user_id not in rows:
-            rows[e.user_id] = next_row
-            next_row += 1
-    posted = pl.DataFrame(
-        {
-            "user": [rows[e.user_id] for e in kept],
-            "item": [item_rows[e.item_id] for e in kept],
-            "timestamp": [e.ts if dataset.has_timestamps else None for e in kept],
-            "behaviour": [behaviour_row(names, e.behaviour) for e in kept],
-            "_ts": [e.ts for e in kept],
-        }
-    )
-    posted = posted.with_columns(pl.col("user").cast(base.schema["user"])).sort(
-        ["user", "_ts"], maintain_order=True
-    )
-    logged = base.group_by("user").agg(pl.len().alias("_n"))
-    posted = (
-        posted.join(logged, on="user", how="left")
-        .with_columns(
-            (pl.col("_n").fill_null(0) + pl.int_range(pl.len()).over("user")).alias("position")
-        )
-        .select(cols)
-        .cast(dict(base.schema))  # type: ignore[arg-type]
-    )
-    return pl.concat([base, posted]).sort(["user", "position"]), rows
-
-
-def forgotten_among(forgotten: Forgotten | Collection[str], user_ids: Iterable[str]) -> list[str]:
-    """The ids of ``user_ids`` in ``forgotten`` (keyed hashes, or plain ids)."""
-    if isinstance(forgotten, Forgotten):
-        return forgotten.among(user_ids)
-    return [u for u in user_ids if u in forgotten]

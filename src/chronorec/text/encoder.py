@@ -9,7 +9,6 @@ float32 vectors ≥ 0.9999, checked by the benchmark), or in ONNX Runtime with `
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import warnings
@@ -18,13 +17,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from chronorec.errors import ConfigError
 from chronorec.hardware import cpu_has_amx
 from chronorec.progress import bars
 from chronorec.text.config import TextConfig
+from chronorec.text.hf import SentenceEmbedder, load_hf_model
 from chronorec.text.model_files import ModelFiles, resolve_model, set_offline
 from chronorec.text.template import default_fields, fallback_text, item_text
 
@@ -32,40 +31,6 @@ log = logging.getLogger(__name__)
 
 LENGTH_STEP = 8
 SMALL_BATCH_TOKENS = 128  # batches up to this many (texts x length) run on one thread
-
-
-class SentenceEmbedder(nn.Module):
-    """A Hugging Face encoder + pooling + L2 normalisation.
-
-    ``additive_mask=True`` hands the encoder a ready (B, 1, 1, L) additive mask instead of the
-    (B, L) padding mask; the ONNX export needs it, because tracing the library's own mask builder
-    freezes the padding length of the example batch into the graph.
-    """
-
-    def __init__(self, encoder: nn.Module, pooling: str, additive_mask: bool = False) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.pooling = pooling
-        self.additive_mask = additive_mask
-        self.takes_token_types = "token_type_ids" in inspect.signature(encoder.forward).parameters
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        # input_ids, attention_mask: (B, L) int64
-        kwargs: dict[str, torch.Tensor] = {}
-        if self.takes_token_types:
-            kwargs["token_type_ids"] = torch.zeros_like(input_ids)
-        mask: torch.Tensor = attention_mask
-        if self.additive_mask:
-            keep = attention_mask[:, None, None, :].to(torch.float32)  # (B, 1, 1, L)
-            mask = (1.0 - keep) * torch.finfo(torch.float32).min
-        hidden = self.encoder(input_ids=input_ids, attention_mask=mask, **kwargs).last_hidden_state
-        hidden = hidden.float()  # (B, L, D)
-        if self.pooling == "cls":
-            pooled = hidden[:, 0]
-        else:
-            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, L, 1)
-            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-        return nn.functional.normalize(pooled, dim=-1)  # (B, D)
 
 
 def available_cores() -> int:
@@ -84,26 +49,6 @@ def resolve_precision(config: TextConfig) -> str:
         # faster (60 vs 35 texts/s) but peaked at 1.35-1.62 GB RSS against 1.13-1.15 GB.
         return "bf16" if cpu_has_amx() else "fp32"
     return config.precision
-
-
-def load_hf_model(files: ModelFiles, attn_implementation: str | None = None) -> nn.Module:
-    set_offline()
-    from transformers import AutoModel
-    from transformers.utils import logging as hf_logging
-
-    kwargs: dict[str, Any] = {"local_files_only": True}
-    if attn_implementation is not None:
-        kwargs["attn_implementation"] = attn_implementation
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # a per-tensor bar for a load that takes a second
-    try:
-        model = AutoModel.from_pretrained(str(files.path), **kwargs)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ConfigError(f"cannot load the model in {files.path}: {exc}") from exc
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
-    return model.eval()
 
 
 class ItemEncoder:

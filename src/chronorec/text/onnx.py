@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from chronorec.errors import ConfigError
+from chronorec.text.hf import SentenceEmbedder, load_hf_model
 from chronorec.text.model_files import ModelFiles
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,6 @@ def onnx_path(files: ModelFiles, cache_dir: str | os.PathLike[str] | None) -> Pa
 
 def export_onnx(files: ModelFiles, dest: Path) -> Path:
     """Trace the float32 model (eager attention, additive mask) into ``dest`` atomically."""
-    from chronorec.text.encoder import SentenceEmbedder, load_hf_model
 
     try:
         import onnx  # noqa: F401  # torch's exporter needs it; fail here with a clear message

@@ -10,8 +10,8 @@ import polars as pl
 from chronorec import load_prepared
 from chronorec.cli import main
 from chronorec.config import ModelConfig, RunConfig, TrainConfig
+from chronorec.data.collect import collect
 from chronorec.recommender import Recommender
-from chronorec.service.collect import collect
 from chronorec.service.store import Event, StoredItem, open_store
 
 T0 = 50_000_000  # after every logged event of the synthetic log
@@ -110,7 +110,8 @@ def test_a_service_on_a_collected_dataset_counts_each_stored_event_once(
     read again from the store, the ones posted later are; fine-tuning and a second collect take
     only those."""
     from fastapi.testclient import TestClient
-    from helpers import TOKEN
+
+    TOKEN = "collect-token"  # noqa: N806
 
     from chronorec.service import ServiceSettings, create_app
 

@@ -26,8 +26,9 @@ import polars as pl
 
 from chronorec import __version__
 from chronorec.data.dataset import EVENT_SCHEMA, PreparedDataset
+from chronorec.data.merge import forgotten_among, merged_log
+from chronorec.data.stored import Event, Forgotten, StoredItem
 from chronorec.errors import DataError
-from chronorec.service.store import Event, Forgotten, StoredItem, forgotten_among, merged_log
 
 FOLDED_FILE = "service_events.parquet"  # seq: the store's events folded into the dataset
 
