@@ -232,7 +232,6 @@ class Recommender:
             run_dir=run,
             resume=resume,
             progress=progress,
-            target_behaviour=cfg.data.target_behaviour,
         )
         self.model.eval()
         self.best_epoch = self.result.best_epoch
@@ -282,7 +281,7 @@ class Recommender:
         recipe = dataclasses.replace(cfg.train, max_epochs=epochs, max_minutes=None)
         done = train(
             model, EventArrays.from_events(events, n_users=dataset.n_users), recipe,
-            progress=progress, target_behaviour=cfg.data.target_behaviour,
+            progress=progress,
         )  # fmt: skip
         model.eval()
         trained = {
@@ -383,8 +382,7 @@ class Recommender:
                 "no user to fine-tune on has two events in the log: nothing to learn from"
             )
         done = train(
-            tuned, arrays, recipe, progress=progress,
-            target_behaviour=cfg.data.target_behaviour, only_users=chosen,
+            tuned, arrays, recipe, progress=progress, only_users=chosen,
         )  # fmt: skip
         tuned.eval()
         rec = Recommender(cfg)

@@ -38,9 +38,9 @@ def test_round_trip_through_a_dict():
         ("train.target_days=0", "target_days must be > 0"),
         ("train.select_metric=ndcg@7", "select_metric must be one of"),
         ("train.select_metric=auc", "select_metric must be one of"),
-        ("train.drop_events=1", r"drop_events must be in \[0, 1\)"),
+        ("train.drop_events=0.1", "unknown key train.drop_events"),
         ("train.refit=maybe", "refit"),
-        ("train.target_k=0", "target_k must be >= 1"),
+        ("train.target=next-k", "is not one of"),
     ],
 )
 def test_bad_overrides_name_the_problem(override, message):
@@ -70,3 +70,10 @@ def test_a_run_saved_with_data_exclude_history_reads_it_as_exclude_seen() -> Non
     cfg = RunConfig.from_dict({"data": {"exclude_history": False}})
     assert cfg.data.exclude_seen is False
     assert "exclude_history" not in cfg.to_dict()["data"]
+
+
+def test_a_run_saved_with_a_removed_option_loads_only_at_its_old_default() -> None:
+    kept = RunConfig.from_dict({"train": {"drop_events": 0.0, "target_weight": 1.0, "target_k": 2}})
+    assert kept == RunConfig()
+    with pytest.raises(ConfigError, match="train.drop_events was removed"):
+        RunConfig.from_dict({"train": {"drop_events": 0.2}})

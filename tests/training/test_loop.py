@@ -19,7 +19,7 @@ from chronorec.models.model import NextItemModel
 from chronorec.recommender import Recommender, make_split
 from chronorec.training import training_windows
 from chronorec.training.checkpoint import load_train_state
-from chronorec.training.loop import drop_events, lr_decay_factor, target_positions, train
+from chronorec.training.loop import lr_decay_factor, target_positions, train
 
 
 def tiny(name: str = "transformer", **train: object) -> RunConfig:
@@ -280,30 +280,6 @@ def test_target_positions_next_event_and_next_basket():
     assert pos[2, 3:].tolist() == [-1, -1]
 
 
-def test_drop_events_removes_events_and_packs_the_rest_in_order():
-    items = torch.tensor([[0, 0, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6]])
-    stamps = items * 10
-    g = torch.Generator().manual_seed(0)
-    same = drop_events((items, stamps), 0.0, g)
-    assert same[0].equal(items) and same[1].equal(stamps)
-    kept_total = 0
-    for _ in range(200):
-        out, out_stamps = drop_events((items, stamps), 0.3, g)
-        assert out_stamps.equal(out * 10)  # columns move together
-        for row, src in zip(out.tolist(), items.tolist(), strict=True):
-            real = [i for i in row if i]
-            assert row == [0] * (len(row) - len(real)) + real  # left padding, then events
-            assert real == [i for i in src if i in real]  # a subsequence, in order
-            kept_total += len(real)
-    assert 0.6 < kept_total / (200 * 10) < 0.8  # about 70% of the 10 real events kept
-
-
-def test_drop_events_still_learns_the_pattern(successor):
-    cfg = tiny(drop_events=0.2, max_epochs=60, eval_every=60)
-    rec = Recommender(cfg).fit(successor, progress=False)
-    assert rec.evaluate("test")["hr@1"] == 1.0
-
-
 def test_target_positions_next_window():
     # baskets {1} t=0, {2, 3} t=1 day, {4} t=2 days, {5} t=10 days; a 3-day window
     day = 86_400
@@ -324,21 +300,6 @@ def test_target_positions_next_window():
     items = torch.tensor([[0, 0, 7, 8]])
     stamps = torch.tensor([[0, 0, 0, 5]])
     assert target_positions(items, stamps, "next-window", g, 10).tolist() == [[-1, -1, 3]]
-
-
-def test_target_positions_next_k():
-    items = torch.tensor([[0, 0, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6]])
-    stamps = torch.zeros_like(items)  # order only: timestamps play no part
-    g = torch.Generator().manual_seed(0)
-    one = target_positions(items, stamps, "next-k", g, k=1)
-    assert one.equal(target_positions(items, stamps, "next-event"))
-    draws = torch.stack([target_positions(items, stamps, "next-k", g, k=3) for _ in range(600)])
-    for t in range(5):  # step t draws t+1 .. t+3, cut at the window's end, about evenly
-        got = draws[:, :, t]  # (600, B)
-        want = list(range(t + 1, min(t + 3, 5) + 1))
-        assert sorted(set(got.flatten().tolist())) == want
-        counts = torch.bincount(got.flatten(), minlength=6)[want].float()
-        assert counts.min() > 0.8 * counts.mean()
 
 
 @pytest.mark.parametrize("metric, best_epoch", [("ndcg@10", 1), ("recall@20", 2)])
@@ -378,9 +339,6 @@ def test_next_basket_training_needs_timestamps(successor):
     with pytest.raises(ChronorecError, match="next-basket"):
         Recommender(tiny(target="next-basket")).fit(untimed, progress=False)
     rec = Recommender(tiny(target="next-basket", max_epochs=2)).fit(successor, progress=False)
-    assert rec.result is not None and np.isfinite(rec.result.history[-1]["loss"])
-    # next-k counts events, not timestamps: it trains on a log of order only
-    rec = Recommender(tiny(target="next-k", target_k=3, max_epochs=2)).fit(untimed, progress=False)
     assert rec.result is not None and np.isfinite(rec.result.history[-1]["loss"])
 
 
@@ -498,17 +456,6 @@ def after_last_event(data):  # type: ignore[no-untyped-def]
     return users, items, arrays.histories(users, lengths, 8)
 
 
-@pytest.mark.parametrize(("weight", "bought_first"), [(1.0, False), (20.0, True)])
-def test_target_weight_teaches_what_is_bought(successor, weight, bought_first):
-    data = view_or_buy_dataset(successor)
-    rec = fit_view_or_buy(data, tiny("gru").model, target_weight=weight)
-    users, items, batch = after_last_event(data)
-    top = rec.score(batch, users).argmax(1).numpy()
-    bought = (items - 1 + 2) % 20 + 1
-    share = float((top == bought).mean())  # 0.14 unweighted, 0.81 at weight 20 (seed 0)
-    assert (share > 0.7) if bought_first else (share < 0.3)
-
-
 def test_next_behaviour_ranks_for_the_target_behaviour(successor, tmp_path):
     data = view_or_buy_dataset(successor)
     model = dataclasses.replace(tiny("gru").model, next_behaviour=True)
@@ -527,13 +474,6 @@ def test_next_behaviour_ranks_for_the_target_behaviour(successor, tmp_path):
     assert torch.allclose(back.score(batch, users), scores)
     with pytest.raises(ChronorecError, match="data.target_behaviour"):
         RunConfig(model=model)
-
-
-def test_target_weight_needs_a_target_behaviour():
-    with pytest.raises(ChronorecError, match="data.target_behaviour"):
-        tiny(target_weight=5.0)
-    with pytest.raises(ChronorecError, match="target_weight"):
-        TrainConfig(target_weight=0.0)
 
 
 def test_ema_returns_the_moving_average_of_the_weights_after_every_step(successor, monkeypatch):

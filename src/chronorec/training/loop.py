@@ -82,7 +82,6 @@ def target_positions(
     kind: str,
     generator: torch.Generator | None = None,
     window_seconds: int = 0,
-    k: int = 1,
 ) -> torch.Tensor:
     """Window (B, W), left-padded -> (B, W - 1): the window position of the event that input
     step t learns to predict, or -1 where there is none.
@@ -91,17 +90,11 @@ def target_positions(
     basket is a run of events with one timestamp; the steps of the window's last basket have
     no target. ``next-window``: a random event after t's basket and at most ``window_seconds``
     after t (PinnerFormer's dense all-action loss): what a user will do over the coming days,
-    which is what a test window of days asks for. ``next-k``: one of the next ``k`` events
-    (t + 1 … t + k, as many as the window has), drawn uniformly.
+    which is what a test window of days asks for.
     """
     B, W = items.shape
     if kind == "next-event":
         return torch.arange(1, W).expand(B, W - 1)
-    if kind == "next-k":
-        steps = torch.arange(W - 1)  # (W-1,)
-        ahead = (W - 1 - steps).clamp(max=k)  # (W-1,) events after t inside the window
-        u = torch.rand(B, W - 1, generator=generator)
-        return steps + 1 + (u * ahead).long().clamp(max=ahead - 1)  # (B, W-1)
     pad = items == 0  # (B, W)
     starts = torch.ones_like(pad)  # (B, W) True where a basket starts
     starts[:, 1:] = (timestamps[:, 1:] != timestamps[:, :-1]) | pad[:, :-1]
@@ -120,21 +113,6 @@ def target_positions(
     pick = first + (u * size).long().clamp(max=(size - 1).clamp(min=0))  # (B, W)
     none = pad | (size <= 0)
     return pick.masked_fill(none, -1)[:, :-1]
-
-
-def drop_events(
-    columns: tuple[torch.Tensor, ...], share: float, generator: torch.Generator
-) -> tuple[torch.Tensor, ...]:
-    """Left-padded windows (B, W) of items first, then other per-event columns -> the same
-    windows with each real event removed with probability ``share`` and the rest packed to the
-    right in order (removed slots become padding: 0 in every column)."""
-    items = columns[0]
-    B, W = items.shape
-    keep = (items > 0) & (torch.rand(B, W, generator=generator) >= share)  # (B, W)
-    # kept events sort after the rest, each group in window order
-    order = torch.argsort(keep.long() * W + torch.arange(W), dim=1)  # (B, W)
-    kept = keep.gather(1, order)  # (B, W)
-    return tuple(c.gather(1, order).masked_fill(~kept, 0) for c in columns)
 
 
 def length_bucketed_batches(
@@ -238,7 +216,6 @@ class StepLoss(nn.Module):
         generator: torch.Generator,
         candidates: torch.Tensor | None,
         allowed: torch.Tensor | None,
-        target_behaviour: int | None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -246,7 +223,6 @@ class StepLoss(nn.Module):
         self.generator = generator
         self.candidates = candidates
         self.allowed = allowed
-        self.target_behaviour = target_behaviour
 
     def forward(
         self,
@@ -271,13 +247,9 @@ class StepLoss(nn.Module):
             bias = bias[real]
         last = inputs[real]  # (N,) the input item at each real position
         b_target = next_beh[real] - 1  # (N,) 0-based
-        weights = None
-        if cfg.target_weight != 1.0:
-            hit = b_target == (self.target_behaviour or 0) - 1
-            weights = torch.where(hit, cfg.target_weight, 1.0)  # (N,)
         loss = _loss(
             model, cfg, h, last, table, tgt, self.generator, bias, self.candidates, self.allowed,
-            weights, None if cond is None else cond[real],
+            None, None if cond is None else cond[real],
         )  # fmt: skip
         if model.behaviour_head is not None:
             feats = model.behaviour_features(
@@ -298,16 +270,12 @@ def train(
     run_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
-    target_behaviour: int | None = None,
     only_users: np.ndarray | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on the histories in ``events`` (a split's ``train`` log) and leave
-    it holding the best validated weights. With ``cfg.target_weight`` the steps whose next event
-    has ``target_behaviour`` weigh that much in the loss, every other step 1. ``only_users``
+    it holding the best validated weights. ``only_users``
     trains the windows of those users only (fine-tuning on the users with new events); every
     item of ``events`` is still a candidate of the loss."""
-    if cfg.target_weight != 1.0 and target_behaviour is None:
-        raise ValueError("train.target_weight needs the target behaviour")
     started = time.perf_counter()
     deadline = started + cfg.max_minutes * 60 if cfg.max_minutes else math.inf
     rank, world = distributed.rank_and_size()
@@ -392,7 +360,7 @@ def train(
         allowed[candidates] = True
     stopped = "max_epochs"
     session_tokens, session_seconds = 0, 0.0
-    step_loss = StepLoss(model, cfg, generator, candidates, allowed, target_behaviour)
+    step_loss = StepLoss(model, cfg, generator, candidates, allowed)
     runner: nn.Module = step_loss
     if world > 1:  # averages the gradients over the processes in backward()
         runner = DistributedDataParallel(step_loss, static_graph=True)
@@ -415,17 +383,7 @@ def train(
             items = torch.from_numpy(window.items[:, -width:])  # (B, W)
             behaviours = torch.from_numpy(window.behaviours[:, -width:])
             timestamps = torch.from_numpy(window.timestamps[:, -width:])
-            if cfg.drop_events:
-                items, behaviours, timestamps = drop_events(
-                    (items, behaviours, timestamps), cfg.drop_events, generator
-                )
-                width = max(int((items > 0).sum(1).max()), 1)
-                items, behaviours, timestamps = (
-                    items[:, -width:], behaviours[:, -width:], timestamps[:, -width:]
-                )  # fmt: skip
-            pos = target_positions(
-                items, timestamps, cfg.target, generator, horizon, cfg.target_k
-            )  # (B, W-1)
+            pos = target_positions(items, timestamps, cfg.target, generator, horizon)  # (B, W-1)
             targets = items.gather(1, pos.clamp(min=0)).masked_fill(pos < 0, 0)  # (B, W-1)
             real = (items[:, :-1] > 0) & (targets > 0)  # (B, W-1)
             # next-basket: windows inside a single basket teach nothing. Processes skip a step
