@@ -222,8 +222,24 @@ def train_cmd(b: Bench, data: Path, out: Path, resume: bool) -> list[str]:
     sets = ["model.repeat=true", "model.d_model=64", "model.max_len=20", "train.threads=1",
             f"train.max_epochs={b.args.train_epochs}", f'text.cache_dir="{b.root / "text-cache"}"',
             "text.progress=false"]  # fmt: skip
-    cmd = [sys.executable, "-m", "chronorec.cli", "train", str(data), "--out", str(out),
-           "--model", "gru", "--item-repr", "id+text", "--no-progress"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "chronorec.cli",
+        "train",
+        str(data),
+        "--out",
+        str(out),
+        "--model",
+        "gru",
+        "--item-repr",
+        "id+text",
+        "--no-progress",
+        "--recipe",
+        "none",
+        "--blend",
+        "none",
+    ]  # the test's own settings, no blend search
     return cmd + [a for s in sets for a in ("--set", s)] + (["--resume"] if resume else [])
 
 
