@@ -178,6 +178,21 @@ class NextItemModel(nn.Module):
         text score term."""
         return None if self.text_query is None else self.tower.text_vectors[items]
 
+    @property
+    def rows_are_the_table(self) -> bool:
+        """Whether :meth:`score_rows` returns the item table itself (a plain dot product over
+        the input table): a server then keeps one table, not two."""
+        return self.head.kind == "dot" and self.text_query is None and self.out_emb is None
+
+    def query_after(self, hidden: torch.Tensor, last_row: torch.Tensor) -> torch.Tensor:
+        """The query (Q,) after a history whose hidden state is ``hidden`` (D,) and whose last
+        item's row of :meth:`score_rows` is ``last_row`` (Q,): what a server scores its prepared
+        rows with, for items posted after training too (their rows carry their text)."""
+        last_text = None
+        if self.text_query is not None:  # the prepared rows end with the normalised text
+            last_text = last_row[-self.text_query.out_features :]
+        return self.score_query(hidden, last_text)
+
     def score_rows(self, table: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
         """Item-table rows (N, D) -> the rows (N, Q) that queries score against; with the text
         score term also their text vectors ``text`` (N, d_text) (default: the catalogue's).

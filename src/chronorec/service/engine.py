@@ -156,11 +156,7 @@ class Engine:
             raw = self.model.item_table().detach().clone()  # (V, D)
         self._raw = raw
         # the rows queries score against: the same tensor as raw for a plain dot product
-        self._shared = (
-            self.model.head.kind == "dot"
-            and self.model.text_query is None
-            and self.model.out_emb is None
-        )
+        self._shared = self.model.rows_are_the_table
         self._prep = raw if self._shared else self.model.score_rows(raw).detach()  # (V, Q)
         self._n_rows = raw.shape[0]
         self._items_lock = threading.Lock()
@@ -655,10 +651,7 @@ class Engine:
     def _query(self, hidden: torch.Tensor, last: int) -> torch.Tensor:
         """The hidden state after item row ``last`` as the score head reads it:
         ``scores = query · prepared table``."""
-        last_text = None
-        if self.model.text_query is not None:  # prepared rows end with the normalised text
-            last_text = self._prep[last, -self.model.text_query.out_features :]
-        return self.model.score_query(hidden, last_text)
+        return self.model.query_after(hidden, self._prep[last])
 
     # ------------------------------------------------------------------ ranking
 
