@@ -41,8 +41,10 @@ from chronorec.service.store import Event
 
 log = logging.getLogger(__name__)
 
-# a GET's whole request target must stay under the HTTP parser's 65,536 bytes
-MAX_BLOCK_QUERY = 60_000
+# A GET's whole request target must stay under the HTTP parser's 65,536 bytes, whatever the
+# characters: one may take 12 bytes percent-encoded (4 UTF-8 bytes, each as %XX). Longer block
+# lists go in the body of POST /recommendations.
+MAX_BLOCK_QUERY = 4_000
 
 bearer = HTTPBearer(auto_error=False, description="the service token (CHRONOREC_TOKEN)")
 read_bearer = HTTPBearer(
@@ -234,7 +236,8 @@ def user_recommendations(
         str | None,
         Query(
             max_length=MAX_BLOCK_QUERY,  # the HTTP server reads request targets under 64 KiB
-            description="comma-separated item ids to leave out",
+            description="comma-separated item ids to leave out (longer lists: the body of "
+            "POST /recommendations)",
         ),
     ] = None,
 ) -> Response:
