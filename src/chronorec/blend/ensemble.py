@@ -280,10 +280,6 @@ class Ensemble:
             self.item_stats()
         return self
 
-    def _exclude(self, exclude_seen: bool | None) -> bool:
-        """As :meth:`Recommender._exclude`: as asked, else the runs' ``data.exclude_seen``."""
-        return self.config.data.exclude_seen if exclude_seen is None else exclude_seen
-
     def recommend(
         self,
         users: Sequence[str],
@@ -298,7 +294,7 @@ class Ensemble:
         first = self.members[0]
         batch, rows = first.user_batch(users, self.max_len)
         return first.top_k(
-            self.score(batch), k, rows if self._exclude(exclude_seen) else None, allow, block
+            self.score(batch), k, rows if first._exclude(exclude_seen) else None, allow, block
         )
 
     def recommend_histories(
@@ -319,7 +315,7 @@ class Ensemble:
             histories, self.max_len, timestamps=timestamps, behaviours=behaviours
         )
         return first.top_k(
-            self.score(batch), k, rows if self._exclude(exclude_seen) else None, allow, block
+            self.score(batch), k, rows if first._exclude(exclude_seen) else None, allow, block
         )
 
     def tune(
